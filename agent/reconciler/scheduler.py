@@ -1,0 +1,566 @@
+"""The scheduler: desired vs actual, a dependency-ordered plan, execution, retry.
+
+State it keeps, per key:
+
+* ``desired`` -- what the builders asked for;
+* ``actual`` -- what it believes is configured (value + descriptor metadata),
+  replaced wholesale by what descriptors ``retrieve`` on every resync;
+* failures -- the last error per key, with the time of the next retry;
+* pending -- desired values whose dependencies are not configured.
+
+Every public entry point takes the same lock: transactions are serialised, so
+descriptors never run concurrently with each other.
+
+Planning is incremental: a change touches only the changed keys, the values
+that (transitively) depend on them and pending values they unblock -- never
+the whole state -- so that one Service change stays cheap next to 10,000.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Iterable, Mapping
+
+from agent.errors import InvalidInput, TemporaryError
+from agent.reconciler.descriptor import Dependency, Descriptor, Retrieved
+from agent.reconciler.history import History, OpRecord, TxnRecord
+from agent.reconciler.plan import Operation, OpKind, Plan, plain
+
+log = logging.getLogger(__name__)
+
+#: Marker for "delete this key" in a change set.
+DELETE = None
+
+
+class ValueState(str, Enum):
+    CONFIGURED = "configured"   # desired and present
+    PENDING = "pending"         # desired, waiting for a dependency
+    FAILED = "failed"           # last operation failed; a retry is scheduled
+    INVALID = "invalid"         # rejected by validate(); never attempted
+    OBSOLETE = "obsolete"       # present, no longer desired, deletion failed
+
+
+@dataclass(slots=True)
+class _Actual:
+    value: Any
+    metadata: Any
+    deps: tuple[Dependency, ...]
+
+
+@dataclass(slots=True)
+class _Failure:
+    op: OpKind
+    error: str
+    temporary: bool
+    attempts: int
+    next_retry: float
+
+
+@dataclass(slots=True)
+class TxnResult:
+    """What one transaction did. ``errors`` maps key -> error message."""
+
+    record: TxnRecord
+    plan: Plan
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def failed(self, keys: Iterable[str]) -> dict[str, str]:
+        """Errors (or pending/invalid reasons) for ``keys`` -- the caller's values."""
+        out = {}
+        for k in keys:
+            if k in self.errors:
+                out[k] = self.errors[k]
+            elif k in self.plan.invalid:
+                out[k] = "invalid: " + self.plan.invalid[k]
+            elif k in self.plan.pending:
+                out[k] = "pending: " + self.plan.pending[k]
+        return out
+
+
+class _Ctx:
+    """The :class:`~agent.reconciler.descriptor.Context` handed to descriptors."""
+
+    def __init__(self, sched: "Scheduler") -> None:
+        self._s = sched
+
+    def metadata(self, key: str) -> Any:
+        a = self._s._actual.get(key)
+        return a.metadata if a else None
+
+
+class Scheduler:
+    """See the module docstring. ``clock`` is injectable for retry tests."""
+
+    def __init__(self, descriptors: Iterable[Descriptor] = (), *, history_size: int = 256,
+                 clock=time.monotonic, backoff_base: float = 0.1, backoff_max: float = 30.0):
+        self._descs: dict[str, Descriptor] = {}
+        self._desired: dict[str, Any] = {}
+        self._actual: dict[str, _Actual] = {}
+        self._failures: dict[str, _Failure] = {}
+        self._invalid: dict[str, str] = {}
+        self._pending: dict[str, str] = {}
+        # reverse dependency indexes: dependency key -> keys that name it
+        self._rdeps_actual: dict[str, set[str]] = {}
+        self._rdeps_desired: dict[str, set[str]] = {}
+        self._deps_cache: dict[str, tuple[Any, tuple[Dependency, ...]]] = {}
+        self._lock = threading.RLock()
+        self._seq = 0
+        self.history = History(history_size)
+        self._clock = clock
+        self._backoff = (backoff_base, backoff_max)
+        self._ctx = _Ctx(self)
+        for d in descriptors:
+            self.register(d)
+
+    # ------------------------------------------------------------------ registry
+    def register(self, desc: Descriptor) -> None:
+        p = desc.key_prefix
+        if not p.endswith("/") or p.count("/") != 2:
+            raise ValueError(f"descriptor {desc.name}: key_prefix must look like 'plane/type/'")
+        if p in self._descs:
+            raise ValueError(f"two descriptors for {p}")
+        self._descs[p] = desc
+
+    def descriptor_for(self, key: str) -> Descriptor:
+        i = key.find("/", key.find("/") + 1)
+        d = self._descs.get(key[:i + 1]) if i > 0 else None
+        if d is None:
+            raise InvalidInput(f"no descriptor owns key {key!r}")
+        return d
+
+    @property
+    def descriptors(self) -> list[Descriptor]:
+        return list(self._descs.values())
+
+    # ------------------------------------------------------------------ public API
+    def apply(self, changes: Mapping[str, Any], *, description: str = "") -> TxnResult:
+        """Set (value) or remove (None) desired values and reconcile the affected keys."""
+        with self._lock:
+            affected = self._set_desired(changes)
+            return self._run("change", description, affected, None)
+
+    def replace(self, desired: Mapping[str, Any], *, prefixes: Iterable[str] | None = None,
+                description: str = "") -> TxnResult:
+        """Make ``desired`` the whole desired state (or the part under ``prefixes``)."""
+        with self._lock:
+            changes = self._replacement(desired, prefixes)
+            affected = self._set_desired(changes)
+            return self._run("change", description, affected, None)
+
+    def resync(self, desired: Mapping[str, Any] | None = None, *,
+               description: str = "resync") -> TxnResult:
+        """Retrieve the real data-plane state and reconcile everything against it."""
+        with self._lock:
+            if desired is not None:
+                self._set_desired(self._replacement(desired, None))
+            actual = self._retrieve()
+            return self._run("resync", description, None, actual)
+
+    def dry_run(self, *, resync: bool = True) -> Plan:
+        """The plan a resync (or, with ``resync=False``, a retry of everything) would run."""
+        with self._lock:
+            actual = self._retrieve() if resync else dict(self._actual)
+            keys = set(self._desired) | set(actual)
+            return self._plan(keys, actual)
+
+    def retry_due(self) -> TxnResult | None:
+        """Retry every failed value whose backoff has expired; None if none is due."""
+        with self._lock:
+            now = self._clock()
+            due = {k for k, f in self._failures.items() if f.temporary and f.next_retry <= now}
+            if not due:
+                return None
+            return self._run("retry", "retry after backoff", due, None)
+
+    def next_retry_in(self) -> float | None:
+        """Seconds until the earliest scheduled retry (None: nothing to retry)."""
+        with self._lock:
+            times = [f.next_retry for f in self._failures.values() if f.temporary]
+            return max(0.0, min(times) - self._clock()) if times else None
+
+    def desired(self, prefix: str = "") -> dict[str, Any]:
+        with self._lock:
+            return {k: v for k, v in self._desired.items() if k.startswith(prefix)}
+
+    def actual(self, prefix: str = "") -> dict[str, Any]:
+        with self._lock:
+            return {k: a.value for k, a in self._actual.items() if k.startswith(prefix)}
+
+    def metadata(self, key: str) -> Any:
+        with self._lock:
+            a = self._actual.get(key)
+            return a.metadata if a else None
+
+    def state(self, prefix: str = "") -> list[dict]:
+        """Every known key with its state, value, dependencies and last error."""
+        with self._lock:
+            keys = sorted(k for k in set(self._desired) | set(self._actual) if k.startswith(prefix))
+            return [self._key_state(k) for k in keys]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            out = {s.value: 0 for s in ValueState}
+            for k in set(self._desired) | set(self._actual):
+                out[self._key_state_enum(k).value] += 1
+            return out
+
+    # ------------------------------------------------------------------ internals
+    def _replacement(self, desired: Mapping[str, Any], prefixes: Iterable[str] | None) -> dict:
+        pfx = tuple(prefixes) if prefixes is not None else None
+        changes: dict[str, Any] = dict(desired)
+        for k in self._desired:
+            if k not in desired and (pfx is None or k.startswith(pfx)):
+                changes[k] = DELETE
+        return changes
+
+    def _set_desired(self, changes: Mapping[str, Any]) -> set[str]:
+        for k in changes:
+            self.descriptor_for(k)  # reject unknown keys before changing anything
+        affected = set()
+        for k, v in changes.items():
+            old = self._desired.get(k, DELETE)
+            if v is DELETE:
+                if old is DELETE and k not in self._actual:
+                    continue
+                self._desired.pop(k, None)
+                self._index_desired(k, old, None)
+                self._invalid.pop(k, None)
+                self._pending.pop(k, None)
+            else:
+                if old is not DELETE and old == v and k in self._actual and k not in self._failures:
+                    continue
+                self._desired[k] = v
+                self._index_desired(k, old, v)
+            affected.add(k)
+        return affected
+
+    def _deps(self, key: str, value: Any) -> tuple[Dependency, ...]:
+        cached = self._deps_cache.get(key)
+        if cached is not None and cached[0] is value:
+            return cached[1]
+        deps = tuple(self.descriptor_for(key).dependencies(key, value))
+        self._deps_cache[key] = (value, deps)
+        return deps
+
+    def _index_desired(self, key: str, old: Any, new: Any) -> None:
+        if old is not DELETE:
+            for d in self._deps(key, old):
+                s = self._rdeps_desired.get(d.key)
+                if s:
+                    s.discard(key)
+                    if not s:
+                        del self._rdeps_desired[d.key]
+        if new is not DELETE:
+            for d in self._deps(key, new):
+                self._rdeps_desired.setdefault(d.key, set()).add(key)
+        else:
+            self._deps_cache.pop(key, None)
+
+    def _set_actual(self, key: str, value: Any, metadata: Any) -> None:
+        self._drop_actual(key)
+        deps = tuple(self.descriptor_for(key).dependencies(key, value))
+        self._actual[key] = _Actual(value, metadata, deps)
+        for d in deps:
+            self._rdeps_actual.setdefault(d.key, set()).add(key)
+
+    def _drop_actual(self, key: str) -> None:
+        a = self._actual.pop(key, None)
+        if a is None:
+            return
+        for d in a.deps:
+            s = self._rdeps_actual.get(d.key)
+            if s:
+                s.discard(key)
+                if not s:
+                    del self._rdeps_actual[d.key]
+
+    def _retrieve(self) -> dict[str, _Actual]:
+        out: dict[str, _Actual] = {}
+        for prefix, desc in self._descs.items():
+            correlate = {k: v for k, v in self._desired.items() if k.startswith(prefix)}
+            for r in desc.retrieve(correlate, self._ctx):
+                if not isinstance(r, Retrieved) or not r.key.startswith(prefix):
+                    raise TypeError(f"{desc.name}.retrieve returned {r!r}")
+                out[r.key] = _Actual(r.value, r.metadata, tuple(desc.dependencies(r.key, r.value)))
+        return out
+
+    # ------------------------------------------------------------------ planning
+    def _plan(self, keys: set[str] | None, actual: Mapping[str, _Actual]) -> Plan:
+        """Plan over ``keys`` (None: everything) against ``actual`` (not mutated)."""
+        plan = Plan()
+        desired = self._desired
+        if keys is None:
+            keys = set(desired) | set(actual)
+        rdeps_actual: dict[str, set[str]] = {}
+        if actual is not self._actual:
+            for k, a in actual.items():
+                for d in a.deps:
+                    rdeps_actual.setdefault(d.key, set()).add(k)
+        else:
+            rdeps_actual = self._rdeps_actual
+
+        # 1. validation of the desired values in scope
+        invalid: dict[str, str] = {}
+        for k in keys:
+            if k in desired:
+                try:
+                    self.descriptor_for(k).validate(k, desired[k])
+                except InvalidInput as e:
+                    invalid[k] = e.message
+        plan.invalid = invalid
+
+        # 2. what must go: undesired, invalid, or changed beyond update
+        remove: dict[str, str] = {}
+        for k in keys:
+            a = actual.get(k)
+            if a is None:
+                continue
+            if k not in desired:
+                remove[k] = "no longer desired" if k in self._actual else "found in data plane, not desired"
+            elif k in invalid:
+                remove[k] = "desired value is invalid: " + invalid[k]
+            else:
+                desc = self.descriptor_for(k)
+                if not desc.equivalent(k, desired[k], a.value) and desc.needs_recreate(k, a.value, desired[k]):
+                    remove[k] = "value changed; re-created (no in-place update)"
+        # cascade to dependents
+        stack = list(remove)
+        while stack:
+            r = stack.pop()
+            for dep in rdeps_actual.get(r, ()):
+                if dep not in remove:
+                    label = next((d.label for d in actual[dep].deps if d.key == r), "")
+                    remove[dep] = f"dependency {r} ({label}) is removed"
+                    stack.append(dep)
+
+        # 3. deletion order: dependents before what they depend on
+        done: set[str] = set()
+
+        def visit_del(k: str) -> None:
+            if k in done:
+                return
+            done.add(k)
+            for dep in rdeps_actual.get(k, ()):
+                if dep in remove:
+                    visit_del(dep)
+            plan.operations.append(Operation(OpKind.DELETE, k, actual[k].value, remove[k]))
+
+        for k in sorted(remove):
+            visit_del(k)
+
+        # 4. creations and updates in dependency order
+        present = {k for k in actual if k not in remove}  # simulated state after each step
+        cand = [k for k in keys if k in desired and k not in invalid]
+        cand += [k for k in remove if k in desired and k not in invalid and k not in keys]
+        state: dict[str, int] = {}  # 1 visiting, 2 done
+
+        def visit(k: str) -> None:
+            st = state.get(k)
+            if st == 2:
+                return
+            if st == 1:
+                plan.pending[k] = "dependency cycle"
+                return
+            state[k] = 1
+            value = desired[k]
+            missing = None
+            for d in self._deps(k, value):
+                if d.key in desired and d.key not in invalid and not d.key in present:
+                    visit(d.key)
+                if not d.key in present:
+                    missing = d
+                    break
+            state[k] = 2
+            if missing is not None:
+                why = (f"waiting for {missing.key} ({missing.label})")
+                if missing.key in invalid:
+                    why += ": it is invalid"
+                elif missing.key not in desired:
+                    why += ": not desired"
+                plan.pending[k] = why
+                return
+            plan.pending.pop(k, None)
+            if k in present:
+                a = actual[k]
+                if not self.descriptor_for(k).equivalent(k, value, a.value):
+                    plan.operations.append(Operation(OpKind.UPDATE, k, value,
+                                                     "value changed" if k in self._actual and actual is self._actual
+                                                     else "drift: data plane differs from desired", old=a.value))
+                return
+            if k in remove:
+                reason = "re-create: " + remove[k]
+            elif actual is not self._actual and k in self._actual:
+                reason = "drift: missing in data plane"
+            elif k in self._failures:
+                reason = "retry after error: " + self._failures[k].error
+            else:
+                reason = "new desired value"
+            plan.operations.append(Operation(OpKind.CREATE, k, value, reason))
+            present.add(k)
+            # unblock pending dependents
+            for dep in sorted(self._rdeps_desired.get(k, ())):
+                if dep not in state and dep not in invalid and dep in desired:
+                    visit(dep)
+
+        for k in sorted(cand):
+            visit(k)
+        # pending values elsewhere whose missing dependency just appeared are
+        # handled by the unblock step; values still pending keep their reason.
+        return plan
+
+    # ------------------------------------------------------------------ execution
+    def _run(self, kind: str, description: str, keys: set[str] | None,
+             retrieved: dict[str, _Actual] | None) -> TxnResult:
+        t0 = time.perf_counter()
+        self._seq += 1
+        rec = TxnRecord(self._seq, kind, description, time.time())
+        if retrieved is not None:
+            # Resync: plan against what the data plane really holds (so the
+            # plan can say "drift"), then adopt that view as ours.
+            plan = self._plan(None, retrieved)
+            for k in list(self._actual):
+                if k not in retrieved:
+                    self._drop_actual(k)
+            for k, a in retrieved.items():
+                self._set_actual(k, a.value, a.metadata)
+        else:
+            plan = self._plan(keys, self._actual)
+        errors = self._execute(plan, rec)
+        # bookkeeping of invalid and pending values
+        for k, why in plan.invalid.items():
+            self._invalid[k] = why
+            self._failures.pop(k, None)
+        for k in (keys if keys is not None else set(self._desired)):
+            if k not in plan.invalid:
+                self._invalid.pop(k, None)
+        for k, why in plan.pending.items():
+            self._pending[k] = why
+        for k in list(self._pending):
+            if k in self._actual or k not in self._desired:
+                self._pending.pop(k, None)
+        rec.pending = dict(plan.pending)
+        rec.invalid = dict(plan.invalid)
+        rec.duration_ms = (time.perf_counter() - t0) * 1000
+        if plan.operations or kind == "resync":
+            self.history.add(rec)
+        return TxnResult(rec, plan, errors)
+
+    def _execute(self, plan: Plan, rec: TxnRecord) -> dict[str, str]:
+        errors: dict[str, str] = {}
+        ops = plan.operations
+        i = 0
+        while i < len(ops):
+            op = ops[i]
+            desc = self.descriptor_for(op.key)
+            j = i + 1
+            if desc.apply_batch is not None:
+                while j < len(ops) and self.descriptor_for(ops[j].key) is desc:
+                    j += 1
+            batch = ops[i:j]
+            i = j
+            runnable = []
+            for o in batch:
+                if o.kind is not OpKind.DELETE:
+                    missing = self._missing_dep(o.key, o.value)
+                    if missing is not None:
+                        plan.pending[o.key] = f"waiting for {missing.key} ({missing.label}): it failed"
+                        rec.operations.append(OpRecord(o.kind.value, o.key, o.reason, False,
+                                                       "skipped: dependency not configured"))
+                        continue
+                runnable.append(o)
+            if not runnable:
+                continue
+            t = time.perf_counter()
+            if desc.apply_batch is not None:
+                try:
+                    results = desc.apply_batch(runnable, self._ctx)
+                except Exception as e:  # noqa: BLE001 -- a batch fails as a whole
+                    results = [e] * len(runnable)
+            else:
+                results = [self._call(desc, o) for o in runnable]
+            per_op_ms = (time.perf_counter() - t) * 1000 / len(runnable)
+            for o, res in zip(runnable, results):
+                err = self._settle(o, res)
+                if err:
+                    errors[o.key] = err
+                rec.operations.append(OpRecord(o.kind.value, o.key, o.reason, not err, err, per_op_ms))
+        return errors
+
+    def _missing_dep(self, key: str, value: Any) -> Dependency | None:
+        for d in self._deps(key, value):
+            if d.key not in self._actual:
+                return d
+        return None
+
+    def _call(self, desc: Descriptor, op: Operation) -> Any:
+        try:
+            if op.kind is OpKind.CREATE:
+                return desc.create(op.key, op.value, self._ctx)
+            if op.kind is OpKind.UPDATE:
+                return desc.update(op.key, op.old, op.value, self._actual[op.key].metadata, self._ctx)
+            a = self._actual.get(op.key)
+            desc.delete(op.key, op.value, a.metadata if a else None, self._ctx)
+            return None
+        except Exception as e:  # noqa: BLE001 -- classified in _settle
+            return e
+
+    def _settle(self, op: Operation, res: Any) -> str:
+        """Record the outcome of one operation; returns the error text or ''."""
+        k = op.key
+        if isinstance(res, Exception):
+            temporary = not isinstance(res, InvalidInput)
+            if not isinstance(res, (TemporaryError, InvalidInput)):
+                log.warning("%s %s: unexpected %s", op.kind.value, k, type(res).__name__,
+                            exc_info=res)
+            msg = getattr(res, "message", None) or str(res) or type(res).__name__
+            prev = self._failures.get(k)
+            attempts = prev.attempts + 1 if prev else 1
+            base, cap = self._backoff
+            self._failures[k] = _Failure(op.kind, msg, temporary, attempts,
+                                         self._clock() + min(cap, base * 2 ** (attempts - 1)))
+            if op.kind is OpKind.CREATE:
+                self._drop_actual(k)
+            return msg
+        self._failures.pop(k, None)
+        if op.kind is OpKind.DELETE:
+            self._drop_actual(k)
+        else:
+            self._set_actual(k, op.value, res)
+            self._pending.pop(k, None)
+        return ""
+
+    # ------------------------------------------------------------------ reporting
+    def _key_state_enum(self, k: str) -> ValueState:
+        if k in self._invalid:
+            return ValueState.INVALID
+        if k in self._failures:
+            return ValueState.FAILED if k in self._desired else ValueState.OBSOLETE
+        if k in self._desired:
+            return ValueState.CONFIGURED if k in self._actual else ValueState.PENDING
+        return ValueState.OBSOLETE
+
+    def _key_state(self, k: str) -> dict:
+        st = self._key_state_enum(k)
+        value = self._desired.get(k, self._actual[k].value if k in self._actual else None)
+        out = {"key": k, "state": st.value, "descriptor": self.descriptor_for(k).name,
+               "value": plain(value)}
+        deps = self._deps(k, value) if k in self._desired else (
+            self._actual[k].deps if k in self._actual else ())
+        if deps:
+            out["dependencies"] = [{"label": d.label, "key": d.key} for d in deps]
+        if k in self._failures:
+            f = self._failures[k]
+            out["error"] = f.error
+            out["attempts"] = f.attempts
+        elif k in self._invalid:
+            out["error"] = self._invalid[k]
+        elif k in self._pending:
+            out["reason"] = self._pending[k]
+        return out
