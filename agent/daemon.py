@@ -1,0 +1,321 @@
+"""The node agent: register, watch, build, reconcile, serve.
+
+Start-up (:meth:`Agent.start`), in order:
+
+1. connect to etcd (or spawn a private one when none is configured);
+2. register the node: claim its pod subnet (CAS), publish its NodeInfo;
+3. list the cluster state at revision R and build every partition;
+4. resync: retrieve the data plane, diff against desired, repair;
+5. watch from R+1 (relist when R is compacted away);
+6. serve the local API; report ``applied_revision`` and readiness in etcd.
+
+Stopping leaves the data plane as it is: pods keep working while the agent
+restarts, and the next start-up's resync repairs whatever changed meanwhile.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+
+from agent.builders.nodes import node_transport, vtep_mac
+from agent.cluster import ClusterSnapshot
+from agent.cnihandler import E_NOT_AVAILABLE, E_NOT_AVAILABLE_LIMITED, CNIHandler
+from agent.config import AgentConfig
+from agent.desired import DesiredState
+from agent.errors import ContivError, FatalError, Unavailable
+from agent.ipam.pods import PodIPAM
+from agent.ipam.subnets import SubnetAllocator
+from agent.model import keys
+from agent.model.records import AgentStatus, NodeInfo
+from agent.podnet import PodNetwork
+from agent.reconciler import Scheduler
+from agent.store import Compacted, WatchBatch, open_store
+
+log = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+VXLAN_OVERHEAD = 50
+NODE_PARTITION = "node"
+HEARTBEAT = 10.0
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg.validated()
+        self.snapshot = ClusterSnapshot()
+        self.started = time.time()
+        self.ready = False
+        self.applied_revision = 0
+        self.last_resync: dict = {}
+        self._q: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._watch = None
+        self._etcd = None
+        self._api = None
+        self._loop: threading.Thread | None = None
+        self.store = None
+        self.node_info: NodeInfo | None = None
+
+    # ------------------------------------------------------------------ start-up
+    def start(self) -> "Agent":
+        try:
+            self._connect()
+            self._init_dataplane()
+            self._register()
+            revision = self._relist()
+            self._resync("start-up resync")
+            self._start_watch(revision + 1)
+            self._start_api()
+            self.ready = True
+            self._report()
+            self._loop = threading.Thread(target=self._run, name="agent-loop", daemon=True)
+            self._loop.start()
+            log.info("agent %s ready: node IP %s, subnet %s, revision %d", self.cfg.node,
+                     self.node_info.node_ip, self.node_info.pod_subnets[0], self.applied_revision)
+            return self
+        except BaseException:
+            self.stop()
+            raise
+
+    def _connect(self) -> None:
+        endpoint = self.cfg.etcd
+        if not endpoint:
+            from agent.store.embedded import EmbeddedEtcd  # noqa: PLC0415
+            self._etcd = EmbeddedEtcd(self.cfg.etcd_data_dir, client_url="http://127.0.0.1:12379",
+                                      peer_url="http://127.0.0.1:12380").start()
+            endpoint = self._etcd.endpoint
+            log.info("no etcd configured: started a private etcd at %s (data in %s)", endpoint,
+                     self.cfg.etcd_data_dir)
+        self.store = open_store(endpoint)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                self.store.revision()
+                return
+            except Unavailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    def _init_dataplane(self) -> None:
+        if self.cfg.dataplane != "linux":
+            raise FatalError(f"data plane {self.cfg.dataplane!r} is not available in this build",
+                             hint="use --dataplane linux")
+        from agent import linux  # noqa: PLC0415 -- pyroute2 only when needed
+        from agent.linux import render, values
+        from agent.linux.hostinfo import detect_underlay
+        from agent.linux.netns import Netlink
+        self.underlay = detect_underlay(self.cfg.underlay_if, self.cfg.node_ip)
+        self.mtu = self.cfg.mtu or (self.underlay.mtu - VXLAN_OVERHEAD)
+        self.netlink = Netlink()
+        self.scheduler = Scheduler(linux.descriptors(self.netlink), history_size=self.cfg.history_size)
+        self.desired = DesiredState(self.scheduler)
+        self._render_node = render.render_node
+        self._render_pod = render.render_pod
+        self._host_ifname = values.host_ifname
+        self._link_key = values.veth_key
+
+    def _register(self) -> None:
+        subnet = SubnetAllocator(self.store, self.cfg.pod_cidr, self.cfg.node_prefix).claim(self.cfg.node)
+        self.node_info = NodeInfo(
+            name=self.cfg.node, index=subnet.index, node_ip=self.underlay.ip,
+            pod_subnets=(str(subnet.subnet),), gateways=(subnet.gateway,),
+            vtep_mac=vtep_mac(subnet.index), dataplane=self.cfg.dataplane,
+            node_ips=self.underlay.all_ips)
+        self.store.put(keys.node_key(self.cfg.node), self.node_info.to_json().encode())
+        self.ipam = PodIPAM(self.store, self.cfg.node, subnet.subnet, reserved=[subnet.gateway])
+        self.podnet = PodNetwork(self.ipam, self.desired, lambda: self.node_info, mtu=self.mtu,
+                                 render=self._render_pod, host_ifname=self._host_ifname,
+                                 link_key=self._link_key)
+        self.cni = CNIHandler(self.podnet, self.cni_status)
+
+    def _relist(self) -> int:
+        """Load the whole watched state; returns the revision of the listing."""
+        self.snapshot.reset()
+        from agent.store.base import Event  # noqa: PLC0415
+        revision = 0
+        for prefix in keys.WATCHED:
+            kvs, rev = self.store.list(prefix)
+            revision = max(revision, rev)
+            for kv in kvs:
+                self.snapshot.apply(Event(kv.key, kv.value, kv.mod_revision))
+        self.applied_revision = revision
+        return revision
+
+    def _build_all(self) -> dict[str, dict]:
+        parts = {NODE_PARTITION: self._node_values()}
+        parts.update(self.podnet.restore_partitions())
+        return parts
+
+    def _node_values(self) -> dict:
+        with self.snapshot.lock:
+            registry = list(self.snapshot.nodes.values())
+        t = node_transport(self.node_info, registry, vni=self.cfg.vxlan_vni, port=self.cfg.vxlan_port,
+                           mtu=self.mtu, underlay_dev=self.underlay.ifname)
+        return self._render_node(t)
+
+    def _resync(self, why: str):
+        parts = self._build_all()
+        self.desired.load(parts)
+        merged = self.desired.merged()
+        res = self.scheduler.resync(merged, description=why)
+        self.last_resync = {"time": time.time(), "seq": res.record.seq,
+                            "operations": len(res.plan.operations), "errors": len(res.errors)}
+        if res.errors:
+            log.warning("%s: %d operation(s) failed: %s", why, len(res.errors),
+                        "; ".join(f"{k}: {e}" for k, e in sorted(res.errors.items())[:5]))
+        return res
+
+    # ------------------------------------------------------------------ watch
+    def _start_watch(self, from_revision: int) -> None:
+        # One watch on the common root: events of other prefixes (status, ipam)
+        # are dropped in _on_batch. One stream keeps revisions totally ordered.
+        self._watch = self.store.watch(keys.ROOT, from_revision, self._q.put)
+
+    def _on_batch(self, batch: WatchBatch) -> None:
+        dirty_nodes = False
+        relevant = False
+        for ev in batch.events:
+            if not ev.key.startswith(keys.WATCHED):
+                continue
+            relevant = True
+            ch = self.snapshot.apply(ev)
+            if ch is not None and ch.kind == "registry":
+                dirty_nodes = True
+        if dirty_nodes:
+            self.desired.set_partition(NODE_PARTITION, self._node_values(),
+                                       description="node registry changed")
+        if relevant:
+            self.applied_revision = max(self.applied_revision,
+                                        max(e.revision for e in batch.events))
+            self._report()
+
+    # ------------------------------------------------------------------ main loop
+    def _run(self) -> None:
+        next_resync = time.monotonic() + self.cfg.resync_interval if self.cfg.resync_interval else None
+        next_gc = time.monotonic() + self.cfg.gc_interval if self.cfg.gc_interval else None
+        next_beat = time.monotonic() + HEARTBEAT
+        watch_backoff = 0.2
+        while not self._stop.is_set():
+            now = time.monotonic()
+            deadlines = [d for d in (next_resync, next_gc, next_beat) if d]
+            retry_in = self.scheduler.next_retry_in()
+            timeout = min([d - now for d in deadlines] + ([retry_in] if retry_in is not None else []))
+            try:
+                item = self._q.get(timeout=max(0.0, min(timeout, 1.0)))
+            except queue.Empty:
+                item = None
+            try:
+                if isinstance(item, WatchBatch):
+                    watch_backoff = 0.2
+                    self._on_batch(item)
+                elif isinstance(item, Compacted):
+                    log.warning("watch revision compacted; relisting")
+                    self._rewatch(relist=True)
+                elif isinstance(item, Exception):
+                    log.warning("watch failed: %s; re-watching in %.1fs", item, watch_backoff)
+                    self._stop.wait(watch_backoff)
+                    watch_backoff = min(watch_backoff * 2, 10.0)
+                    self._rewatch(relist=False)
+                now = time.monotonic()
+                self.scheduler.retry_due()
+                if next_resync and now >= next_resync:
+                    self._resync("periodic resync")
+                    next_resync = now + self.cfg.resync_interval
+                if next_gc and now >= next_gc:
+                    released = self.podnet.gc()
+                    if released:
+                        log.info("ipam gc released %d allocation(s) whose netns is gone", len(released))
+                    next_gc = now + self.cfg.gc_interval
+                if now >= next_beat:
+                    self._report()
+                    next_beat = now + HEARTBEAT
+            except ContivError as e:
+                log.warning("agent loop: %s", e.message)
+            except Exception:  # noqa: BLE001 -- the loop must survive one bad event
+                log.exception("agent loop")
+
+    def _rewatch(self, *, relist: bool) -> None:
+        if self._watch:
+            self._watch.cancel()
+            self._watch = None
+        if relist:
+            revision = self._relist()
+            self.desired.set_partition(NODE_PARTITION, self._node_values(), description="relist")
+            self._report()
+        else:
+            revision = self.applied_revision
+        self._start_watch(revision + 1)
+
+    # ------------------------------------------------------------------ status
+    def cni_status(self) -> tuple[int, str]:
+        if not self.ready:
+            return E_NOT_AVAILABLE, f"agent on {self.cfg.node} is starting"
+        bad = [s for s in self.scheduler.state()
+               if s["key"] in self.desired.partition(NODE_PARTITION) and s["state"] != "configured"]
+        if bad:
+            return E_NOT_AVAILABLE_LIMITED, "node networking is not in place: " + ", ".join(
+                f"{s['key']} {s['state']}" for s in bad[:3])
+        if self.ipam.stats()["free"] <= 0:
+            return E_NOT_AVAILABLE, f"no free pod address in {self.ipam.subnet}"
+        return 0, ""
+
+    def status(self) -> AgentStatus:
+        counts = self.scheduler.counts() if hasattr(self, "scheduler") else {}
+        return AgentStatus(node=self.cfg.node, applied_revision=self.applied_revision,
+                           ready=self.ready, pid=os.getpid(), started=self.started,
+                           heartbeat=time.time(), dataplane=self.cfg.dataplane,
+                           failed_values=counts.get("failed", 0), version=VERSION)
+
+    def _report(self) -> None:
+        try:
+            self.store.put(keys.status_key(self.cfg.node), self.status().to_json().encode())
+        except Unavailable as e:
+            log.warning("cannot report status: %s", e.message)
+
+    # ------------------------------------------------------------------ API
+    def _start_api(self) -> None:
+        from agent.api.routes import build_router  # noqa: PLC0415
+        from agent.api.server import APIServer  # noqa: PLC0415
+        self._api = APIServer(self.cfg.socket, build_router(self)).start()
+
+    # ------------------------------------------------------------------ stop
+    def stop(self) -> None:
+        """Stop serving and watching; leave the data plane in place."""
+        self._stop.set()
+        was_ready, self.ready = self.ready, False
+        if self._api:
+            self._api.stop()
+            self._api = None
+        if self._watch:
+            self._watch.cancel()
+            self._watch = None
+        if self._loop and self._loop is not threading.current_thread():
+            self._loop.join(timeout=5)
+        if self.store is not None and was_ready:
+            self._report()
+        if self.store is not None:
+            self.store.close()
+        if getattr(self, "netlink", None):
+            self.netlink.close()
+        if self._etcd:
+            self._etcd.stop()
+            self._etcd = None
+
+    def wait(self) -> None:
+        while not self._stop.wait(3600):
+            pass
+
+
+def run(cfg: AgentConfig) -> None:
+    """Run until SIGTERM/SIGINT (installed by the caller)."""
+    agent = Agent(cfg)
+    agent.start()
+    try:
+        agent.wait()
+    finally:
+        agent.stop()
+

@@ -1,0 +1,72 @@
+"""Desired state, partitioned by source.
+
+Builders recompute one partition at a time (one pod, the node transport, one
+Service...); the diff against that partition's previous values goes to the
+scheduler as one incremental transaction. A change to one Service therefore
+costs what that Service renders to, not what the whole cluster renders to.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Mapping
+
+from agent.reconciler import Scheduler, TxnResult
+from agent.reconciler.scheduler import DELETE
+
+
+class DesiredState:
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self._parts: dict[str, dict[str, object]] = {}
+        self._owner: dict[str, str] = {}  # key -> partition, to catch collisions
+        self._lock = threading.Lock()
+
+    def set_partition(self, name: str, values: Mapping[str, object], *,
+                      description: str = "") -> TxnResult:
+        """Make ``values`` the whole content of partition ``name`` (empty: remove it)."""
+        with self._lock:
+            old = self._parts.get(name, {})
+            changes: dict[str, object] = {}
+            for k, v in values.items():
+                owner = self._owner.get(k)
+                if owner is not None and owner != name:
+                    raise ValueError(f"key {k} is rendered by both {owner} and {name}")
+                if old.get(k, DELETE) != v:
+                    changes[k] = v
+            for k in old:
+                if k not in values:
+                    changes[k] = DELETE
+            result = self.scheduler.apply(changes, description=description or name)
+            for k in old:
+                if k not in values:
+                    self._owner.pop(k, None)
+            for k in values:
+                self._owner[k] = name
+            if values:
+                self._parts[name] = dict(values)
+            else:
+                self._parts.pop(name, None)
+            return result
+
+    def partition(self, name: str) -> dict[str, object]:
+        with self._lock:
+            return dict(self._parts.get(name, {}))
+
+    def names(self, prefix: str = "") -> list[str]:
+        with self._lock:
+            return sorted(n for n in self._parts if n.startswith(prefix))
+
+    def merged(self) -> dict[str, object]:
+        with self._lock:
+            out: dict[str, object] = {}
+            for part in self._parts.values():
+                out.update(part)
+            return out
+
+    def load(self, partitions: Mapping[str, Mapping[str, object]]) -> None:
+        """Install partitions without a transaction (before the startup resync)."""
+        with self._lock:
+            for name, values in partitions.items():
+                self._parts[name] = dict(values)
+                for k in values:
+                    self._owner[k] = name

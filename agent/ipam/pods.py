@@ -1,0 +1,163 @@
+"""Pod address allocation inside one node's subnet.
+
+An allocation is one etcd transaction creating two keys, each only if absent:
+
+* ``/contiv/ipam/ips/<address>`` -- the cluster-wide claim that makes an
+  address impossible to hand out twice, whatever the agents' caches believe;
+* ``/contiv/ipam/pods/<node>/<cid>/<ifname>`` -- the :class:`Allocation`,
+  which makes ADD idempotent and lets the agent rebuild its pods after a restart.
+
+Release deletes both in one transaction. Addresses are chosen next-fit (a
+cursor that moves on), as the reference host-local plugin does, so a freed
+address is not reused at once by the next pod.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import threading
+import time
+from typing import Iterable
+
+from agent.errors import Exhausted, InvalidInput
+from agent.model import keys
+from agent.model.records import Allocation
+from agent.store.base import Absent, Delete, ModRevisionIs, Put, Store
+
+
+class PodIPAM:
+    """Allocates pod addresses for ``node`` from ``subnet``.
+
+    ``reserved`` addresses (the gateway) are never handed out, nor are the
+    network and broadcast addresses. Thread-safe: the agent serves CNI
+    requests concurrently.
+    """
+
+    def __init__(self, store: Store, node: str, subnet, *, reserved: Iterable[str] = (),
+                 host_prefix: int | None = None) -> None:
+        self.store = store
+        self.node = node
+        self.subnet = subnet if not isinstance(subnet, str) else ipaddress.ip_network(subnet)
+        self.host_prefix = host_prefix or self.subnet.max_prefixlen  # /32: routed pods
+        self._reserved = {ipaddress.ip_address(a) for a in reserved}
+        self._reserved |= {self.subnet.network_address, self.subnet.broadcast_address}
+        self._used: set = set()
+        self._cursor = int(self.subnet.network_address)
+        self._lock = threading.Lock()
+        self._loaded = False
+
+    # --- queries ---
+    def list(self) -> list[Allocation]:
+        kvs, _ = self.store.list(keys.allocation_prefix(self.node))
+        return [Allocation.from_json(kv.value) for kv in kvs]
+
+    def get(self, container_id: str, ifname: str) -> Allocation | None:
+        kv = self.store.get(keys.allocation_key(self.node, container_id, ifname))
+        return Allocation.from_json(kv.value) if kv else None
+
+    def stats(self) -> dict:
+        with self._lock:
+            self._load()
+            total = self.subnet.num_addresses - len(self._reserved)
+            return {"subnet": str(self.subnet), "total": total, "used": len(self._used),
+                    "free": total - len(self._used)}
+
+    # --- allocation ---
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._used = {ipaddress.ip_interface(ip).ip for a in self.list() for ip in a.ips}
+        self._loaded = True
+
+    def _candidates(self):
+        first = int(self.subnet.network_address)
+        size = self.subnet.num_addresses
+        start = self._cursor - first
+        for step in range(1, size + 1):
+            addr = ipaddress.ip_address(first + (start + step) % size)
+            if addr not in self._reserved and addr not in self._used:
+                yield addr
+
+    def allocate(self, container_id: str, ifname: str, *, netns: str = "", pod_namespace: str = "",
+                 pod_name: str = "") -> tuple[Allocation, bool]:
+        """Return (allocation, created). An existing allocation for the same
+        container and interface is returned as is (ADD is idempotent)."""
+        akey = keys.allocation_key(self.node, container_id, ifname)
+        with self._lock:
+            self._load()
+            existing = self.store.get(akey)
+            if existing is not None:
+                return Allocation.from_json(existing.value), False
+            for addr in self._candidates():
+                alloc = Allocation(node=self.node, container_id=container_id, ifname=ifname,
+                                   ips=(f"{addr}/{self.host_prefix}",), netns=netns,
+                                   pod_namespace=pod_namespace, pod_name=pod_name,
+                                   created=time.time())
+                claim = keys.ip_claim_key(str(addr))
+                ok, _ = self.store.txn(
+                    [Absent(claim), Absent(akey)],
+                    [Put(claim, json.dumps({"node": self.node, "container_id": container_id,
+                                            "ifname": ifname}).encode()),
+                     Put(akey, alloc.to_json().encode())])
+                if ok:
+                    self._used.add(addr)
+                    self._cursor = int(addr)
+                    return alloc, True
+                # Lost a race: either the address (someone else's) or this very
+                # allocation (a concurrent duplicate ADD) was taken.
+                existing = self.store.get(akey)
+                if existing is not None:
+                    return Allocation.from_json(existing.value), False
+                self._used.add(addr)
+            raise Exhausted(f"no free pod address in {self.subnet} on node {self.node}",
+                            hint="delete unused pods or run `contivctl ipam gc`")
+
+    def release(self, container_id: str, ifname: str) -> Allocation | None:
+        """Free the allocation; None if there was none (DEL is idempotent)."""
+        akey = keys.allocation_key(self.node, container_id, ifname)
+        with self._lock:
+            kv = self.store.get(akey)
+            if kv is None:
+                return None
+            alloc = Allocation.from_json(kv.value)
+            ops = [Delete(akey)] + [Delete(keys.ip_claim_key(str(ipaddress.ip_interface(ip).ip)))
+                                    for ip in alloc.ips]
+            ok, _ = self.store.txn([ModRevisionIs(akey, kv.mod_revision)], ops)
+            if not ok:  # released concurrently
+                return None
+            for ip in alloc.ips:
+                self._used.discard(ipaddress.ip_interface(ip).ip)
+            return alloc
+
+    def gc(self, valid: Iterable[tuple[str, str]] | None = None) -> list[Allocation]:
+        """Release allocations whose container is gone.
+
+        With ``valid`` (CNI GC: the runtime's list of live attachments), every
+        allocation not in it goes. Without it, only allocations whose network
+        namespace no longer exists -- the one signal that a container is gone
+        for sure when the runtime never called DEL.
+        """
+        keep = None if valid is None else {(c, i) for c, i in valid}
+        released = []
+        for a in self.list():
+            if keep is not None:
+                gone = (a.container_id, a.ifname) not in keep
+            else:
+                gone = bool(a.netns) and not os.path.exists(a.netns)
+            if gone and self.release(a.container_id, a.ifname):
+                released.append(a)
+        return released
+
+
+def check_valid_attachments(raw) -> list[tuple[str, str]]:
+    """Parse CNI GC's ``cni.dev/valid-attachments`` list."""
+    if not isinstance(raw, list):
+        raise InvalidInput("cni.dev/valid-attachments must be a list")
+    out = []
+    for item in raw:
+        if not isinstance(item, dict) or not isinstance(item.get("containerID"), str) \
+                or not isinstance(item.get("ifname"), str):
+            raise InvalidInput("each valid attachment needs string containerID and ifname")
+        out.append((item["containerID"], item["ifname"]))
+    return out

@@ -1,0 +1,222 @@
+"""Pod networking on this node: add, delete, check and garbage-collect pod
+attachments. Independent of the CNI wire format (see :mod:`agent.cnihandler`)
+and of the data plane (the renderer is injected).
+
+ADD = allocate (etcd CAS) -> render -> one scheduler transaction. If any of
+the pod's values fails, the pod's partition is removed again and the address
+released before the error goes up: a failed ADD leaks nothing (DESIGN.md
+rule 11). Each ADD records a timing breakdown, queryable per pod.
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from agent.builders.pods import PodAttachment, pod_attachment
+from agent.desired import DesiredState
+from agent.errors import ContivError, DataplaneError, InvalidInput
+from agent.ipam.pods import PodIPAM
+from agent.model import names
+from agent.model.records import Allocation, NodeInfo
+
+log = logging.getLogger(__name__)
+
+
+def partition_name(container_id: str, ifname: str) -> str:
+    return f"pod/{container_id}/{ifname}"
+
+
+@dataclass(slots=True)
+class PodResult:
+    """What ADD produced, in data-plane terms the CNI layer shapes into a result."""
+
+    allocation: Allocation
+    host_if: str
+    host_mac: str
+    pod_mac: str
+    gateways: tuple[str, ...]
+    mtu: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class PodNetwork:
+    """See the module docstring.
+
+    ``render`` maps a :class:`PodAttachment` to data-plane values;
+    ``host_ifname`` names the host side of a pod interface (deterministic, so
+    that DEL finds it without the allocation); ``veth_key`` gives the key whose
+    metadata holds the interfaces' MACs.
+    """
+
+    def __init__(self, ipam: PodIPAM, desired: DesiredState, node: Callable[[], NodeInfo], *,
+                 mtu: int, render: Callable[[PodAttachment], dict],
+                 host_ifname: Callable[[str, str], str], link_key: Callable[[str], str],
+                 timing_history: int = 512) -> None:
+        self.ipam = ipam
+        self.desired = desired
+        self.node = node
+        self.mtu = mtu
+        self.render = render
+        self.host_ifname = host_ifname
+        self.link_key = link_key
+        self.timings: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        self._timing_history = timing_history
+        # One lock per attachment: the runtime may retry an ADD while the first
+        # is still running; the second must wait, then find the first's result.
+        self._locks: dict[str, threading.Lock] = collections.defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
+
+    def _lock(self, container_id: str, ifname: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[f"{container_id}/{ifname}"]
+
+    # ------------------------------------------------------------------ ADD
+    def add(self, container_id: str, ifname: str, netns: str, *, pod_namespace: str = "",
+            pod_name: str = "") -> PodResult:
+        names.check_container_id(container_id)
+        names.check_ifname(ifname)
+        if not netns.startswith("/"):
+            raise InvalidInput(f"netns {netns!r} must be an absolute path")
+        if not os.path.exists(netns):
+            raise InvalidInput(f"network namespace {netns} does not exist")
+        with self._lock(container_id, ifname):
+            t0 = time.perf_counter()
+            alloc, created = self.ipam.allocate(container_id, ifname, netns=netns,
+                                                pod_namespace=pod_namespace, pod_name=pod_name)
+            t1 = time.perf_counter()
+            if not created and alloc.netns != netns:
+                raise InvalidInput(f"container {container_id} interface {ifname} is already "
+                                   f"attached in {alloc.netns}",
+                                   hint="a container ID and interface name identify one attachment")
+            try:
+                att = pod_attachment(alloc, self.node(), self.mtu)
+                values = self.render(att)
+                t2 = time.perf_counter()
+                res = self.desired.set_partition(partition_name(container_id, ifname), values,
+                                                 description=f"cni add {alloc.pod_ref}")
+                t3 = time.perf_counter()
+                failed = res.failed(values)
+                if failed:
+                    key, why = sorted(failed.items())[0]
+                    raise DataplaneError(f"pod {alloc.pod_ref}: {key}: {why}")
+                meta = self.desired.scheduler.metadata(self.link_key(self.host_ifname(container_id, ifname))) or {}
+            except BaseException:
+                if created:
+                    self._undo(container_id, ifname, alloc)
+                raise
+            timings = {"ipam_ms": (t1 - t0) * 1000, "render_ms": (t2 - t1) * 1000,
+                       "dataplane_ms": (t3 - t2) * 1000, "total_ms": (t3 - t0) * 1000}
+            if created:  # a repeated ADD is answered from the record; its timing is not news
+                self._record_timing(alloc, "add", timings)
+            return PodResult(alloc, self.host_ifname(container_id, ifname), meta.get("mac", ""),
+                             meta.get("pod_mac", ""), att.gateways, att.mtu, timings)
+
+    def _undo(self, container_id: str, ifname: str, alloc: Allocation) -> None:
+        try:
+            self.desired.set_partition(partition_name(container_id, ifname), {},
+                                       description=f"undo failed add {alloc.pod_ref}")
+        finally:
+            self.ipam.release(container_id, ifname)
+
+    # ------------------------------------------------------------------ DEL
+    def delete(self, container_id: str, ifname: str) -> Allocation | None:
+        """Remove the attachment; tolerant of anything already gone."""
+        names.check_container_id(container_id)
+        names.check_ifname(ifname)
+        with self._lock(container_id, ifname):
+            t0 = time.perf_counter()
+            part = partition_name(container_id, ifname)
+            res = self.desired.set_partition(part, {}, description=f"cni del {container_id}/{ifname}")
+            if not res.ok:
+                # The reconciler retries failed deletions; the address must not
+                # be reused while the old interface may still hold it.
+                raise DataplaneError(f"removing {container_id}/{ifname}: "
+                                     + "; ".join(f"{k}: {e}" for k, e in sorted(res.errors.items())))
+            alloc = self.ipam.release(container_id, ifname)
+            with self._locks_guard:
+                self._locks.pop(f"{container_id}/{ifname}", None)
+            if alloc:
+                self._record_timing(alloc, "del", {"total_ms": (time.perf_counter() - t0) * 1000})
+            return alloc
+
+    # ------------------------------------------------------------------ CHECK
+    def check(self, container_id: str, ifname: str, netns: str,
+              expect_ips: Iterable[str] = ()) -> list[str]:
+        """Problems with the attachment (empty list: healthy). Reads the data plane."""
+        alloc = self.ipam.get(container_id, ifname)
+        if alloc is None:
+            return [f"no address allocated for {container_id}/{ifname}"]
+        problems = []
+        if alloc.netns != netns:
+            problems.append(f"attachment is recorded in {alloc.netns}, not {netns}")
+        want = set(expect_ips)
+        if want and want != set(alloc.ips):
+            problems.append(f"addresses {sorted(alloc.ips)} differ from the previous result "
+                            f"{sorted(want)}")
+        part = self.desired.partition(partition_name(container_id, ifname))
+        if not part:
+            problems.append("the agent has no desired state for this attachment")
+        plan = self.desired.scheduler.dry_run(resync=True)
+        for op in plan.operations:
+            if op.key in part:
+                problems.append(f"{op.key}: {op.reason}")
+        return problems
+
+    # ------------------------------------------------------------------ GC
+    def gc(self, valid: Iterable[tuple[str, str]] | None = None) -> list[Allocation]:
+        """Release attachments the runtime no longer knows (or whose netns is gone)."""
+        released = []
+        keep = None if valid is None else set(valid)
+        for a in self.ipam.list():
+            if keep is not None:
+                gone = (a.container_id, a.ifname) not in keep
+            else:
+                gone = bool(a.netns) and not os.path.exists(a.netns)
+            if not gone:
+                continue
+            try:
+                if self.delete(a.container_id, a.ifname):
+                    released.append(a)
+            except ContivError as e:
+                log.warning("gc of %s/%s failed: %s", a.container_id, a.ifname, e.message)
+        return released
+
+    # ------------------------------------------------------------------ restart
+    def restore_partitions(self) -> dict[str, dict]:
+        """Desired values of every pod this node has an allocation for
+        (used at startup, before the first resync)."""
+        node = self.node()
+        out = {}
+        for a in self.ipam.list():
+            out[partition_name(a.container_id, a.ifname)] = self.render(
+                pod_attachment(a, node, self.mtu))
+        return out
+
+    def pods(self) -> list[dict]:
+        """Local attachments with their data-plane state, for diagnostics."""
+        states = {s["key"]: s["state"] for s in self.desired.scheduler.state()}
+        out = []
+        for a in self.ipam.list():
+            keys = self.desired.partition(partition_name(a.container_id, a.ifname))
+            bad = sorted({states.get(k, "missing") for k in keys} - {"configured"})
+            out.append({"pod": a.pod_ref, "namespace": a.pod_namespace, "name": a.pod_name,
+                        "container_id": a.container_id, "ifname": a.ifname, "ips": list(a.ips),
+                        "netns": a.netns, "host_if": self.host_ifname(a.container_id, a.ifname),
+                        "created": a.created,
+                        "dataplane": ",".join(bad) if bad else ("ok" if keys else "missing"),
+                        "timings": self.timings.get(f"{a.container_id}/{a.ifname}", {})})
+        return out
+
+    def _record_timing(self, alloc: Allocation, op: str, timings: dict) -> None:
+        key = f"{alloc.container_id}/{alloc.ifname}"
+        entry = self.timings.setdefault(key, {"pod": alloc.pod_ref})
+        entry[op] = {k: round(v, 3) for k, v in timings.items()}
+        self.timings.move_to_end(key)
+        while len(self.timings) > self._timing_history:
+            self.timings.popitem(last=False)
+

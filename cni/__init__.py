@@ -1,0 +1,1 @@
+"""The ``contiv-cni`` executable (standard library only). See :mod:`cni.plugin`."""

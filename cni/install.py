@@ -1,0 +1,118 @@
+"""Install the CNI plugin and its network configuration on a node, atomically.
+
+Each file is written to a temporary file in the target directory, flushed to
+disk and renamed over the target: a runtime reading the directory sees the
+old file or the new one, never half of one. Running it again with the same
+inputs changes nothing (and says so); ``uninstall`` removes only files that
+are ours.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+PLUGIN_NAME = "contiv-cni"
+CONF_NAME = "10-contiv.conflist"
+NETWORK_NAME = "contiv"
+MARKER = "contiv-cni: the CNI plugin executable"
+#: Plugins chained after ours when present in the bin dir (and their capabilities).
+CHAINABLE = {"portmap": {"portMappings": True}, "bandwidth": {"bandwidth": True}, "tuning": None}
+
+
+def plugin_source(interpreter: str | None = None) -> str:
+    """The plugin file: an interpreter line that skips site initialisation,
+    then the self-contained plugin module."""
+    python = interpreter or os.path.realpath(sys.executable)
+    src = (Path(__file__).parent / "plugin.py").read_text()
+    return f"#!{python} -IS\n" + src
+
+
+def conflist(socket: str, chain: list[str], cni_version: str = "1.1.0", mtu: int = 0) -> dict:
+    main = {"type": PLUGIN_NAME, "agentSocket": socket}
+    if mtu:
+        main["mtu"] = mtu
+    plugins = [main]
+    for name in chain:
+        entry = {"type": name}
+        caps = CHAINABLE.get(name)
+        if caps:
+            entry["capabilities"] = caps
+        plugins.append(entry)
+    return {"cniVersion": cni_version, "name": NETWORK_NAME, "plugins": plugins}
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> str:
+    """Write ``data`` to ``path`` atomically; returns installed/updated/unchanged."""
+    try:
+        if path.read_bytes() == data and (path.stat().st_mode & 0o777) == mode:
+            return "unchanged"
+        existed = True
+    except FileNotFoundError:
+        existed = False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dfd = os.open(str(path.parent), os.O_RDONLY)
+    try:
+        os.fsync(dfd)  # make the rename itself durable
+    finally:
+        os.close(dfd)
+    return "updated" if existed else "installed"
+
+
+def install(bin_dir: str, conf_dir: str, socket: str, chain: list[str] | None = None,
+            plugin_dirs: list[str] | None = None, interpreter: str | None = None) -> list[dict]:
+    """Install the plugin into ``bin_dir`` and the conflist into ``conf_dir``.
+
+    ``chain``: plugins to chain after ours; None means every plugin of
+    :data:`CHAINABLE` found in ``bin_dir`` (or ``plugin_dirs``).
+    """
+    bin_path = Path(bin_dir) / PLUGIN_NAME
+    actions = [{"file": str(bin_path),
+                "action": _atomic_write(bin_path, plugin_source(interpreter).encode(), 0o755)}]
+    search = [Path(d) for d in ([bin_dir] + list(plugin_dirs or []))]
+    if chain is None:
+        chain = [n for n in CHAINABLE if any((d / n).exists() for d in search)]
+    else:
+        missing = [n for n in chain if not any((d / n).exists() for d in search)]
+        if missing:
+            raise FileNotFoundError(f"chained plugin(s) not found in {', '.join(map(str, search))}: "
+                                    f"{', '.join(missing)}")
+    conf_path = Path(conf_dir) / CONF_NAME
+    body = (json.dumps(conflist(socket, chain), indent=2) + "\n").encode()
+    actions.append({"file": str(conf_path), "action": _atomic_write(conf_path, body, 0o644),
+                    "chain": chain})
+    return actions
+
+
+def uninstall(bin_dir: str, conf_dir: str) -> list[dict]:
+    """Remove our plugin and conflist (only if they are ours)."""
+    actions = []
+    for path, ours in ((Path(bin_dir) / PLUGIN_NAME, lambda t: MARKER in t),
+                       (Path(conf_dir) / CONF_NAME, lambda t: f'"name": "{NETWORK_NAME}"' in t)):
+        try:
+            text = path.read_text(errors="replace")
+        except FileNotFoundError:
+            actions.append({"file": str(path), "action": "absent"})
+            continue
+        if not ours(text):
+            actions.append({"file": str(path), "action": "kept (not ours)"})
+            continue
+        path.unlink()
+        actions.append({"file": str(path), "action": "removed"})
+    return actions

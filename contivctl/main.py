@@ -1,0 +1,53 @@
+"""Entry point of ``contivctl``: the command tree and the error boundary."""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from contivctl import __version__
+from contivctl.commands import agent, diag, install
+from contivctl.context import ctx
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="Kubernetes node networking: agent, CNI, lab and diagnostics.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"contivctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logs."),
+    socket: str = typer.Option("/run/contiv/agent.sock", "--socket", envvar="CONTIV_SOCKET",
+                               help="The agent API socket to talk to."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    ctx.debug = debug
+    ctx.socket = socket
+
+
+app.add_typer(agent.app, name="agent")
+app.add_typer(install.app, name="install")
+diag.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (see contivctl.errors)."""
+    from contivctl.errors import report  # noqa: PLC0415
+    try:
+        # Standalone mode: typer prints usage errors itself and exits with 2.
+        app(args=argv, prog_name="contivctl")
+        return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except BaseException as e:  # noqa: BLE001 -- the one place errors become exit statuses
+        return report(e, debug=ctx.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
