@@ -1,0 +1,330 @@
+"""A lab's life: up (underlay, nodes, etcd, agents) and down (everything gone).
+
+Topology of lab ``L`` with N nodes::
+
+    netns L-underlay:  bridge br0 (underlay gateway, e.g. 192.168.56.1/24)
+                       etcd listening on the gateway address and on a unix
+                       socket in the lab directory (reachable from any netns)
+    netns L-nodeK:     eth0 (192.168.56.10+K) on br0, the agent of nodeK
+    netns L-pod-NS.P:  one per pod, wired by the real contiv-cni
+
+The state file records what was made; ``down`` does not rely on it alone: it
+also removes every namespace named ``L-*`` and every process whose command
+line names the lab directory, so a half-created or crashed lab goes too.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from agent.errors import InvalidInput, NotFound, Unavailable
+from cni import install as cni_install
+from lab import sysnet
+from lab.paths import LabPaths, check_lab_name
+
+ETCD_PORT = 2379
+
+
+@dataclass
+class NodeState:
+    name: str
+    netns: str
+    ip: str
+    socket: str
+    pid: int = 0
+
+
+@dataclass
+class LabState:
+    name: str
+    nodes: list[NodeState]
+    dataplane: str = "linux"
+    pod_cidr: str = "10.1.0.0/16"
+    underlay: str = "192.168.56.0/24"
+    etcd_pid: int = 0
+    responder_pid: int = 0
+    created: float = 0.0
+    complete: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> str:
+        return str(ipaddress.ip_network(self.underlay).network_address + 1)
+
+    @property
+    def etcd_tcp(self) -> str:
+        return f"http://{self.gateway}:{ETCD_PORT}"
+
+    def node(self, name: str) -> NodeState:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise NotFound(f"lab {self.name} has no node {name!r}",
+                       hint="nodes: " + ", ".join(n.name for n in self.nodes))
+
+    def save(self, paths: LabPaths) -> None:
+        tmp = paths.state.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        os.replace(tmp, paths.state)
+
+    @classmethod
+    def load(cls, paths: LabPaths) -> "LabState":
+        try:
+            data = json.loads(paths.state.read_text())
+        except FileNotFoundError:
+            raise NotFound(f"no lab named {paths.name!r}",
+                           hint="create one with `contivctl lab up`") from None
+        except ValueError as e:
+            raise InvalidInput(f"lab state {paths.state} is corrupt: {e}",
+                               hint=f"`contivctl lab down --name {paths.name}` removes it") from None
+        data["nodes"] = [NodeState(**n) for n in data["nodes"]]
+        return cls(**data)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child still "exists"; it is not running
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def lab_processes(root: Path) -> list[int]:
+    """Every process whose command line names the lab directory."""
+    needle = str(root) + "/"
+    me = os.getpid()
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit() and int(d) != me and needle in _cmdline(int(d)) + " ":
+            out.append(int(d))
+    return out
+
+
+def stop_processes(pids: list[int], timeout: float = 5.0) -> None:
+    pids = [p for p in pids if _pid_alive(p)]
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(_pid_alive(p) for p in pids):
+        time.sleep(0.05)
+        for p in pids:  # reap our own children so they do not linger as zombies
+            try:
+                os.waitpid(p, os.WNOHANG)
+            except ChildProcessError:
+                pass
+    for p in pids:
+        if _pid_alive(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def python_cmd() -> list[str]:
+    return [sys.executable, "-m"]
+
+
+class Lab:
+    """Operations on the lab named ``name``; see the module docstring."""
+
+    def __init__(self, name: str = "lab") -> None:
+        self.paths = LabPaths(check_lab_name(name))
+
+    @property
+    def name(self) -> str:
+        return self.paths.name
+
+    def exists(self) -> bool:
+        return self.paths.state.exists()
+
+    def state(self) -> LabState:
+        return LabState.load(self.paths)
+
+    # ------------------------------------------------------------------ up
+    def up(self, *, nodes: int = 3, dataplane: str = "linux", pod_cidr: str = "10.1.0.0/16",
+           underlay: str = "192.168.56.0/24", timeout: float = 60.0,
+           progress: Callable[[str], None] | None = None) -> tuple[LabState, bool]:
+        """Create the lab; returns (state, created). An existing lab is left as is."""
+        say = progress or (lambda _m: None)
+        if self.exists():
+            return self.state(), False
+        if not 1 <= nodes <= 32:
+            raise InvalidInput(f"--nodes {nodes}: a lab has 1 to 32 nodes")
+        if dataplane not in ("linux", "vpp"):
+            raise InvalidInput(f"--dataplane {dataplane!r}: use linux or vpp")
+        if dataplane == "vpp":
+            raise InvalidInput("the VPP data plane is not available in the lab yet",
+                               hint="use --dataplane linux")
+        try:
+            ul = ipaddress.ip_network(underlay)
+            ipaddress.ip_network(pod_cidr)
+        except ValueError as e:
+            raise InvalidInput(f"bad CIDR: {e}") from None
+        if ul.version != 4 or ul.num_addresses < nodes + 16:
+            raise InvalidInput(f"--underlay {underlay}: need an IPv4 network with room for "
+                               f"{nodes} nodes")
+        if sysnet.netns_list(self.paths.ns_prefix):
+            raise InvalidInput(f"namespaces named {self.paths.ns_prefix}* exist but lab "
+                               f"{self.name} has no state", hint=f"run `contivctl lab down --name {self.name}`")
+        self.paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = LabState(self.name, [], dataplane, pod_cidr, underlay, created=time.time())
+        for i in range(1, nodes + 1):
+            name = f"node{i}"
+            st.nodes.append(NodeState(name, self.paths.node_ns(name),
+                                      str(ul.network_address + 9 + i), self.paths.agent_socket(name)))
+        st.save(self.paths)
+        try:
+            say(f"underlay {underlay} and {nodes} node namespaces")
+            self._make_network(st)
+            say("etcd")
+            self._start_etcd(st)
+            st.save(self.paths)
+            self._install_cni(st)
+            say("agents")
+            for n in st.nodes:
+                n.pid = self._start_agent(st, n)
+            st.save(self.paths)
+            self._wait_agents(st, timeout, say)
+            from lab.responder import start_responder  # noqa: PLC0415
+            st.responder_pid = start_responder(self.paths)
+            st.complete = True
+            st.save(self.paths)
+            return st, True
+        except BaseException:
+            say("failed; cleaning up")
+            self.down()
+            raise
+
+    def _make_network(self, st: LabState) -> None:
+        ul = self.paths.underlay_ns
+        prefix = ipaddress.ip_network(st.underlay).prefixlen
+        sysnet.netns_add(ul)
+        lines = ["link add br0 type bridge", f"addr add {st.gateway}/{prefix} dev br0", "link set br0 up"]
+        for n in st.nodes:
+            sysnet.netns_add(n.netns)
+            port = f"u-{n.name}"[:15]
+            lines += [f"link add {port} type veth peer name eth0 netns {n.netns}",
+                      f"link set {port} master br0", f"link set {port} up"]
+        sysnet.ip_batch(lines, netns=ul)
+        for n in st.nodes:
+            sysnet.ip_batch([f"addr add {n.ip}/{prefix} dev eth0", "link set eth0 up"], netns=n.netns)
+
+    def _start_etcd(self, st: LabState) -> None:
+        from agent.store.embedded import EmbeddedEtcd  # noqa: PLC0415
+        etcd = EmbeddedEtcd(self.paths.etcd_dir, client_url=st.etcd_tcp,
+                            peer_url="http://127.0.0.1:2380", unix_socket=self.paths.etcd_socket,
+                            name=self.name, log_file=self.paths.root / "etcd.log")
+        etcd.start(netns=self.paths.underlay_ns)
+        st.etcd_pid = etcd.proc.pid
+        etcd.proc = None  # detach: the lab's etcd outlives this command
+
+    def _install_cni(self, st: LabState) -> None:
+        self.paths.cni_bin.mkdir(parents=True, exist_ok=True)
+        for n in st.nodes:
+            self.paths.node_dir(n.name).mkdir(parents=True, exist_ok=True)
+            cni_install.install(str(self.paths.cni_bin), str(self.paths.cni_conf_dir(n.name)),
+                                n.socket, chain=[])
+
+    def _start_agent(self, st: LabState, n: NodeState) -> int:
+        cmd = ["ip", "netns", "exec", n.netns] + python_cmd() + [
+            "contivctl.main", "agent", "run", "--node", n.name, "--etcd", st.etcd_tcp,
+            "--socket", n.socket, "--underlay-if", "eth0", "--pod-cidr", st.pod_cidr,
+            "--dataplane", st.dataplane]
+        log = open(self.paths.agent_log(n.name), "ab")
+        try:
+            p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        finally:
+            log.close()
+        return p.pid
+
+    def _wait_agents(self, st: LabState, timeout: float, say: Callable[[str], None]) -> None:
+        from agent.api.client import AgentClient  # noqa: PLC0415
+        deadline = time.monotonic() + timeout
+        pending = {n.name for n in st.nodes}
+        while pending:
+            for n in st.nodes:
+                if n.name not in pending:
+                    continue
+                if not _pid_alive(n.pid):
+                    tail = self.paths.agent_log(n.name).read_text(errors="replace")[-800:]
+                    raise Unavailable(f"the agent of {n.name} exited during start-up:\n{tail}")
+                try:
+                    AgentClient(n.socket, timeout=2).get("/v1/health")
+                    pending.discard(n.name)
+                    say(f"agent {n.name} ready")
+                except Exception:  # noqa: BLE001 -- not up yet
+                    pass
+            if pending and time.monotonic() > deadline:
+                raise Unavailable(f"agents not ready after {timeout:.0f}s: {', '.join(sorted(pending))}",
+                                  hint=f"see {self.paths.root}/nodes/*/agent.log")
+            if pending:
+                time.sleep(0.1)
+
+    # ------------------------------------------------------------------ down
+    def down(self) -> dict:
+        """Remove every process, namespace and file of the lab; idempotent."""
+        removed = {"processes": 0, "namespaces": 0, "files": False}
+        # Every lab process (agents, etcd, responder) names the lab directory on
+        # its command line; matching on that, not on recorded pids, also finds
+        # the processes of a lab whose state file never got written.
+        pids = set(lab_processes(self.paths.root))
+        stop_processes(sorted(pids))
+        removed["processes"] = len(pids)
+        for ns in sysnet.netns_list(self.paths.ns_prefix):
+            # namespaces must be empty of processes first: kill stragglers in them
+            stop_processes(self._pids_in_netns(ns), timeout=2)
+            sysnet.netns_del(ns)
+            removed["namespaces"] += 1
+        if self.paths.root.exists():
+            import shutil  # noqa: PLC0415
+            shutil.rmtree(self.paths.root, ignore_errors=True)
+            removed["files"] = True
+        return removed
+
+    @staticmethod
+    def _pids_in_netns(ns: str) -> list[int]:
+        p = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
+        return [int(x) for x in p.stdout.split() if x.isdigit()]
+
+    # ------------------------------------------------------------------ agents
+    def client(self, node: str):
+        from agent.api.client import AgentClient  # noqa: PLC0415
+        return AgentClient(self.state().node(node).socket)
+
+    def store(self):
+        from agent.store.etcd import EtcdStore  # noqa: PLC0415
+        return EtcdStore("unix://" + self.paths.etcd_socket)
+
+    def conflist(self, node: str) -> dict:
+        return json.loads((self.paths.cni_conf_dir(node) / cni_install.CONF_NAME).read_text())
+
+    def cni_path(self) -> list[str]:
+        return [str(self.paths.cni_bin), "/usr/lib/cni", "/opt/cni/bin"]
