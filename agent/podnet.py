@@ -102,7 +102,11 @@ class PodNetwork:
                 t3 = time.perf_counter()
                 failed = res.failed(values)
                 if failed:
-                    key, why = sorted(failed.items())[0]
+                    # Name the root cause: a value that really failed, not one
+                    # merely pending on it (those sort first by key, e.g.
+                    # linux/podroute/... before linux/veth/...).
+                    key, why = min(failed.items(),
+                                   key=lambda kv: (kv[0] not in res.errors, kv[0]))
                     raise DataplaneError(f"pod {alloc.pod_ref}: {key}: {why}")
                 meta = self.desired.scheduler.metadata(self.link_key(self.host_ifname(container_id, ifname))) or {}
             except BaseException:

@@ -71,9 +71,13 @@ def _socket_path(conf):
     return path if isinstance(path, str) and path else DEFAULT_SOCKET
 
 
-def _offline_error(cmd, conf):
-    """The agent is unreachable: report bad input precisely, else 'try later'."""
+def _offline_error(cmd, conf, env):
+    """The agent is unreachable: report bad input as the agent would (same
+    codes, same order of checks as agent/cnihandler.py), else 'try later'."""
     import json  # noqa: PLC0415 -- slow path
+    if cmd not in ("ADD", "DEL", "CHECK", "STATUS", "GC"):
+        return 4, ("CNI_COMMAND %r is not one of ADD, DEL, CHECK, STATUS, GC, VERSION" % cmd
+                   if cmd else "CNI_COMMAND is not set"), "1.1.0"
     try:
         data = json.loads(conf)
     except ValueError as e:
@@ -85,8 +89,22 @@ def _offline_error(cmd, conf):
         return 7, "network configuration has no cniVersion", "1.1.0"
     if version not in SUPPORTED:
         return 1, "incompatible CNI version %s" % version, "1.1.0"
+    for field in ("name", "type"):
+        if not isinstance(data.get(field), str) or not data[field]:
+            return 7, "network configuration has no %s" % field, version
+    mtu = data.get("mtu")
+    if mtu is not None and (type(mtu) is not int or not 576 <= mtu <= 9000):
+        return 7, "mtu %r must be an integer in 576..9000" % (mtu,), version
+    if cmd == "CHECK" and version < "0.4.0" or cmd in ("STATUS", "GC") and version < "1.1.0":
+        return 1, "config version does not allow %s" % cmd, version  # (SUPPORTED sorts as text)
     if cmd == "STATUS":
         return 50, "the contiv agent is not reachable", version
+    need = {"ADD": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+            "CHECK": ("CNI_CONTAINERID", "CNI_NETNS", "CNI_IFNAME", "CNI_PATH"),
+            "DEL": ("CNI_CONTAINERID", "CNI_IFNAME", "CNI_PATH")}.get(cmd, ())
+    for var in need:
+        if not env.get(var):
+            return 4, "%s is not set" % var, version
     return 11, "the contiv agent is not reachable; try again later", version
 
 
@@ -132,7 +150,7 @@ def main():
     try:
         raw = _exchange(path, request)
     except OSError:
-        code, msg, version = _offline_error(cmd, conf)
+        code, msg, version = _offline_error(cmd, conf, env)
         return _fail(code, msg, version)
     header_end = raw.find(b"\r\n\r\n")
     if not raw.startswith(b"HTTP/1.") or header_end < 0:

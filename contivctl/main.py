@@ -6,7 +6,7 @@ import sys
 import typer
 
 from contivctl import __version__
-from contivctl.commands import agent, diag, install
+from contivctl.commands import agent, diag, install, lab
 from contivctl.context import ctx
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -33,6 +33,7 @@ def _root(
 
 app.add_typer(agent.app, name="agent")
 app.add_typer(install.app, name="install")
+app.add_typer(lab.app, name="lab")
 diag.register(app)
 
 
