@@ -154,7 +154,16 @@ class CNIHandler:
                 raise CNIError(code, why)
             return CNIResponse(0, b"")
         if command == "GC":
-            valid = conf.get("cni.dev/valid-attachments", [])
+            # A missing list must not read as "nothing is valid": that would
+            # tear down every pod on the node. libcni sends the list under both
+            # names (cni.dev/attachments is what an early 1.1.0 text said,
+            # containernetworking/cni#1101); some runtimes send only that one.
+            for name in ("cni.dev/valid-attachments", "cni.dev/attachments"):
+                if name in conf:
+                    valid = conf[name]
+                    break
+            else:
+                raise CNIError(E_INVALID_CONFIG, "GC needs cni.dev/valid-attachments")
             try:
                 attachments = check_valid_attachments(valid)
             except InvalidInput as e:

@@ -13,6 +13,7 @@ from agent.model import names
 
 DEFAULT_SOCKET = "/run/contiv/agent.sock"
 DATAPLANES = ("linux", "vpp")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,15 @@ class AgentConfig:
             raise InvalidInput(f"vxlan_port {self.vxlan_port} out of range")
         if not self.socket.startswith("/"):
             raise InvalidInput(f"socket {self.socket!r} must be an absolute path")
+        # a negative interval would make the agent's loop resync/gc on every turn
+        for name in ("resync_interval", "gc_interval"):
+            if getattr(self, name) < 0:
+                raise InvalidInput(f"{name} {getattr(self, name)} must not be negative",
+                                   hint="0 disables it")
+        if self.history_size < 1:
+            raise InvalidInput(f"history_size {self.history_size} must be at least 1")
+        if self.log_level.lower() not in LOG_LEVELS:
+            raise InvalidInput(f"log_level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
         return self
 
     def to_dict(self) -> dict:
@@ -87,21 +97,29 @@ def load_config(path: str | None = None, **overrides) -> AgentConfig:
             data = yaml.safe_load(Path(path).read_text()) or {}
         except OSError as e:
             raise InvalidInput(f"config file {path}: {e.strerror}") from None
+        except UnicodeDecodeError as e:
+            raise InvalidInput(f"config file {path} is not valid UTF-8 text: {e}") from None
         except yaml.YAMLError as e:
             raise InvalidInput(f"config file {path} is not valid YAML: {e}") from None
         if not isinstance(data, dict):
             raise InvalidInput(f"config file {path} must hold a mapping")
         known = {f.name: f for f in fields(AgentConfig) if f.name != "extra"}
-        unknown = sorted(set(data) - set(known))
+        # YAML keys need not be strings (1:, on: -> True): str() before sorting
+        unknown = sorted(str(k) for k in data if k not in known)
         if unknown:
             raise InvalidInput(f"config file {path}: unknown key(s) {', '.join(unknown)}",
                                hint=f"known keys: {', '.join(sorted(known))}")
+        values = {}
         for k, v in data.items():
             want = type(getattr(cfg, k))
+            # bool is an int subclass: YAML's true/yes/on must not pass as a number
+            if isinstance(v, bool) and want is not bool:
+                raise InvalidInput(f"config file {path}: {k} must be {want.__name__}")
             if want is float and isinstance(v, int):
                 v = float(v)
-            if not isinstance(v, want) or (want is int and isinstance(v, bool)):
+            if not isinstance(v, want):
                 raise InvalidInput(f"config file {path}: {k} must be {want.__name__}")
-        cfg = replace(cfg, **data)
+            values[k] = v
+        cfg = replace(cfg, **values)
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v not in (None, "")})
     return cfg.validated()

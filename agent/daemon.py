@@ -32,6 +32,7 @@ from agent.model import keys
 from agent.model.records import AgentStatus, NodeInfo
 from agent.podnet import PodNetwork
 from agent.reconciler import Scheduler
+from agent.services import ServiceSync
 from agent.store import Compacted, WatchBatch, open_store
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Agent:
         self._etcd = None
         self._api = None
         self._loop: threading.Thread | None = None
+        self._relist_pending = False
         self.store = None
         self.node_info: NodeInfo | None = None
 
@@ -105,16 +107,22 @@ class Agent:
             raise FatalError(f"data plane {self.cfg.dataplane!r} is not available in this build",
                              hint="use --dataplane linux")
         from agent import linux  # noqa: PLC0415 -- pyroute2 only when needed
-        from agent.linux import render, values
+        from agent.linux import render, svcrender, values
         from agent.linux.hostinfo import detect_underlay
         from agent.linux.netns import Netlink
+        from agent.linux.nft.descriptors import descriptors as nft_descriptors
+        from agent.linux.nft.lib import Nftables
         self.underlay = detect_underlay(self.cfg.underlay_if, self.cfg.node_ip)
         self.mtu = self.cfg.mtu or (self.underlay.mtu - VXLAN_OVERHEAD)
         self.netlink = Netlink()
-        self.scheduler = Scheduler(linux.descriptors(self.netlink), history_size=self.cfg.history_size)
+        self.nft = Nftables()
+        self.scheduler = Scheduler(linux.descriptors(self.netlink) + nft_descriptors(self.nft),
+                                   history_size=self.cfg.history_size)
         self.desired = DesiredState(self.scheduler)
-        self._render_node = render.render_node
+        self._render_node = lambda t: {**render.render_node(t), **svcrender.render_base(
+            t.me.gateways[0], render.VXLAN_DEV)}
         self._render_pod = render.render_pod
+        self._render_services = svcrender.render_service
         self._host_ifname = values.host_ifname
         self._link_key = values.veth_key
 
@@ -131,16 +139,19 @@ class Agent:
                                  render=self._render_pod, host_ifname=self._host_ifname,
                                  link_key=self._link_key)
         self.cni = CNIHandler(self.podnet, self.cni_status)
+        self.services = ServiceSync(self.snapshot, self.desired, self.cfg.node, self._render_services)
 
     def _relist(self) -> int:
-        """Load the whole watched state; returns the revision of the listing."""
+        """Load the whole watched state; returns the revision of the listing.
+
+        One range read of the common root: two reads (k8s, nodes) could miss
+        a write that lands between them -- it would be in neither the listing
+        nor the watch that resumes after the later one."""
         self.snapshot.reset()
         from agent.store.base import Event  # noqa: PLC0415
-        revision = 0
-        for prefix in keys.WATCHED:
-            kvs, rev = self.store.list(prefix)
-            revision = max(revision, rev)
-            for kv in kvs:
+        kvs, revision = self.store.list(keys.ROOT)
+        for kv in kvs:
+            if kv.key.startswith(keys.WATCHED):
                 self.snapshot.apply(Event(kv.key, kv.value, kv.mod_revision))
         self.applied_revision = revision
         return revision
@@ -148,7 +159,13 @@ class Agent:
     def _build_all(self) -> dict[str, dict]:
         parts = {NODE_PARTITION: self._node_values()}
         parts.update(self.podnet.restore_partitions())
+        parts.update(self.services.partitions())
         return parts
+
+    def _rebuild_after_relist(self) -> None:
+        self.desired.set_partition(NODE_PARTITION, self._node_values(), description="relist")
+        self.services.mark_all()
+        self.services.flush()
 
     def _node_values(self) -> dict:
         with self.snapshot.lock:
@@ -158,10 +175,9 @@ class Agent:
         return self._render_node(t)
 
     def _resync(self, why: str):
-        parts = self._build_all()
-        self.desired.load(parts)
-        merged = self.desired.merged()
-        res = self.scheduler.resync(merged, description=why)
+        # Under the desired-state lock: a CNI ADD/DEL cannot slip between
+        # building the partitions (from IPAM) and the scheduler's resync.
+        res = self.desired.resync(self._build_all, description=why)
         self.last_resync = {"time": time.time(), "seq": res.record.seq,
                             "operations": len(res.plan.operations), "errors": len(res.errors)}
         if res.errors:
@@ -183,11 +199,15 @@ class Agent:
                 continue
             relevant = True
             ch = self.snapshot.apply(ev)
-            if ch is not None and ch.kind == "registry":
+            if ch is None:
+                continue
+            if ch.kind == "registry":
                 dirty_nodes = True
+            self.services.on_change(ch)
         if dirty_nodes:
             self.desired.set_partition(NODE_PARTITION, self._node_values(),
                                        description="node registry changed")
+        self.services.flush()
         if relevant:
             self.applied_revision = max(self.applied_revision,
                                         max(e.revision for e in batch.events))
@@ -219,7 +239,7 @@ class Agent:
                     log.warning("watch failed: %s; re-watching in %.1fs", item, watch_backoff)
                     self._stop.wait(watch_backoff)
                     watch_backoff = min(watch_backoff * 2, 10.0)
-                    self._rewatch(relist=False)
+                    self._rewatch(relist=self._relist_pending)
                 now = time.monotonic()
                 self.scheduler.retry_due()
                 if next_resync and now >= next_resync:
@@ -242,13 +262,18 @@ class Agent:
         if self._watch:
             self._watch.cancel()
             self._watch = None
-        if relist:
-            revision = self._relist()
-            self.desired.set_partition(NODE_PARTITION, self._node_values(), description="relist")
-            self._report()
-        else:
-            revision = self.applied_revision
-        self._start_watch(revision + 1)
+        try:
+            if relist:
+                revision = self._relist()
+                self._rebuild_after_relist()
+                self._report()
+            else:
+                revision = self.applied_revision
+            self._start_watch(revision + 1)
+        except ContivError as e:
+            # etcd still away: try again through the loop, with its backoff
+            self._relist_pending = relist
+            self._q.put(e)
 
     # ------------------------------------------------------------------ status
     def cni_status(self) -> tuple[int, str]:
@@ -301,6 +326,8 @@ class Agent:
             self.store.close()
         if getattr(self, "netlink", None):
             self.netlink.close()
+        if getattr(self, "nft", None):
+            self.nft.close()
         if self._etcd:
             self._etcd.stop()
             self._etcd = None

@@ -63,10 +63,14 @@ class DesiredState:
                 out.update(part)
             return out
 
-    def load(self, partitions: Mapping[str, Mapping[str, object]]) -> None:
-        """Install partitions without a transaction (before the startup resync)."""
+    def resync(self, build, *, description: str = "resync") -> TxnResult:
+        """Replace every partition with ``build()`` and resync the scheduler
+        against the data plane, atomically with respect to set_partition."""
         with self._lock:
-            for name, values in partitions.items():
-                self._parts[name] = dict(values)
-                for k in values:
-                    self._owner[k] = name
+            parts = build()
+            self._parts = {n: dict(v) for n, v in parts.items() if v}
+            self._owner = {k: n for n, v in self._parts.items() for k in v}
+            merged: dict[str, object] = {}
+            for part in self._parts.values():
+                merged.update(part)
+            return self.scheduler.resync(merged, description=description)

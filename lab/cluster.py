@@ -234,7 +234,11 @@ class Lab:
                       f"link set {port} master br0", f"link set {port} up"]
         sysnet.ip_batch(lines, netns=ul)
         for n in st.nodes:
-            sysnet.ip_batch([f"addr add {n.ip}/{prefix} dev eth0", "link set eth0 up"], netns=n.netns)
+            # a default route, as real nodes have: traffic to addresses nobody
+            # routes (e.g. a Service IP without endpoints) reaches the forward
+            # hook, where the agent can reject it
+            sysnet.ip_batch([f"addr add {n.ip}/{prefix} dev eth0", "link set eth0 up",
+                             f"route add default via {st.gateway}"], netns=n.netns)
 
     def _start_etcd(self, st: LabState) -> None:
         from agent.store.embedded import EmbeddedEtcd  # noqa: PLC0415

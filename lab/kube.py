@@ -31,6 +31,7 @@ from typing import Callable, Iterable
 from agent.errors import InvalidInput, NotFound, TemporaryError
 from agent.model import keys
 from agent.model.records import AgentStatus
+from agent.store.base import Delete, ModRevisionIs
 from lab import objects, sysnet
 from lab.cluster import Lab, LabState
 from lab.cniexec import Runtime
@@ -85,8 +86,15 @@ class Kube:
         self.revision = max(self.revision, self.store.put(obj_key(obj), json.dumps(obj).encode()))
 
     def _delete_key(self, key: str) -> None:
-        if self.store.delete(key):
-            self.revision = max(self.revision, self.store.revision())
+        # Wait for the revision of *this* delete, not the store's current one:
+        # by now that may already be a write the agents do not watch (their own
+        # status reports, IPAM records of a CNI DEL), which they never "apply".
+        kv = self.store.get(key)
+        if kv is None:
+            return
+        deleted, rev = self.store.txn((ModRevisionIs(key, kv.mod_revision),), (Delete(key),))
+        if deleted:
+            self.revision = max(self.revision, rev)
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
         kv = self.store.get(keys.k8s_key(kind, namespace, name))
@@ -212,6 +220,12 @@ class Kube:
                                        "or container ports", hint="delete the pod and apply it again")
                 new = self._stamp(pod, old)
                 new["spec"]["nodeName"] = old["spec"]["nodeName"]
+                # The sandbox annotation is the lab's, not the manifest's: an
+                # update must keep it (probe/exec find the pod's netns by it).
+                netns = (old["metadata"].get("annotations") or {}).get(NETNS_ANNOTATION)
+                if netns:
+                    new["metadata"]["annotations"] = {**(new["metadata"].get("annotations") or {}),
+                                                      NETNS_ANNOTATION: netns}
                 new["status"] = old.get("status", {})
                 if self._same(old, new):
                     results.append({"object": objects.ref(pod), "action": "unchanged"})
@@ -224,8 +238,10 @@ class Kube:
             counts[node] += 1
             new = self._stamp(pod, None)
             new["spec"]["nodeName"] = node
-            new["metadata"].setdefault("annotations", {})[NETNS_ANNOTATION] = \
-                sysnet.netns_path(self.lab.paths.pod_ns(md["namespace"], md["name"]))
+            # ("annotations:" left empty in YAML is None, hence the "or {}")
+            new["metadata"]["annotations"] = {
+                **(new["metadata"].get("annotations") or {}),
+                NETNS_ANNOTATION: sysnet.netns_path(self.lab.paths.pod_ns(md["namespace"], md["name"]))}
             new["status"] = {"phase": "Pending"}
             creates.append(new)
         with concurrent.futures.ThreadPoolExecutor(WORKERS) as ex:

@@ -43,7 +43,12 @@ def load_documents(text: str, source: str = "input") -> list[dict]:
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as e:
-        raise InvalidInput(f"{source} is not valid YAML: {e}") from None
+        # str(e) spans several lines (context, an excerpt, a caret); the CLI
+        # promises one line: where, and what the parser expected.
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InvalidInput(f"{source} is not valid YAML: {where}{what}") from None
     out = []
     for i, d in enumerate(docs):
         if isinstance(d, dict) and d.get("kind") == "List" and isinstance(d.get("items"), list):

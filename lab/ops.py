@@ -99,11 +99,19 @@ def resolve(kube: Kube, dst: str, port: int | None, protocol: str) -> tuple[str,
     return ip, port, f"{ns}/{pod['metadata']['name']}"
 
 
+#: probe source naming the lab's underlay namespace: a client outside the cluster
+UNDERLAY = "underlay"
+
+
 def run_probe(kube: Kube, src: str, dst: str, port: int | None, protocol: str,
               timeout: float) -> ProbeResult:
-    src_pod, netns = pod_netns(kube, src)
+    if src == UNDERLAY:
+        from lab import sysnet  # noqa: PLC0415
+        netns, src_ref = sysnet.netns_path(kube.lab.paths.underlay_ns), UNDERLAY
+    else:
+        src_pod, netns = pod_netns(kube, src)
+        src_ref = f"{src_pod['metadata']['namespace']}/{src_pod['metadata']['name']}"
     address, port, label = resolve(kube, dst, port, protocol.upper())
-    src_ref = f"{src_pod['metadata']['namespace']}/{src_pod['metadata']['name']}"
     return probe(netns, address, port, protocol, timeout, src=src_ref, dst=label)
 
 

@@ -37,6 +37,7 @@ class ProbeResult:
     protocol: str
     connected: bool
     answered_by: str = ""
+    client_seen: str = ""  # the source address the destination saw (SNAT shows here)
     ms: float = 0.0
     error: str = ""
 
@@ -94,7 +95,9 @@ def probe(netns: str, address: str, port: int, protocol: str = "TCP", timeout: f
             s.connect((address, port))
             s.send(b"probe\n")
             data = s.recv(256)
-        res.answered_by = data.decode(errors="replace").strip()
+        reply = data.decode(errors="replace").split()
+        res.answered_by = reply[0] if reply else ""
+        res.client_seen = reply[1] if len(reply) > 1 else ""
         res.connected = bool(res.answered_by)
         if not res.connected:
             res.error = "connection closed without an answer"

@@ -2,7 +2,8 @@
 
 For each pod it opens, inside the pod's network namespace, a listener per
 declared port (TCP and UDP; SCTP where the kernel has it) and answers every
-connection or datagram with the pod's ``namespace/name``. One process for the
+connection or datagram with the pod's ``namespace/name`` and the client
+address it saw (so tests can tell whether a source address was NATed). One process for the
 whole lab instead of one per pod keeps ``lab apply`` of hundreds of pods cheap.
 
 Sockets are created by a thread that enters the pod namespace only for the
@@ -140,13 +141,13 @@ class Responder:
                         self.handle_ctl(conn)
                     elif kind == "UDP":
                         data, addr = s.recvfrom(2048)
-                        s.sendto(pod.encode() + b"\n", addr)
+                        s.sendto(f"{pod} {addr[0]}\n".encode(), addr)
                     else:
-                        conn, _ = s.accept()
+                        conn, addr = s.accept()
                         try:
                             conn.setblocking(True)
                             conn.settimeout(1)
-                            conn.sendall(pod.encode() + b"\n")
+                            conn.sendall(f"{pod} {addr[0]}\n".encode())
                             conn.shutdown(socket.SHUT_WR)
                         finally:
                             conn.close()

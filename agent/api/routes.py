@@ -84,12 +84,15 @@ def build_router(agent) -> Router:
         return {"values": {k: plain(v) for k, v in sorted(agent.desired.merged().items())
                            if k.startswith(prefix)}}
 
+    def services(req: Request):
+        return {"services": agent.services.describe(req.query.get("namespace"), req.query.get("name"))}
+
     for method, path, fn in [
         ("POST", "/v1/cni", cni), ("GET", "/v1/health", health), ("GET", "/v1/status", status),
         ("GET", "/v1/ipam", ipam), ("POST", "/v1/ipam/gc", ipam_gc), ("GET", "/v1/pods", pods),
         ("GET", "/v1/nodes", nodes), ("GET", "/v1/state", state), ("GET", "/v1/plan", plan),
         ("POST", "/v1/resync", resync), ("GET", "/v1/history", history),
-        ("GET", "/v1/desired", desired),
+        ("GET", "/v1/desired", desired), ("GET", "/v1/services", services),
     ]:
         r.add(method, path, fn)
     return r

@@ -15,6 +15,7 @@ IFNAME_MAX = 15
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # The CNI spec: alphanumerics plus '_', '.', '-' for container IDs (non-empty).
+# Always applied with fullmatch: '$' would also match before a trailing newline.
 _CONTAINER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
@@ -32,21 +33,21 @@ def check_ifname(name: str, what: str = "interface name") -> str:
 
 def check_namespace(name: str) -> str:
     """Kubernetes namespace names are DNS-1123 labels (≤ 63)."""
-    if not name or len(name) > 63 or not _DNS1123_LABEL.match(name):
+    if not name or len(name) > 63 or not _DNS1123_LABEL.fullmatch(name):
         raise InvalidInput(f"namespace {name!r} is not a valid DNS-1123 label")
     return name
 
 
 def check_object_name(name: str, what: str = "name") -> str:
     """Kubernetes object names (pods, services, policies) are DNS-1123 subdomains (≤ 253)."""
-    if not name or len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
+    if not name or len(name) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(name):
         raise InvalidInput(f"{what} {name!r} is not a valid DNS-1123 subdomain")
     return name
 
 
 def check_dns_label(name: str, what: str = "name") -> str:
     """Names that must be DNS-1123 labels (node names in the lab, port names)."""
-    if not name or len(name) > 63 or not _DNS1123_LABEL.match(name):
+    if not name or len(name) > 63 or not _DNS1123_LABEL.fullmatch(name):
         raise InvalidInput(f"{what} {name!r} is not a valid DNS-1123 label")
     return name
 
@@ -58,7 +59,7 @@ def check_node_name(name: str) -> str:
 
 def check_container_id(cid: str) -> str:
     """CNI container IDs: non-empty, alphanumerics and ``_.-`` (CNI spec)."""
-    if not cid or len(cid) > 256 or not _CONTAINER_ID.match(cid):
+    if not cid or len(cid) > 256 or not _CONTAINER_ID.fullmatch(cid):
         raise InvalidInput(f"container ID {cid!r} must be non-empty and contain only "
                            "letters, digits, '_', '.', '-'")
     return cid
@@ -66,16 +67,16 @@ def check_container_id(cid: str) -> str:
 
 def check_label_value(value: str) -> str:
     """Label values: ≤ 63 characters, alphanumerics and ``-_.`` inside."""
-    if len(value) > 63 or not _LABEL_NAME.match(value):
+    if len(value) > 63 or not _LABEL_NAME.fullmatch(value):
         raise InvalidInput(f"label value {value!r} is invalid")
     return value
 
 
 def check_label_key(key: str) -> str:
     """Label keys: optional DNS subdomain prefix, '/', then a name ≤ 63."""
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)):
         raise InvalidInput(f"label key {key!r} has an invalid prefix")
-    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+    if not name or len(name) > 63 or not _LABEL_NAME.fullmatch(name):
         raise InvalidInput(f"label key {key!r} is invalid")
     return key

@@ -36,7 +36,7 @@ treated as temporary too but logged with its traceback.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Protocol
+from typing import Any, Iterable, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,16 +66,16 @@ class Context(Protocol):
 class Descriptor:
     """Base class with the protocol's defaults; subclasses override what they need.
 
-    ``batch`` -- optional. If a subclass defines ``apply_batch(ops, ctx)``, the
-    scheduler hands it every consecutive operation of this descriptor in one
-    call (nftables uses it to make one kernel transaction of many elements).
-    It returns one entry per operation: the new metadata, or the exception.
+    ``batch_group`` -- optional. Descriptors sharing a batch group (an object
+    with ``apply(ops, descriptors, ctx) -> [metadata | Exception]``) get every
+    run of consecutive operations on any of them in one call: nftables uses it
+    to make one kernel transaction of thousands of chains and elements.
     """
 
     name: str = ""
     key_prefix: str = ""
     supports_update: bool = False
-    apply_batch: Callable | None = None
+    batch_group: object | None = None
 
     def validate(self, key: str, value: Any) -> None:
         return None

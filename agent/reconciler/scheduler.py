@@ -387,9 +387,9 @@ class Scheduler:
             value = desired[k]
             missing = None
             for d in self._deps(k, value):
-                if d.key in desired and d.key not in invalid and not d.key in present:
+                if d.key in desired and d.key not in invalid and d.key not in present:
                     visit(d.key)
-                if not d.key in present:
+                if d.key not in present:
                     missing = d
                     break
             state[k] = 2
@@ -419,15 +419,19 @@ class Scheduler:
                 reason = "new desired value"
             plan.operations.append(Operation(OpKind.CREATE, k, value, reason))
             present.add(k)
-            # unblock pending dependents
+            # Unblock dependents -- later, from the work list, not recursively:
+            # a recursive visit from here could meet a value still on the DFS
+            # stack (one that is being created right now) and take it for a cycle.
             for dep in sorted(self._rdeps_desired.get(k, ())):
-                if dep not in state and dep not in invalid and dep in desired:
-                    visit(dep)
+                if dep in desired and dep not in invalid and (dep not in state or dep in plan.pending):
+                    state.pop(dep, None)
+                    work.append(dep)
 
-        for k in sorted(cand):
-            visit(k)
-        # pending values elsewhere whose missing dependency just appeared are
-        # handled by the unblock step; values still pending keep their reason.
+        work = sorted(cand)
+        i = 0
+        while i < len(work):
+            visit(work[i])
+            i += 1
         return plan
 
     # ------------------------------------------------------------------ execution
@@ -472,19 +476,22 @@ class Scheduler:
         ops = plan.operations
         i = 0
         while i < len(ops):
-            op = ops[i]
-            desc = self.descriptor_for(op.key)
+            desc = self.descriptor_for(ops[i].key)
+            group = desc.batch_group
             j = i + 1
-            if desc.apply_batch is not None:
-                while j < len(ops) and self.descriptor_for(ops[j].key) is desc:
+            if group is not None:
+                while j < len(ops) and self.descriptor_for(ops[j].key).batch_group is group:
                     j += 1
             batch = ops[i:j]
             i = j
             runnable = []
+            ahead: set[str] = set()  # created earlier in this same batch
             for o in batch:
                 if o.kind is not OpKind.DELETE:
-                    missing = self._missing_dep(o.key, o.value)
-                    if missing is not None:
+                    missing = self._missing_dep(o.key, o.value, ahead)
+                    if missing is None:
+                        ahead.add(o.key)
+                    else:
                         plan.pending[o.key] = f"waiting for {missing.key} ({missing.label}): it failed"
                         rec.operations.append(OpRecord(o.kind.value, o.key, o.reason, False,
                                                        "skipped: dependency not configured"))
@@ -493,9 +500,10 @@ class Scheduler:
             if not runnable:
                 continue
             t = time.perf_counter()
-            if desc.apply_batch is not None:
+            if group is not None:
+                descs = [self.descriptor_for(o.key) for o in runnable]
                 try:
-                    results = desc.apply_batch(runnable, self._ctx)
+                    results = group.apply(runnable, descs, self._ctx)
                 except Exception as e:  # noqa: BLE001 -- a batch fails as a whole
                     results = [e] * len(runnable)
             else:
@@ -508,9 +516,9 @@ class Scheduler:
                 rec.operations.append(OpRecord(o.kind.value, o.key, o.reason, not err, err, per_op_ms))
         return errors
 
-    def _missing_dep(self, key: str, value: Any) -> Dependency | None:
+    def _missing_dep(self, key: str, value: Any, ahead: set[str] = frozenset()) -> Dependency | None:
         for d in self._deps(key, value):
-            if d.key not in self._actual:
+            if d.key not in self._actual and d.key not in ahead:
                 return d
         return None
 

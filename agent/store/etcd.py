@@ -35,7 +35,11 @@ def _split_endpoint(endpoint: str) -> tuple[str, str]:
     if u.scheme not in ("http", "") or not u.hostname:
         raise InvalidInput(f"etcd endpoint {endpoint!r}: expected http://HOST:PORT or unix:///PATH",
                            hint="TLS endpoints are not supported yet")
-    return u.hostname, str(u.port or 2379)
+    try:
+        port = u.port  # urllib raises ValueError for a non-numeric or out-of-range port
+    except ValueError as e:
+        raise InvalidInput(f"etcd endpoint {endpoint!r}: bad port ({e})") from None
+    return u.hostname, str(port or 2379)
 
 
 def _unavailable(endpoint: str, e: Exception) -> Unavailable:

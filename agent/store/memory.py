@@ -45,7 +45,7 @@ class MemoryStore:
     """Thread-safe; see :class:`agent.store.base.Store` for the contract."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # reentrant: delete() runs txn() under it
         self._data: dict[str, KV] = {}
         self._keys: list[str] = []  # sorted, for prefix listing
         self._rev = 1  # etcd starts at revision 1
@@ -76,11 +76,13 @@ class MemoryStore:
         return self.txn((), (Put(key, value),))[1]
 
     def delete(self, key: str) -> bool:
+        # check and delete under one lock hold: of concurrent deleters, only
+        # one may be told the key existed (etcd's deleted count)
         with self._lock:
             existed = key in self._data
-        if existed:
-            self.txn((), (Delete(key),))
-        return existed
+            if existed:
+                self.txn((), (Delete(key),))
+            return existed
 
     def txn(self, compare: Iterable, success: Iterable, failure: Iterable = ()) -> tuple[bool, int]:
         with self._lock:

@@ -32,6 +32,34 @@ def nodes(output: str = OUTPUT) -> None:
            wide=[("INDEX", "index"), ("VTEP-MAC", "vtep_mac"), ("DATAPLANE", "dataplane")])
 
 
+def services(name: str = typer.Argument(None, help="Service name (with -n) or ns/name."),
+             namespace: str = typer.Option(None, "--namespace", "-n"),
+             output: str = OUTPUT) -> None:
+    """Services with their virtual IPs, ports, endpoints and what the data plane holds."""
+    fmt = check_output(output)
+    if name and "/" in name:
+        namespace, name = name.split("/", 1)
+    data = ctx.client().get("/v1/services", namespace=namespace, name=name)
+    if fmt in ("json", "yaml"):
+        return render(data, fmt)
+    rows = []
+    for s in data["services"]:
+        for p in s["ports"] or [{"name": "", "protocol": "-", "frontends": [], "endpoints": []}]:
+            rows.append({
+                "service": s["service"], "type": s["type"],
+                "frontends": [f"{f['address']}:{f['port']}" for f in p["frontends"]],
+                "port": f"{p['name'] or '-'}/{p['protocol']}",
+                "endpoints": [f"{e['ip']}:{e['port']}" for e in p["endpoints"]] or "none (rejects)",
+                "pods": [f"{e['pod']}@{e['node']}" for e in p["endpoints"]],
+                "dataplane": s["dataplane"]["state"], "affinity": s["session_affinity"],
+                "policy": f"ext={s['external_traffic_policy'] or '-'} int={s['internal_traffic_policy']}",
+                "problems": s["problems"]})
+    render(data, fmt, rows=rows, columns=[("SERVICE", "service"), ("TYPE", "type"), ("PORT", "port"),
+                                          ("FRONTENDS", "frontends"), ("ENDPOINTS", "endpoints"),
+                                          ("DATAPLANE", "dataplane")],
+           wide=[("PODS", "pods"), ("AFFINITY", "affinity"), ("TRAFFIC", "policy"), ("PROBLEMS", "problems")])
+
+
 ipam_app = typer.Typer(help="Pod address management on this node.", invoke_without_command=True)
 
 
@@ -63,4 +91,5 @@ def ipam_gc(output: str = OUTPUT) -> None:
 def register(app: typer.Typer) -> None:
     app.command("pods")(pods)
     app.command("nodes")(nodes)
+    app.command("services")(services)
     app.add_typer(ipam_app, name="ipam")

@@ -99,7 +99,7 @@ def delete(files: list[str] = typer.Option(..., "-f", "--filename", help="FILE, 
 
 
 @app.command("probe")
-def probe(src: str = typer.Argument(None, help="Source pod ns/name."),
+def probe(src: str = typer.Argument(None, help="Source pod ns/name, or 'underlay' (outside the cluster)."),
           dst: str = typer.Argument(None, help="ns/name | svc:ns/name | IP[:PORT] | node:NAME:PORT"),
           port: int = typer.Option(None, "--port", min=1, max=65535),
           protocol: str = typer.Option("TCP", "--protocol", help="TCP | UDP | SCTP"),

@@ -92,3 +92,23 @@ def route(dst, ifname):
 
 def temp(msg="busy"):
     return TemporaryError(msg)
+
+
+@dataclass(frozen=True)
+class Thing:
+    name: str
+    needs: tuple = ()
+
+
+class ThingDescriptor(_Base):
+    """Depends on every key in ``needs`` (for dependency-graph shapes)."""
+
+    name = "fake-thing"
+    key_prefix = "fake/thing/"
+
+    def dependencies(self, key, value):
+        return [Dependency("needs", k) for k in value.needs]
+
+
+def thing(name, *needs):
+    return f"fake/thing/{name}", Thing(name, tuple(f"fake/thing/{n}" for n in needs))

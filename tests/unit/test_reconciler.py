@@ -207,3 +207,24 @@ def test_rejected_change_set_changes_nothing(env):
     with pytest.raises(InvalidInput):
         s.apply(dict([iface("eth1"), ("nope/x/y", Route("a", "b"))]))
     assert s.desired() == {} and plane.objects == {}
+
+
+def test_diamond_dependencies_unblock_every_dependent():
+    """x needs t and y, y needs t: all three are created in one transaction
+    (regression: creating t unblocked x recursively while y was mid-visit, and
+    x was left pending behind a "dependency cycle")."""
+    from tests.unit.fakeplane import ThingDescriptor, thing
+    plane = FakePlane()
+    s = Scheduler([ThingDescriptor(plane)])
+    r = s.apply(dict([thing("x", "t", "y"), thing("y", "t"), thing("t")]))
+    assert r.ok and not r.plan.pending, r.plan.pending
+    assert [k for _, k in plane.log] == ["fake/thing/t", "fake/thing/y", "fake/thing/x"]
+
+
+def test_true_dependency_cycle_is_reported():
+    from tests.unit.fakeplane import ThingDescriptor, thing
+    plane = FakePlane()
+    s = Scheduler([ThingDescriptor(plane)])
+    r = s.apply(dict([thing("a", "b"), thing("b", "a")]))
+    assert plane.log == []
+    assert set(r.plan.pending) == {"fake/thing/a", "fake/thing/b"}

@@ -1,0 +1,101 @@
+"""nftables objects as values. Everything lives in table ``ip contiv``.
+
+Keys::
+
+    nft/table/contiv                  NftTable
+    nft/set/<name>                    NftSet   (sets and maps)
+    nft/chain/<name>                  NftChain (base or regular chain with its rules)
+    nft/element/<set>/<key text>      NftElement
+
+A chain's rules are nftables rule text. The chain comment carries a digest of
+its hook and rules, so ``retrieve`` can tell whether a chain in the kernel is
+the one we want without parsing nft's canonical rule output.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+FAMILY = "ip"
+TABLE = "contiv"
+TABLE_KEY = f"nft/table/{TABLE}"
+
+
+def chain_key(name: str) -> str:
+    return f"nft/chain/{name}"
+
+
+def set_key(name: str) -> str:
+    return f"nft/set/{name}"
+
+
+def element_key(set_name: str, key: str) -> str:
+    return f"nft/element/{set_name}/{key}"
+
+
+@dataclass(frozen=True, slots=True)
+class NftTable:
+    name: str = TABLE
+
+
+@dataclass(frozen=True, slots=True)
+class NftSet:
+    """A named set or map. ``spec`` is the body between braces, e.g.
+    ``type ipv4_addr . inet_proto . inet_service : verdict;``. ``static``:
+    its elements are values of ours (retrieved and reconciled); dynamic sets
+    (filled by rules, e.g. session affinity) are not."""
+
+    name: str
+    spec: str
+    static: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NftChain:
+    """A chain and its rules. ``hook`` (``type nat hook prerouting priority
+    dstnat; policy accept;``) makes it a base chain. ``refs`` are the keys of
+    the chains and sets its rules use (its dependencies)."""
+
+    name: str
+    rules: tuple[str, ...]
+    hook: str = ""
+    comment: str = ""
+    refs: tuple[str, ...] = ()
+
+    @property
+    def digest(self) -> str:
+        h = hashlib.sha1(self.hook.encode())
+        for r in self.rules:
+            h.update(b"\n" + r.encode())
+        return h.hexdigest()[:12]
+
+    @property
+    def full_comment(self) -> str:
+        return f"{self.comment} #{self.digest}".strip()
+
+
+@dataclass(frozen=True, slots=True)
+class NftChainState:
+    """What retrieve can say about a chain: its digest tag and rule count."""
+
+    name: str
+    digest: str
+    nrules: int
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NftElement:
+    """An element of a set (``value`` empty) or map (``value`` the verdict or
+    data, e.g. ``goto svc-x`` or ``drop``)."""
+
+    set: str
+    key: str
+    value: str = ""
+    comment: str = ""
+    refs: tuple[str, ...] = ()
+
+
+def quote(comment: str) -> str:
+    """nftables string literal for comments (no quotes or newlines inside)."""
+    return '"' + comment.replace('"', "'").replace("\n", " ")[:120] + '"'
