@@ -195,7 +195,7 @@ class CNIHandler:
                 raise CNIError(E_INTERNAL, f"CHECK {cid}/{ifname}: " + "; ".join(problems))
             return CNIResponse(0, b"")
         result = self.podnet.add(cid, ifname, netns, pod_namespace=args.get("K8S_POD_NAMESPACE", ""),
-                                 pod_name=args.get("K8S_POD_NAME", ""))
+                                 pod_name=args.get("K8S_POD_NAME", ""), mtu=conf.get("mtu") or 0)
         return CNIResponse(0, json.dumps(shape_result(version, result, netns, ifname,
                                                       conf.get("dns"))).encode())
 

@@ -54,6 +54,9 @@ class AgentConfig:
             net = ipaddress.ip_network(self.pod_cidr)
         except ValueError as e:
             raise InvalidInput(f"pod_cidr {self.pod_cidr!r}: {e}") from None
+        if net.version != 4:
+            # the model and IPAM are dual-stack ready; the Linux data plane is not yet
+            raise InvalidInput(f"pod_cidr {net}: only IPv4 pod networks are supported so far")
         if not net.prefixlen < self.node_prefix <= net.max_prefixlen - 2:
             raise InvalidInput(f"node_prefix /{self.node_prefix} does not fit pod_cidr {net}")
         if self.node_ip:

@@ -77,7 +77,8 @@ class PodNetwork:
 
     # ------------------------------------------------------------------ ADD
     def add(self, container_id: str, ifname: str, netns: str, *, pod_namespace: str = "",
-            pod_name: str = "") -> PodResult:
+            pod_name: str = "", mtu: int = 0) -> PodResult:
+        """``mtu``: the network configuration's, if it sets one (else the node's)."""
         names.check_container_id(container_id)
         names.check_ifname(ifname)
         if not netns.startswith("/"):
@@ -87,7 +88,8 @@ class PodNetwork:
         with self._lock(container_id, ifname):
             t0 = time.perf_counter()
             alloc, created = self.ipam.allocate(container_id, ifname, netns=netns,
-                                                pod_namespace=pod_namespace, pod_name=pod_name)
+                                                pod_namespace=pod_namespace, pod_name=pod_name,
+                                                mtu=mtu)
             t1 = time.perf_counter()
             if not created and alloc.netns != netns:
                 raise InvalidInput(f"container {container_id} interface {ifname} is already "

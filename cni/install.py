@@ -30,11 +30,8 @@ def plugin_source(interpreter: str | None = None) -> str:
     return f"#!{python} -IS\n" + src
 
 
-def conflist(socket: str, chain: list[str], cni_version: str = "1.1.0", mtu: int = 0) -> dict:
-    main = {"type": PLUGIN_NAME, "agentSocket": socket}
-    if mtu:
-        main["mtu"] = mtu
-    plugins = [main]
+def conflist(socket: str, chain: list[str], cni_version: str = "1.1.0") -> dict:
+    plugins = [{"type": PLUGIN_NAME, "agentSocket": socket}]
     for name in chain:
         entry = {"type": name}
         caps = CHAINABLE.get(name)
@@ -82,17 +79,18 @@ def install(bin_dir: str, conf_dir: str, socket: str, chain: list[str] | None = 
     ``chain``: plugins to chain after ours; None means every plugin of
     :data:`CHAINABLE` found in ``bin_dir`` (or ``plugin_dirs``).
     """
-    bin_path = Path(bin_dir) / PLUGIN_NAME
-    actions = [{"file": str(bin_path),
-                "action": _atomic_write(bin_path, plugin_source(interpreter).encode(), 0o755)}]
     search = [Path(d) for d in ([bin_dir] + list(plugin_dirs or []))]
     if chain is None:
         chain = [n for n in CHAINABLE if any((d / n).exists() for d in search)]
     else:
+        # checked before anything is written: a failed install changes nothing
         missing = [n for n in chain if not any((d / n).exists() for d in search)]
         if missing:
             raise FileNotFoundError(f"chained plugin(s) not found in {', '.join(map(str, search))}: "
                                     f"{', '.join(missing)}")
+    bin_path = Path(bin_dir) / PLUGIN_NAME
+    actions = [{"file": str(bin_path),
+                "action": _atomic_write(bin_path, plugin_source(interpreter).encode(), 0o755)}]
     conf_path = Path(conf_dir) / CONF_NAME
     body = (json.dumps(conflist(socket, chain), indent=2) + "\n").encode()
     actions.append({"file": str(conf_path), "action": _atomic_write(conf_path, body, 0o644),

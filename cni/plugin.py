@@ -161,7 +161,7 @@ def main():
     for line in headers.split(b"\r\n"):
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"x-cni-exit":
-            exit_code = int(value.strip() or b"1")
+            exit_code = int(value.strip()) if value.strip().isdigit() else 1
     if exit_code is None:
         return _fail(11, "the contiv agent at %s answered %s" % (
             path, status_line.decode("latin-1")))

@@ -10,6 +10,7 @@ import typer
 class _Ctx:
     debug: bool = False
     socket: str = "/run/contiv/agent.sock"
+    socket_given: bool = False  # --socket or CONTIV_SOCKET was set explicitly
 
     def client(self, socket: str | None = None):
         from agent.api.client import AgentClient  # noqa: PLC0415

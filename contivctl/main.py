@@ -27,8 +27,10 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print the version and exit."),
 ) -> None:
+    import os  # noqa: PLC0415
     ctx.debug = debug
     ctx.socket = socket
+    ctx.socket_given = "--socket" in sys.argv or "CONTIV_SOCKET" in os.environ
 
 
 app.add_typer(agent.app, name="agent")

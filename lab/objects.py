@@ -118,7 +118,7 @@ def _protocol(v: Any, r: str, field: str) -> str:
 
 
 def _port_name(v: Any, r: str, field: str) -> str:
-    if not isinstance(v, str) or len(v) > 15 or not _PORT_NAME.match(v) or not re.search("[a-z]", v) \
+    if not isinstance(v, str) or len(v) > 15 or not _PORT_NAME.fullmatch(v) or not re.search("[a-z]", v) \
             or "--" in v:
         raise _err(r, field, f"{v!r} is not a valid port name (IANA_SVC_NAME: ≤ 15 lower-case "
                              "letters, digits and '-', at least one letter)")

@@ -20,7 +20,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
 def check_lab_name(name: str) -> str:
     # Short, because it prefixes namespace and interface names (≤ 15 bytes).
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise InvalidInput(f"lab name {name!r} must be 1-8 lower-case letters/digits, "
                            "starting with a letter")
     return name

@@ -26,4 +26,4 @@ class PodAttachment:
 
 def pod_attachment(alloc: Allocation, node: NodeInfo, mtu: int) -> PodAttachment:
     return PodAttachment(alloc.container_id, alloc.ifname, alloc.netns, tuple(alloc.ips),
-                         tuple(node.gateways), mtu, alloc.pod_ref)
+                         tuple(node.gateways), alloc.mtu or mtu, alloc.pod_ref)

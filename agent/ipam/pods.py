@@ -80,7 +80,7 @@ class PodIPAM:
                 yield addr
 
     def allocate(self, container_id: str, ifname: str, *, netns: str = "", pod_namespace: str = "",
-                 pod_name: str = "") -> tuple[Allocation, bool]:
+                 pod_name: str = "", mtu: int = 0) -> tuple[Allocation, bool]:
         """Return (allocation, created). An existing allocation for the same
         container and interface is returned as is (ADD is idempotent)."""
         akey = keys.allocation_key(self.node, container_id, ifname)
@@ -93,7 +93,7 @@ class PodIPAM:
                 alloc = Allocation(node=self.node, container_id=container_id, ifname=ifname,
                                    ips=(f"{addr}/{self.host_prefix}",), netns=netns,
                                    pod_namespace=pod_namespace, pod_name=pod_name,
-                                   created=time.time())
+                                   created=time.time(), mtu=mtu)
                 claim = keys.ip_claim_key(str(addr))
                 ok, _ = self.store.txn(
                     [Absent(claim), Absent(akey)],

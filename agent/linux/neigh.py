@@ -18,7 +18,7 @@ _MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 
 def _check_mac(mac: str) -> None:
-    if not _MAC.match(mac):
+    if not _MAC.fullmatch(mac):
         raise InvalidInput(f"MAC {mac!r} is not of the form aa:bb:cc:dd:ee:ff (lower case)")
 
 

@@ -26,7 +26,7 @@ class SysctlDescriptor(Descriptor):
     supports_update = True
 
     def validate(self, key, v: Sysctl) -> None:
-        if not _NAME.match(v.name) or ".." in v.name:
+        if not _NAME.fullmatch(v.name) or ".." in v.name:
             raise InvalidInput(f"sysctl name {v.name!r} is invalid")
 
     def create(self, key, v: Sysctl, ctx):

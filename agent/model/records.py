@@ -83,6 +83,7 @@ class Allocation(_Record):
     pod_namespace: str = ""
     pod_name: str = ""
     created: float = 0.0
+    mtu: int = 0  # from the network configuration; 0: the node's pod MTU
 
     @property
     def pod_ref(self) -> str:

@@ -14,10 +14,10 @@ def run(
     node: str = typer.Option("", "--node", help="This node's name (required unless in --config)."),
     etcd: str = typer.Option("", "--etcd", help="etcd endpoint; none: spawn a private etcd."),
     dataplane: str = typer.Option("", "--dataplane", help="linux (default) or vpp."),
-    socket: str = typer.Option("", "--socket", help="Serve the API here [/run/contiv/agent.sock]."),
+    socket: str = typer.Option("", "--socket", help="Serve the API on this socket (default: the global --socket)."),
     config: str = typer.Option("", "--config", help="YAML configuration file."),
     etcd_data_dir: str = typer.Option("", "--etcd-data-dir", help="Data dir of the private etcd."),
-    pod_cidr: str = typer.Option("", "--pod-cidr", help="Cluster pod CIDR [10.1.0.0/16]."),
+    pod_cidr: str = typer.Option("", "--pod-cidr", help="Cluster pod CIDR (default 10.1.0.0/16)."),
     node_ip: str = typer.Option("", "--node-ip", help="Underlay address for VXLAN."),
     underlay_if: str = typer.Option("", "--underlay-if", help="Underlay interface."),
     mtu: int = typer.Option(0, "--mtu", help="Pod MTU; 0: underlay MTU - 50."),
@@ -29,7 +29,8 @@ def run(
 
     from agent.config import load_config  # noqa: PLC0415
     from agent.daemon import Agent  # noqa: PLC0415
-    cfg = load_config(config or None, node=node, etcd=etcd, dataplane=dataplane, socket=socket,
+    cfg = load_config(config or None, node=node, etcd=etcd, dataplane=dataplane,
+                      socket=socket or (ctx.socket if ctx.socket_given else ""),
                       etcd_data_dir=etcd_data_dir, pod_cidr=pod_cidr, node_ip=node_ip,
                       underlay_if=underlay_if, mtu=mtu or None, log_level=log_level)
     level = "debug" if ctx.debug else cfg.log_level

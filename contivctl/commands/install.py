@@ -16,7 +16,7 @@ def cni(
     uninstall: bool = typer.Option(False, "--uninstall", help="Remove what install put there."),
     chain: str = typer.Option(None, "--chain",
                               help="Comma-separated plugins to chain after contiv-cni "
-                                   "[default: those of portmap,bandwidth,tuning that are installed]."),
+                                   "(default: those of portmap, bandwidth, tuning that are installed)."),
     plugin_dir: list[str] = typer.Option([], "--plugin-dir",
                                          help="Extra directory to look for chained plugins in."),
     socket: str = typer.Option("", "--agent-socket", help="Agent socket the plugin talks to."),

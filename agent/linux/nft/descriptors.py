@@ -92,7 +92,7 @@ class SetDescriptor(_NftBase):
     key_prefix = "nft/set/"
 
     def validate(self, key, v: NftSet) -> None:
-        if not _NAME.match(v.name):
+        if not _NAME.fullmatch(v.name):
             raise InvalidInput(f"nft set name {v.name!r} is invalid")
 
     def dependencies(self, key, v):
@@ -127,7 +127,7 @@ class ChainDescriptor(_NftBase):
     supports_update = True
 
     def validate(self, key, v: NftChain) -> None:
-        if not _NAME.match(v.name):
+        if not _NAME.fullmatch(v.name):
             raise InvalidInput(f"nft chain name {v.name!r} is invalid")
 
     def dependencies(self, key, v: NftChain):
