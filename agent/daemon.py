@@ -32,6 +32,7 @@ from agent.model import keys
 from agent.model.records import AgentStatus, NodeInfo
 from agent.podnet import PodNetwork
 from agent.reconciler import Scheduler
+from agent.policies import PolicySync
 from agent.services import ServiceSync
 from agent.store import Compacted, WatchBatch, open_store
 
@@ -107,7 +108,7 @@ class Agent:
             raise FatalError(f"data plane {self.cfg.dataplane!r} is not available in this build",
                              hint="use --dataplane linux")
         from agent import linux  # noqa: PLC0415 -- pyroute2 only when needed
-        from agent.linux import render, svcrender, values
+        from agent.linux import polrender, render, svcrender, values
         from agent.linux.hostinfo import detect_underlay
         from agent.linux.netns import Netlink
         from agent.linux.nft.descriptors import descriptors as nft_descriptors
@@ -120,7 +121,8 @@ class Agent:
                                    history_size=self.cfg.history_size)
         self.desired = DesiredState(self.scheduler)
         self._render_node = lambda t: {**render.render_node(t), **svcrender.render_base(
-            t.me.gateways[0], render.VXLAN_DEV)}
+            t.me.gateways[0], render.VXLAN_DEV), **polrender.render_base()}
+        self._polrender = polrender
         self._render_pod = render.render_pod
         self._render_services = svcrender.render_service
         self._host_ifname = values.host_ifname
@@ -140,6 +142,10 @@ class Agent:
                                  link_key=self._link_key)
         self.cni = CNIHandler(self.podnet, self.cni_status)
         self.services = ServiceSync(self.snapshot, self.desired, self.cfg.node, self._render_services)
+        self.policies = PolicySync(self.snapshot, self.desired, self.cfg.node,
+                                   render_policy=self._polrender.render_policy,
+                                   render_dispatch=self._polrender.render_dispatch,
+                                   render_groups=self._polrender.render_groups)
 
     def _relist(self) -> int:
         """Load the whole watched state; returns the revision of the listing.
@@ -160,12 +166,14 @@ class Agent:
         parts = {NODE_PARTITION: self._node_values()}
         parts.update(self.podnet.restore_partitions())
         parts.update(self.services.partitions())
+        parts.update(self.policies.partitions())
         return parts
 
     def _rebuild_after_relist(self) -> None:
         self.desired.set_partition(NODE_PARTITION, self._node_values(), description="relist")
         self.services.mark_all()
         self.services.flush()
+        self.desired.set_partitions(self.policies.partitions(), description="relist: network policies")
 
     def _node_values(self) -> dict:
         with self.snapshot.lock:
@@ -204,10 +212,12 @@ class Agent:
             if ch.kind == "registry":
                 dirty_nodes = True
             self.services.on_change(ch)
+            self.policies.on_change(ch)
         if dirty_nodes:
             self.desired.set_partition(NODE_PARTITION, self._node_values(),
                                        description="node registry changed")
         self.services.flush()
+        self.policies.flush()
         if relevant:
             self.applied_revision = max(self.applied_revision,
                                         max(e.revision for e in batch.events))

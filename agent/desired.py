@@ -24,28 +24,35 @@ class DesiredState:
     def set_partition(self, name: str, values: Mapping[str, object], *,
                       description: str = "") -> TxnResult:
         """Make ``values`` the whole content of partition ``name`` (empty: remove it)."""
+        return self.set_partitions({name: values}, description=description or name)
+
+    def set_partitions(self, parts: Mapping[str, Mapping[str, object]], *,
+                       description: str = "") -> TxnResult:
+        """Several partitions in ONE scheduler transaction (one nft commit)."""
         with self._lock:
-            old = self._parts.get(name, {})
             changes: dict[str, object] = {}
-            for k, v in values.items():
-                owner = self._owner.get(k)
-                if owner is not None and owner != name:
-                    raise ValueError(f"key {k} is rendered by both {owner} and {name}")
-                if old.get(k, DELETE) != v:
-                    changes[k] = v
-            for k in old:
-                if k not in values:
-                    changes[k] = DELETE
-            result = self.scheduler.apply(changes, description=description or name)
-            for k in old:
-                if k not in values:
-                    self._owner.pop(k, None)
-            for k in values:
-                self._owner[k] = name
-            if values:
-                self._parts[name] = dict(values)
-            else:
-                self._parts.pop(name, None)
+            for name, values in parts.items():
+                old = self._parts.get(name, {})
+                for k, v in values.items():
+                    owner = self._owner.get(k)
+                    if owner is not None and owner != name and owner not in parts:
+                        raise ValueError(f"key {k} is rendered by both {owner} and {name}")
+                    if old.get(k, DELETE) != v:
+                        changes[k] = v
+                for k in old:
+                    if k not in values and k not in changes:
+                        changes[k] = DELETE
+            result = self.scheduler.apply(changes, description=description)
+            for name, values in parts.items():
+                for k in self._parts.get(name, {}):
+                    if self._owner.get(k) == name:
+                        self._owner.pop(k, None)
+                for k in values:
+                    self._owner[k] = name
+                if values:
+                    self._parts[name] = dict(values)
+                else:
+                    self._parts.pop(name, None)
             return result
 
     def partition(self, name: str) -> dict[str, object]:

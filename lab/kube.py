@@ -320,6 +320,9 @@ class Kube:
                 else:
                     self._delete_key(obj_key(cur))
                 results.append({"object": objects.ref(o), "action": "deleted"})
+            # A Namespace and its Pods named in the same file: stop each pod once
+            # (not twice, concurrently, with two CNI DELs).
+            pods = list({obj_key(p): p for p in pods}.values())
             with concurrent.futures.ThreadPoolExecutor(WORKERS) as ex:
                 list(ex.map(self._stop_pod, pods))
             self._sync_endpoints()

@@ -105,7 +105,7 @@ def probe(netns: str, address: str, port: int, protocol: str = "TCP", timeout: f
         res.error = "timeout"
     except OSError as e:
         res.error = {errno.ECONNREFUSED: "refused", errno.ECONNRESET: "reset",
-                     errno.EHOSTUNREACH: "host unreachable", errno.ENETUNREACH: "network unreachable",
+                     errno.EHOSTUNREACH: "unreachable (ICMP host unreachable or admin-prohibited)", errno.ENETUNREACH: "network unreachable",
                      errno.EACCES: "administratively prohibited"}.get(e.errno, e.strerror or str(e))
     finally:
         s.close()

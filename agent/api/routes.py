@@ -87,12 +87,29 @@ def build_router(agent) -> Router:
     def services(req: Request):
         return {"services": agent.services.describe(req.query.get("namespace"), req.query.get("name"))}
 
+    def policies(req: Request):
+        return {"pods": agent.policies.describe(req.query.get("namespace"), req.query.get("pod"))}
+
+    def explain(req: Request):
+        from agent.errors import InvalidInput  # noqa: PLC0415
+        body = req.json()
+        src, dst, port = body.get("src"), body.get("dst"), body.get("port")
+        protocol = str(body.get("protocol") or "TCP").upper()
+        if not isinstance(src, str) or not isinstance(dst, str) or not src or not dst:
+            raise InvalidInput("explain needs src and dst (pod ns/name or IP address)")
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise InvalidInput(f"port {port!r} must be an integer in 1..65535")
+        if protocol not in ("TCP", "UDP", "SCTP"):
+            raise InvalidInput(f"protocol {protocol!r} is not TCP, UDP or SCTP")
+        return agent.policies.explain(src, dst, port, protocol)
+
     for method, path, fn in [
         ("POST", "/v1/cni", cni), ("GET", "/v1/health", health), ("GET", "/v1/status", status),
         ("GET", "/v1/ipam", ipam), ("POST", "/v1/ipam/gc", ipam_gc), ("GET", "/v1/pods", pods),
         ("GET", "/v1/nodes", nodes), ("GET", "/v1/state", state), ("GET", "/v1/plan", plan),
         ("POST", "/v1/resync", resync), ("GET", "/v1/history", history),
         ("GET", "/v1/desired", desired), ("GET", "/v1/services", services),
+        ("GET", "/v1/policies", policies), ("POST", "/v1/policies/explain", explain),
     ]:
         r.add(method, path, fn)
     return r

@@ -60,6 +60,67 @@ def services(name: str = typer.Argument(None, help="Service name (with -n) or ns
            wide=[("PODS", "pods"), ("AFFINITY", "affinity"), ("TRAFFIC", "policy"), ("PROBLEMS", "problems")])
 
 
+def policies(args: list[str] = typer.Argument(None, metavar="[POD] | explain SRC DST",
+                                             help="A pod (ns/name, or name with -n); or "
+                                                  "'explain SRC DST' (pods as ns/name, or IPs)."),
+             namespace: str = typer.Option(None, "--namespace", "-n"),
+             port: int = typer.Option(None, "--port", min=1, max=65535, help="explain: the port."),
+             protocol: str = typer.Option("TCP", "--protocol", help="explain: TCP | UDP | SCTP."),
+             output: str = OUTPUT) -> None:
+    """Which policies select a pod and its effective rules; or `explain`: the verdict
+    for SRC -> DST:PORT computed offline from cluster state (no traffic is sent;
+    exit status 0 allowed, 1 denied)."""
+    from agent.errors import InvalidInput  # noqa: PLC0415
+    fmt = check_output(output)
+    args = list(args or [])
+    if args and args[0] == "explain":
+        if len(args) != 3 or port is None:
+            raise InvalidInput("usage: contivctl policies explain SRC DST --port P [--protocol X]")
+        return _explain(args[1], args[2], port, protocol, fmt)
+    if len(args) > 1:
+        raise InvalidInput("give at most one pod (or: explain SRC DST --port P)")
+    pod = args[0] if args else None
+    if pod and "/" in pod:
+        namespace, pod = pod.split("/", 1)
+    data = ctx.client().get("/v1/policies", namespace=namespace, pod=pod)
+    if fmt in ("json", "yaml"):
+        return render(data, fmt)
+    if pod and not data["pods"]:
+        raise InvalidInput(f"no pod {namespace + '/' if namespace else ''}{pod} with an address")
+    for p in data["pods"]:
+        print(f"{p['pod']} ({p['ip']} on {p['node']})")
+        for d in ("ingress", "egress"):
+            e = p[d]
+            if not e["isolated"]:
+                print(f"  {d}: open (no policy selects it)")
+                continue
+            print(f"  {d}: isolated by {', '.join(e['policies'])}")
+            for r in e["rules"]:
+                peers = r["peers"] if r["peers"] == "all" else "; ".join(r["peers"]) or "nobody"
+                print(f"    allow {', '.join(r['ports'])} {'from' if d == 'ingress' else 'to'} {peers}"
+                      f"   [{r['rule']}]")
+            if not e["rules"]:
+                print("    (no rule: everything is denied)")
+            for ref, why in e["invalid"].items():
+                print(f"    ! {ref} is invalid ({why}): it only isolates")
+
+
+def _explain(src: str, dst: str, port: int, protocol: str, fmt: str) -> None:
+    data = ctx.client().post("/v1/policies/explain",
+                             {"src": src, "dst": dst, "port": port, "protocol": protocol.upper()})
+    if fmt in ("json", "yaml"):
+        render(data, fmt)
+    else:
+        v = data["verdict"]
+        print(v if v.startswith(("allowed", "denied")) else
+              ("allowed: " if data["allowed"] else "denied: ") + v)
+        if fmt == "wide":
+            for st in data["steps"]:
+                print(f"  {st['direction']}: {st['reason']}")
+    if not data["allowed"]:
+        raise typer.Exit(1)
+
+
 ipam_app = typer.Typer(help="Pod address management on this node.", invoke_without_command=True)
 
 
@@ -92,4 +153,5 @@ def register(app: typer.Typer) -> None:
     app.command("pods")(pods)
     app.command("nodes")(nodes)
     app.command("services")(services)
+    app.command("policies")(policies)
     app.add_typer(ipam_app, name="ipam")
