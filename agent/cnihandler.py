@@ -42,9 +42,11 @@ E_INTERNAL = 999
 
 
 class CNIError(Exception):
-    def __init__(self, code: int, msg: str, details: str = "") -> None:
+    """``version``: the configuration's cniVersion once known (errors echo it)."""
+
+    def __init__(self, code: int, msg: str, details: str = "", version: str = "") -> None:
         super().__init__(msg)
-        self.code, self.msg, self.details = code, msg, details
+        self.code, self.msg, self.details, self.version = code, msg, details, version
 
 
 @dataclass(slots=True)
@@ -98,7 +100,8 @@ class CNIHandler:
             version = conf["cniVersion"]
             return self._dispatch(command, env, conf)
         except CNIError as e:
-            return _error(version if version in SUPPORTED_VERSIONS else "1.1.0", e)
+            v = e.version or version
+            return _error(v if v in SUPPORTED_VERSIONS else "1.1.0", e)
         except Exhausted as e:
             return _error(version, CNIError(E_POOL_EXHAUSTED, e.message, e.hint or ""))
         except Unavailable as e:
@@ -127,12 +130,15 @@ class CNIHandler:
             raise CNIError(E_INCOMPATIBLE_VERSION,
                            f"incompatible CNI version {version}",
                            f"supported: {', '.join(SUPPORTED_VERSIONS)}")
+        # from here on the version is known: errors carry it (the spec: "the same
+        # value as provided by the configuration")
         for fld in ("name", "type"):
             if not isinstance(conf.get(fld), str) or not conf[fld]:
-                raise CNIError(E_INVALID_CONFIG, f"network configuration has no {fld}")
+                raise CNIError(E_INVALID_CONFIG, f"network configuration has no {fld}", version=version)
         mtu = conf.get("mtu")
         if mtu is not None and (not isinstance(mtu, int) or isinstance(mtu, bool) or not 576 <= mtu <= 9000):
-            raise CNIError(E_INVALID_CONFIG, f"mtu {mtu!r} must be an integer in 576..9000")
+            raise CNIError(E_INVALID_CONFIG, f"mtu {mtu!r} must be an integer in 576..9000",
+                           version=version)
         return conf
 
     @staticmethod

@@ -39,6 +39,16 @@ app.add_typer(lab.app, name="lab")
 diag.register(app)
 
 
+@app.command("completion")
+def completion(shell: str = typer.Argument(..., help="bash | zsh | fish")) -> None:
+    """Print the shell completion script (also in completions/)."""
+    from agent.errors import InvalidInput  # noqa: PLC0415
+    from contivctl.completion import SHELLS  # noqa: PLC0415
+    if shell not in SHELLS:
+        raise InvalidInput(f"unknown shell {shell!r}; use one of {', '.join(SHELLS)}")
+    sys.stdout.write(SHELLS[shell]())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (see contivctl.errors)."""
     from contivctl.errors import report  # noqa: PLC0415

@@ -119,16 +119,24 @@ def build_service(svc: dict, slices: list[dict], pods: dict[tuple[str, str], dic
             return out
     ext_local = spec.get("externalTrafficPolicy") == "Local" and typ in ("NodePort", "LoadBalancer")
     int_local = spec.get("internalTrafficPolicy") == "Local"
-    external_ips = list(spec.get("externalIPs") or [])
+    ext = [(ip, "external-ip") for ip in spec.get("externalIPs") or []]
     if typ == "LoadBalancer":
-        external_ips += [i["ip"] for i in ((svc.get("status") or {}).get("loadBalancer") or {}).get(
-            "ingress") or [] if isinstance(i, dict) and i.get("ip")]
-    for ip in external_ips:
+        ext += [(i["ip"], "load-balancer") for i in ((svc.get("status") or {}).get("loadBalancer")
+                                                    or {}).get("ingress") or []
+                if isinstance(i, dict) and i.get("ip")]
+    for ip, _ in ext:
         try:
+            if not isinstance(ip, str):
+                raise ValueError
             ipaddress.IPv4Address(ip)
         except ValueError:
             out.problems.append(f"service {ref}: external IP {ip!r} is not an IPv4 address")
             return out
+    # address -> kind; an address both in externalIPs and in the LoadBalancer
+    # ingress is one frontend (an external IP)
+    external_ips: dict[str, str] = {}
+    for ip, kind in ext:
+        external_ips.setdefault(ip, kind)
 
     # endpoints by (port name, protocol) from the slices
     by_port: dict[tuple[str, str], list[Endpoint]] = {}
@@ -178,8 +186,8 @@ def build_service(svc: dict, slices: list[dict], pods: dict[tuple[str, str], dic
                                     f"{nodeport_range[0]}-{nodeport_range[1]}")
                 continue
             fronts.append(Frontend("", np, True, "node-port"))
-        for ip in dict.fromkeys(external_ips):
-            fronts.append(Frontend(ip, p["port"], True, "external-ip"))
+        for ip, kind in external_ips.items():
+            fronts.append(Frontend(ip, p["port"], True, kind))
         if not fronts:
             continue
         eps = sorted(set(by_port.get((pname, proto), [])), key=lambda e: (e.ip, e.port))

@@ -123,12 +123,24 @@ class VethDescriptor(_LinkBase):
                     raise nl_error(e, "link add veth", dev=v.host_if, peer=v.pod_if,
                                    netns=v.netns) from None
                 # A leftover of ours from an interrupted attempt (same
-                # deterministic name) -- or the pod already has pod_if.
+                # deterministic name) -- or the pod already has pod_if. Only a
+                # veth tagged as ours is ever removed (DESIGN.md rule 5).
                 existing = self._find_host(v.host_if)
                 if existing is None:
                     raise InvalidInput(f"interface {v.pod_if} already exists in {v.netns}") from None
+                alias = _attr(existing, "IFLA_IFALIAS", "")
+                if _kind(existing) != "veth" or not alias.startswith(TAG_PREFIX + "pod:"):
+                    raise InvalidInput(f"link {v.host_if} exists in the node namespace and is not "
+                                       f"ours (kind {_kind(existing) or '?'}, alias {alias!r})",
+                                       hint="remove or rename it") from None
                 node.link("del", index=existing["index"])
-                node.link("add", ifname=v.host_if, kind="veth", mtu=v.mtu, state="up", peer=peer)
+                try:
+                    node.link("add", ifname=v.host_if, kind="veth", mtu=v.mtu, state="up", peer=peer)
+                except Exception as e2:  # noqa: BLE001
+                    if is_errno(e2, errno.EEXIST):
+                        raise InvalidInput(f"interface {v.pod_if} already exists in {v.netns}") from None
+                    raise nl_error(e2, "link add veth", dev=v.host_if, peer=v.pod_if,
+                                   netns=v.netns) from None
         finally:
             os.close(fd)
         try:

@@ -153,7 +153,11 @@ def render_service_port(sp: ServicePort) -> dict[str, object]:
             element(NOEP_NODEPORTS, f"{proto} . {f.port}", reject)
         return out
 
-    cluster = lb_chain("svc", sp.endpoints, "")
+    # the cluster chain only when some frontend goes there (not, e.g., for a
+    # ClusterIP Service with internalTrafficPolicy Local): no unreachable chains
+    cluster = lb_chain("svc", sp.endpoints, "") if any(
+        (sp.external_local if f.external else sp.internal_local) is False
+        for f in sp.frontends) else None
     local = lb_chain("svl", sp.local_endpoints, "local endpoints") \
         if sp.local_endpoints and (sp.internal_local or sp.external_local) else None
     external = None

@@ -464,6 +464,11 @@ class Scheduler:
         for k in list(self._pending):
             if k in self._actual or k not in self._desired:
                 self._pending.pop(k, None)
+        # A failure of something neither desired nor present is moot (a failed
+        # create that was then withdrawn); left in place it would be "due" for
+        # ever and keep the agent's loop spinning.
+        for k in [k for k in self._failures if k not in self._desired and k not in self._actual]:
+            del self._failures[k]
         rec.pending = dict(plan.pending)
         rec.invalid = dict(plan.invalid)
         rec.duration_ms = (time.perf_counter() - t0) * 1000

@@ -160,8 +160,12 @@ class ChainDescriptor(_NftBase):
             r = o.get("rule")
             if r and r.get("table") == TABLE:
                 counts[r["chain"]] = counts.get(r["chain"], 0) + 1
-        return [Retrieved(chain_key(n), NftChainState(n, s.digest, counts.get(n, 0), s.comment))
-                for n, s in chains.items()]
+        out = []
+        for n, st in chains.items():
+            want = correlate.get(chain_key(n))
+            out.append(Retrieved(chain_key(n), NftChainState(n, st.digest, counts.get(n, 0), st.comment,
+                                                             want.refs if want is not None else ())))
+        return out
 
     def equivalent(self, key, desired: NftChain, actual) -> bool:
         if isinstance(actual, NftChainState):

@@ -17,6 +17,8 @@ import hashlib
 from dataclasses import dataclass
 
 FAMILY = "ip"
+#: longest comment we write (nftables allows 128 bytes)
+COMMENT_MAX = 120
 TABLE = "contiv"
 TABLE_KEY = f"nft/table/{TABLE}"
 
@@ -71,7 +73,10 @@ class NftChain:
 
     @property
     def full_comment(self) -> str:
-        return f"{self.comment} #{self.digest}".strip()
+        # the digest must survive quote()'s truncation, or retrieve could never
+        # recognise a chain with a long comment and every resync rewrote it
+        tag = f"#{self.digest}"
+        return f"{self.comment[:COMMENT_MAX - len(tag) - 1]} {tag}".strip()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,7 @@ class NftChainState:
     digest: str
     nrules: int
     comment: str = ""
+    refs: tuple[str, ...] = ()  # from the desired chain of that name (kernels do not keep them)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,4 +104,4 @@ class NftElement:
 
 def quote(comment: str) -> str:
     """nftables string literal for comments (no quotes or newlines inside)."""
-    return '"' + comment.replace('"', "'").replace("\n", " ")[:120] + '"'
+    return '"' + comment.replace('"', "'").replace("\n", " ")[:COMMENT_MAX] + '"'

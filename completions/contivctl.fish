@@ -1,0 +1,123 @@
+# fish completion for contivctl (generated: contivctl completion fish)
+complete -c contivctl -f -n '__fish_use_subcommand' -a agent
+complete -c contivctl -f -n '__fish_use_subcommand' -a completion
+complete -c contivctl -f -n '__fish_use_subcommand' -a install
+complete -c contivctl -f -n '__fish_use_subcommand' -a ipam
+complete -c contivctl -f -n '__fish_use_subcommand' -a lab
+complete -c contivctl -f -n '__fish_use_subcommand' -a nodes
+complete -c contivctl -f -n '__fish_use_subcommand' -a pods
+complete -c contivctl -f -n '__fish_use_subcommand' -a policies
+complete -c contivctl -f -n '__fish_use_subcommand' -a services
+complete -c contivctl -n '__fish_use_subcommand' -l debug
+complete -c contivctl -n '__fish_use_subcommand' -l help
+complete -c contivctl -n '__fish_use_subcommand' -l socket
+complete -c contivctl -n '__fish_use_subcommand' -l version
+complete -c contivctl -f -n '__fish_seen_subcommand_from agent and not __fish_seen_subcommand_from history plan resync run state status' -a history
+complete -c contivctl -f -n '__fish_seen_subcommand_from agent and not __fish_seen_subcommand_from history plan resync run state status' -a plan
+complete -c contivctl -f -n '__fish_seen_subcommand_from agent and not __fish_seen_subcommand_from history plan resync run state status' -a resync
+complete -c contivctl -f -n '__fish_seen_subcommand_from agent and not __fish_seen_subcommand_from history plan resync run state status' -a run
+complete -c contivctl -f -n '__fish_seen_subcommand_from agent and not __fish_seen_subcommand_from history plan resync run state status' -a state
+complete -c contivctl -f -n '__fish_seen_subcommand_from agent and not __fish_seen_subcommand_from history plan resync run state status' -a status
+complete -c contivctl -n '__fish_seen_subcommand_from agent and not __fish_seen_subcommand_from history plan resync run state status' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from history' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from history' -l limit
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from history' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from plan' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from plan' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from resync' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from resync' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l config
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l dataplane
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l etcd
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l etcd-data-dir
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l log-level
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l mtu
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l node
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l node-ip
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l pod-cidr
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l socket
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l underlay-if
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l prefix
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from status' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from status' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from completion' -l help
+complete -c contivctl -f -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni' -a cni
+complete -c contivctl -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l agent-socket
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l bin-dir
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l chain
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l conf-dir
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l plugin-dir
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l uninstall
+complete -c contivctl -f -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -a gc
+complete -c contivctl -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from ipam and __fish_seen_subcommand_from gc' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from ipam and __fish_seen_subcommand_from gc' -l output
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a apply
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a delete
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a down
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a exec
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a list
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a logs
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a probe
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a status
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a up
+complete -c contivctl -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from apply' -l filename
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from apply' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from apply' -l name
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from apply' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from apply' -l timeout
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from delete' -l filename
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from delete' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from delete' -l name
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from delete' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from delete' -l timeout
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from down' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from down' -l name
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from down' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from exec' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from exec' -l name
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from list' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from list' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from logs' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from logs' -l name
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from logs' -l tail
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from probe' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from probe' -l matrix
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from probe' -l name
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from probe' -l namespace
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from probe' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from probe' -l port
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from probe' -l protocol
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from probe' -l timeout
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from status' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from status' -l name
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from status' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l dataplane
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l demo
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l name
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l nodes
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l pod-cidr
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l timeout
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l underlay
+complete -c contivctl -n '__fish_seen_subcommand_from nodes' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from nodes' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from pods' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from pods' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from policies' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from policies' -l namespace
+complete -c contivctl -n '__fish_seen_subcommand_from policies' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from policies' -l port
+complete -c contivctl -n '__fish_seen_subcommand_from policies' -l protocol
+complete -c contivctl -n '__fish_seen_subcommand_from services' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from services' -l namespace
+complete -c contivctl -n '__fish_seen_subcommand_from services' -l output

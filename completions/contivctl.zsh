@@ -1,0 +1,57 @@
+#compdef contivctl
+# zsh completion for contivctl (generated: contivctl completion zsh)
+autoload -U bashcompinit && bashcompinit
+# bash completion for contivctl (generated: contivctl completion bash)
+_contivctl() {
+    local cur path i w
+    cur="${COMP_WORDS[COMP_CWORD]}"
+    path=""
+    for ((i = 1; i < COMP_CWORD; i++)); do
+        w="${COMP_WORDS[i]}"
+        case "$w" in -*) continue ;; esac
+        case " $(_contivctl_subs "$path") " in *" $w "*) path="${path:+$path }$w" ;; esac
+    done
+    COMPREPLY=($(compgen -W "$(_contivctl_subs "$path") $(_contivctl_opts "$path")" -- "$cur"))
+}
+_contivctl_subs() {
+    case "$1" in
+        "") echo "agent completion install ipam lab nodes pods policies services" ;;
+        "agent") echo "history plan resync run state status" ;;
+        "install") echo "cni" ;;
+        "ipam") echo "gc" ;;
+        "lab") echo "apply delete down exec list logs probe status up" ;;
+    esac
+}
+_contivctl_opts() {
+    case "$1" in
+        "") echo "--debug --help --socket --version" ;;
+        "agent") echo "--help" ;;
+        "agent history") echo "--help --limit --output -o" ;;
+        "agent plan") echo "--help --output -o" ;;
+        "agent resync") echo "--help --output -o" ;;
+        "agent run") echo "--config --dataplane --etcd --etcd-data-dir --help --log-level --mtu --node --node-ip --pod-cidr --socket --underlay-if" ;;
+        "agent state") echo "--help --output --prefix -o" ;;
+        "agent status") echo "--help --output -o" ;;
+        "completion") echo "--help" ;;
+        "install") echo "--help" ;;
+        "install cni") echo "--agent-socket --bin-dir --chain --conf-dir --help --output --plugin-dir --uninstall -o" ;;
+        "ipam") echo "--help --output -o" ;;
+        "ipam gc") echo "--help --output -o" ;;
+        "lab") echo "--help" ;;
+        "lab apply") echo "--filename --help --name --output --timeout -f -o" ;;
+        "lab delete") echo "--filename --help --name --output --timeout -f -o" ;;
+        "lab down") echo "--help --name --output -o" ;;
+        "lab exec") echo "--help --name" ;;
+        "lab list") echo "--help --output -o" ;;
+        "lab logs") echo "--help --name --tail" ;;
+        "lab probe") echo "--help --matrix --name --namespace --output --port --protocol --timeout -n -o" ;;
+        "lab status") echo "--help --name --output -o" ;;
+        "lab up") echo "--dataplane --demo --help --name --nodes --output --pod-cidr --timeout --underlay -o" ;;
+        "nodes") echo "--help --output -o" ;;
+        "pods") echo "--help --output -o" ;;
+        "policies") echo "--help --namespace --output --port --protocol -n -o" ;;
+        "services") echo "--help --namespace --output -n -o" ;;
+    esac
+}
+complete -F _contivctl contivctl
+
