@@ -23,11 +23,24 @@ CHAINABLE = {"portmap": {"portMappings": True}, "bandwidth": {"bandwidth": True}
 
 
 def plugin_source(interpreter: str | None = None) -> str:
-    """The plugin file: an interpreter line that skips site initialisation,
-    then the self-contained plugin module."""
+    """The installed plugin: an interpreter line that skips site initialisation,
+    then the plugin module *precompiled* (marshalled code of this interpreter's
+    version, so no compile step on the pod start path) with its source as the
+    fallback for any other version. One self-contained file: atomic to install."""
+    import marshal  # noqa: PLC0415
     python = interpreter or os.path.realpath(sys.executable)
     src = (Path(__file__).parent / "plugin.py").read_text()
-    return f"#!{python} -IS\n" + src
+    code = marshal.dumps(compile(src, PLUGIN_NAME, "exec"))
+    return "\n".join([
+        f"#!{python} -IS",
+        f"# {MARKER} (installed by contivctl install cni; source: cni/plugin.py)",
+        "import sys",
+        f"if sys.version_info[:2] == {tuple(sys.version_info[:2])!r}:",
+        "    import marshal",
+        f"    exec(marshal.loads({code!r}))",
+        "else:",
+        f"    exec(compile({src!r}, __file__, 'exec'))",
+        ""])
 
 
 def conflist(socket: str, chain: list[str], cni_version: str = "1.1.0") -> dict:

@@ -86,9 +86,9 @@ class PodIPAM:
         akey = keys.allocation_key(self.node, container_id, ifname)
         with self._lock:
             self._load()
-            existing = self.store.get(akey)
-            if existing is not None:
-                return Allocation.from_json(existing.value), False
+            # No read first: the transaction itself requires the allocation key
+            # to be absent, and a failed one tells us to look (one round trip
+            # less on every pod start).
             for addr in self._candidates():
                 alloc = Allocation(node=self.node, container_id=container_id, ifname=ifname,
                                    ips=(f"{addr}/{self.host_prefix}",), netns=netns,

@@ -10,6 +10,10 @@ import ipaddress
 import os
 from dataclasses import replace
 
+from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST
+from pyroute2.netlink.rtnl import RTM_NEWLINK
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
 from agent.errors import InvalidInput, NotFound
 from agent.linux.netns import Netlink, is_errno, nl_error
 from agent.linux.values import TAG_PREFIX, LocalLink, Veth, Vxlan, local_key, veth_key, vxlan_key
@@ -107,17 +111,33 @@ class VethDescriptor(_LinkBase):
         if not 68 <= v.mtu <= 65535:
             raise InvalidInput(f"MTU {v.mtu} out of range 68..65535")
 
+    def _add_pair(self, v: Veth, fd: int, mac: str):
+        """One RTM_NEWLINK creating both ends (the peer straight into the pod
+        namespace under its final name), host end up; NLM_F_ECHO returns the
+        new host link -- index, MAC and the peer's index -- so no read-back."""
+        peer = [("IFLA_IFNAME", v.pod_if), ("IFLA_NET_NS_FD", fd), ("IFLA_MTU", v.mtu)]
+        if mac:
+            peer.append(("IFLA_ADDRESS", mac))
+        msg = ifinfmsg()
+        msg["flags"] = msg["change"] = IFF_UP
+        msg["attrs"] = [("IFLA_IFNAME", v.host_if), ("IFLA_MTU", v.mtu), ("IFLA_LINKINFO", {"attrs": [
+            ("IFLA_INFO_KIND", "veth"),
+            ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer})]})]})]
+        reply = self.nl.node.nlm_request(msg, msg_type=RTM_NEWLINK, msg_flags=NLM_F_REQUEST | NLM_F_ACK
+                                         | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO)
+        for m in reply:
+            if m.get_attr("IFLA_IFNAME") == v.host_if:
+                return m
+        return self._get(v.host_if)  # a kernel without echo support
+
     def create(self, key, v: Veth, ctx):
         pod = self.nl.pod(v.netns)
         node = self.nl.node
         fd = os.open(v.netns, os.O_RDONLY)
-        peer = {"ifname": v.pod_if, "net_ns_fd": fd, "mtu": v.mtu}
         mac = pod_mac(v.ips)
-        if mac:
-            peer["address"] = mac
         try:
             try:
-                node.link("add", ifname=v.host_if, kind="veth", mtu=v.mtu, state="up", peer=peer)
+                host = self._add_pair(v, fd, mac)
             except Exception as e:  # noqa: BLE001
                 if not is_errno(e, errno.EEXIST):
                     raise nl_error(e, "link add veth", dev=v.host_if, peer=v.pod_if,
@@ -135,7 +155,7 @@ class VethDescriptor(_LinkBase):
                                        hint="remove or rename it") from None
                 node.link("del", index=existing["index"])
                 try:
-                    node.link("add", ifname=v.host_if, kind="veth", mtu=v.mtu, state="up", peer=peer)
+                    host = self._add_pair(v, fd, mac)
                 except Exception as e2:  # noqa: BLE001
                     if is_errno(e2, errno.EEXIST):
                         raise InvalidInput(f"interface {v.pod_if} already exists in {v.netns}") from None
@@ -144,7 +164,6 @@ class VethDescriptor(_LinkBase):
         finally:
             os.close(fd)
         try:
-            host = self._get(v.host_if)
             index, peer_index = host["index"], _attr(host, "IFLA_LINK")
             self._set_alias(index, v.tag, v.host_if)
             try:
