@@ -89,7 +89,8 @@ class Allocation(_Record):
     def pod_ref(self) -> str:
         """``ns/name`` if the runtime told us, else the container ID."""
         if self.pod_name:
-            return f"{self.pod_namespace}/{self.pod_name}"
+            # podman and other non-Kubernetes runtimes send a name without a namespace
+            return f"{self.pod_namespace}/{self.pod_name}" if self.pod_namespace else self.pod_name
         return self.container_id
 
 
