@@ -110,6 +110,9 @@ class PodIPAM:
                 if existing is not None:
                     return Allocation.from_json(existing.value), False
                 self._used.add(addr)
+            existing = self.store.get(akey)  # a full pool still answers a repeated ADD
+            if existing is not None:
+                return Allocation.from_json(existing.value), False
             raise Exhausted(f"no free pod address in {self.subnet} on node {self.node}",
                             hint="delete unused pods or run `contivctl ipam gc`")
 
