@@ -163,6 +163,18 @@ def proc_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def git_revision() -> str:
+    """The commit measured (``+dirty`` with uncommitted changes), or ``unknown``."""
+    try:
+        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return rev + ("+dirty" if dirty else "")
+
+
 def agent_pid(lab: Lab, node: str) -> int:
     """The agent's pid. The lab starts it through ``ip netns exec``, which execs
     in place; should that ever fork instead, take the child that runs it."""
@@ -193,7 +205,8 @@ class Bench:
             "ref_add", "ref_del", "contiv_add", "contiv_del", "floor_python", "floor_contiv_version",
             "floor_contiv_status", "floor_bridge_version")}
         self.agent: dict[str, list[float]] = {k: [] for k in (
-            "ipam_ms", "render_ms", "dataplane_ms", "total_ms", "overhead_ms")}
+            "ipam_ms", "render_ms", "dataplane_ms", "total_ms", "overhead_ms",
+            "add_veth_create_ms", "del_txn_ms", "del_veth_delete_ms")}
 
     # -- setup / teardown ---------------------------------------------------
     def setup(self) -> None:
@@ -226,16 +239,24 @@ class Bench:
             .splitlines()[0][2:].split()[0]
 
     def teardown(self) -> None:
+        """Remove everything this run made; each step runs even if another fails."""
         # A second Ctrl-C must not interrupt the clean-up.
         old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        steps = []
+        if self.nsw is not None:
+            # Back home first: lab.down() kills the processes it finds in lab namespaces.
+            steps.append(("leave namespaces", self.nsw.close))
+        steps.append(("delete namespaces", lambda: [
+            sysnet.netns_del(ns) for ns in sorted(self.pod_namespaces) + sysnet.netns_list(self.ns_prefix)]))
+        if self.lab_attempted:
+            steps.append((f"lab {self.lab.name} down", self.lab.down))
+        steps.append(("remove temporary files", lambda: shutil.rmtree(self.tmp, ignore_errors=True)))
         try:
-            if self.nsw is not None:
-                self.nsw.close()  # back home first: lab.down() kills processes in lab namespaces
-            for ns in sorted(self.pod_namespaces) + sysnet.netns_list(self.ns_prefix):
-                sysnet.netns_del(ns)
-            if self.lab_attempted:
-                self.lab.down()
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            for what, fn in steps:
+                try:
+                    fn()
+                except Exception as e:  # noqa: BLE001 -- keep cleaning, but say what is left
+                    print(f"cni_latency: clean-up step '{what}' failed: {e}", file=sys.stderr)
         finally:
             signal.signal(signal.SIGINT, old)
 
@@ -291,6 +312,25 @@ class Bench:
                 return (p.get("timings") or {}).get("add")
         return None
 
+    def _txn_timings(self, cid: str) -> dict[str, float]:
+        """From the agent's transaction history (GET /v1/history): the veth
+        create of this pod's ADD, and its DEL transaction with the veth delete.
+        (/v1/pods cannot give DEL figures: the record goes with the allocation.)"""
+        want = {f"cni add {K8S_NS}/{cid[:12]}": "add", f"cni del {cid}/{IFNAME}": "del"}
+        out = {}
+        for t in self.client.get("/v1/history", limit=16)["transactions"]:
+            kind = want.get(t["description"])
+            if kind is None:
+                continue
+            veth = [o["duration_ms"] for o in t["operations"] if o["key"].startswith("linux/veth/")]
+            if kind == "add" and veth:
+                out["add_veth_create_ms"] = veth[0]
+            if kind == "del":
+                out["del_txn_ms"] = t["duration_ms"]
+                if veth:
+                    out["del_veth_delete_ms"] = veth[0]
+        return out
+
     # -- the loop -------------------------------------------------------------
     def iteration(self, i: int, record: bool) -> None:
         order = ("ref", "contiv") if i % 2 == 0 else ("contiv", "ref")
@@ -306,6 +346,7 @@ class Bench:
             add = {who: self._cni(who, "ADD", *pods[who]) for who in order}
             timing = self._agent_timing(pods["contiv"][0])
             dele = {who: self._cni(who, "DEL", *pods[who]) for who in order}
+            txns = self._txn_timings(pods["contiv"][0]) if record else {}
             floors = self._floors() if not self.args.no_floors else {}
         finally:
             for _, ns in pods.values():
@@ -322,10 +363,13 @@ class Bench:
             for k in ("ipam_ms", "render_ms", "dataplane_ms", "total_ms"):
                 self.agent[k].append(float(timing[k]))
             self.agent["overhead_ms"].append(ms(add["contiv"]) - float(timing["total_ms"]))
+        for k, v in txns.items():
+            self.agent[k].append(float(v))
 
     def run(self) -> dict:
         a = self.args
         rss_before = proc_status(self.agent_pid)
+        self.loadavg = [os.getloadavg()]
         total = a.warmup + a.iterations
         gc.collect()
         gc.disable()
@@ -338,6 +382,7 @@ class Bench:
                           f"{time.monotonic() - t0:.0f}s", file=sys.stderr)
         finally:
             gc.enable()
+        self.loadavg.append(os.getloadavg())
         status = proc_status(self.agent_pid)
         print(f"  idle window: {a.idle_seconds:g}s", file=sys.stderr)
         c0, w0 = proc_cpu_seconds(self.agent_pid), time.monotonic()
@@ -358,11 +403,14 @@ class Bench:
         return {
             "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                         "python": platform.python_version(), "plugin_interpreter": self.plugin_python,
-                        "reference": REF_DIR + "/bridge + host-local"},
+                        "reference": REF_DIR + "/bridge + host-local",
+                        "loadavg_1_5_15_before": [round(x, 2) for x in self.loadavg[0]],
+                        "loadavg_1_5_15_after": [round(x, 2) for x in self.loadavg[1]]},
             "command": " ".join([".venv/bin/python", "bench/cni_latency.py"] + sys.argv[1:]),
+            "commit": git_revision(),
             "iterations": self.args.iterations, "warmup": self.args.warmup, "cni_version": CNI_VERSION,
             "latency_ms": st, "ratios_contiv_over_reference": ratios,
-            "agent_add_breakdown_ms": agent,
+            "agent_breakdown_ms": agent,
             "agent": {"pid": self.agent_pid,
                       "vmrss_kib_before": kib(before["VmRSS"]), "vmrss_kib_after": kib(after["VmRSS"]),
                       "vmhwm_kib": kib(after["VmHWM"]), "threads": int(after["Threads"]),
@@ -378,7 +426,10 @@ def render(r: dict) -> str:
     out = []
     m = r["machine"]
     out.append(f"CNI latency, {r['iterations']} iterations (+{r['warmup']} warm-up), cniVersion "
-               f"{r['cni_version']}; {m['cpus']} CPUs, kernel {m['kernel']}, python {m['python']}")
+               f"{r['cni_version']}; {m['cpus']} CPUs, kernel {m['kernel']}, python {m['python']}, "
+               f"commit {r['commit']}")
+    out.append(f"load average (1/5/15 min) {m['loadavg_1_5_15_before']} before, "
+               f"{m['loadavg_1_5_15_after']} after the timed loop")
     out.append("")
     hdr = f"{'ms':<34}{'p50':>8}{'p90':>8}{'mean':>8}{'min':>8}{'max':>8}"
     out.append(hdr)
@@ -401,17 +452,27 @@ def render(r: dict) -> str:
                f"DEL p50 {rt['del_p50']:.2f}x   DEL p90 {rt['del_p90']:.2f}x")
     out.append(f"target ADD p50 <= 1.00x: {verdict}")
     out.append("")
-    A = r["agent_add_breakdown_ms"]
+    A = r["agent_breakdown_ms"]
     if A.get("total_ms"):
         out.append("contiv ADD inside the agent (GET /v1/pods timings), ms:")
         out.append(f"{'':<34}{'p50':>8}{'p90':>8}{'mean':>8}{'min':>8}")
         for k, label in (("ipam_ms", "ipam (etcd get + txn)"), ("render_ms", "render"),
-                         ("dataplane_ms", "dataplane (netlink txn)"), ("total_ms", "agent total"),
+                         ("dataplane_ms", "dataplane (netlink txn)"),
+                         ("add_veth_create_ms", "  of which veth create"), ("total_ms", "agent total"),
                          ("overhead_ms", "plugin process overhead")):
-            s = A[k]
-            out.append(f"  {label:<32}{s['p50']:8.2f}{s['p90']:8.2f}{s['mean']:8.2f}{s['min']:8.2f}")
+            s = A.get(k)
+            if s:
+                out.append(f"  {label:<32}{s['p50']:8.2f}{s['p90']:8.2f}{s['mean']:8.2f}{s['min']:8.2f}")
         out.append("  (overhead = plugin wall time - agent total, per ADD: interpreter start, plugin "
                    "code, HTTP round trip, agent request parsing and result shaping)")
+        if A.get("del_txn_ms"):
+            out.append("contiv DEL inside the agent (GET /v1/history), ms:")
+            for k, label in (("del_txn_ms", "dataplane txn"),
+                             ("del_veth_delete_ms", "  of which veth delete")):
+                s = A.get(k)
+                if s:
+                    out.append(f"  {label:<32}{s['p50']:8.2f}{s['p90']:8.2f}{s['mean']:8.2f}"
+                               f"{s['min']:8.2f}")
         out.append("")
     ag = r["agent"]
     out.append(f"agent pid {ag['pid']}: VmRSS {ag['vmrss_kib_before'] / 1024:.1f} MiB before the run, "
@@ -447,7 +508,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cni_latency: the reference plugins are missing from {REF_DIR} "
               "(apt-get install containernetworking-plugins)", file=sys.stderr)
         return 2
-    # SIGTERM gets the same clean-up as Ctrl-C.
+    # Ctrl-C and SIGTERM both end in the clean-up below (also when started in
+    # the background, where SIGINT may have been inherited as ignored).
+    signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     bench = Bench(args)
     try:
@@ -459,11 +522,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         bench.teardown()
-    print(render(result))
-    if args.json:
+    if args.json:  # first: the figures must survive a closed stdout
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"\nwrote {args.json}", file=sys.stderr)
+        print(f"cni_latency: wrote {args.json}", file=sys.stderr)
+    print(render(result))
     return 0
 
 
