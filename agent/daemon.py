@@ -124,7 +124,7 @@ class Agent:
             t.me.gateways[0], render.VXLAN_DEV), **polrender.render_base()}
         self._polrender = polrender
         self._render_pod = render.render_pod
-        self._render_services = svcrender.render_service
+        self._svcrender = svcrender
         self._host_ifname = values.host_ifname
         self._link_key = values.veth_key
 
@@ -141,7 +141,7 @@ class Agent:
                                  render=self._render_pod, host_ifname=self._host_ifname,
                                  link_key=self._link_key)
         self.cni = CNIHandler(self.podnet, self.cni_status)
-        self.services = ServiceSync(self.snapshot, self.desired, self.cfg.node, self._render_services)
+        self.services = ServiceSync(self.snapshot, self.desired, self.cfg.node, self._svcrender)
         self.policies = PolicySync(self.snapshot, self.desired, self.cfg.node,
                                    render_policy=self._polrender.render_policy,
                                    render_dispatch=self._polrender.render_dispatch,

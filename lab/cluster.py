@@ -273,6 +273,7 @@ class Lab:
         from agent.api.client import AgentClient  # noqa: PLC0415
         deadline = time.monotonic() + timeout
         pending = {n.name for n in st.nodes}
+        last: dict[str, str] = {}
         while pending:
             for n in st.nodes:
                 if n.name not in pending:
@@ -284,10 +285,11 @@ class Lab:
                     AgentClient(n.socket, timeout=2).get("/v1/health")
                     pending.discard(n.name)
                     say(f"agent {n.name} ready")
-                except Exception:  # noqa: BLE001 -- not up yet
-                    pass
+                except Exception as e:  # noqa: BLE001 -- not up yet; say why if it stays so
+                    last[n.name] = getattr(e, "message", str(e))
             if pending and time.monotonic() > deadline:
-                raise Unavailable(f"agents not ready after {timeout:.0f}s: {', '.join(sorted(pending))}",
+                why = "; ".join(f"{n}: {last.get(n, '?')}" for n in sorted(pending))
+                raise Unavailable(f"agents not ready after {timeout:.0f}s ({why})",
                                   hint=f"see {self.paths.root}/nodes/*/agent.log")
             if pending:
                 time.sleep(0.1)

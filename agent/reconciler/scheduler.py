@@ -274,7 +274,9 @@ class Scheduler:
 
     def _set_actual(self, key: str, value: Any, metadata: Any) -> None:
         self._drop_actual(key)
-        deps = tuple(self.descriptor_for(key).dependencies(key, value))
+        cached = self._deps_cache.get(key)
+        deps = cached[1] if cached is not None and cached[0] is value else \
+            tuple(self.descriptor_for(key).dependencies(key, value))
         self._actual[key] = _Actual(value, metadata, deps)
         for d in deps:
             self._rdeps_actual.setdefault(d.key, set()).add(key)
@@ -371,7 +373,12 @@ class Scheduler:
             visit_del(k)
 
         # 4. creations and updates in dependency order
-        present = {k for k in actual if k not in remove}  # simulated state after each step
+        # The simulated state after each step, as an overlay on ``actual``:
+        # copying ``actual`` would make every transaction O(all values).
+        added: set[str] = set()
+
+        def present(k: str) -> bool:
+            return k in added or (k in actual and k not in remove)
         cand = [k for k in keys if k in desired and k not in invalid]
         cand += [k for k in remove if k in desired and k not in invalid and k not in keys]
         state: dict[str, int] = {}  # 1 visiting, 2 done
@@ -387,9 +394,9 @@ class Scheduler:
             value = desired[k]
             missing = None
             for d in self._deps(k, value):
-                if d.key in desired and d.key not in invalid and d.key not in present:
+                if d.key in desired and d.key not in invalid and not present(d.key):
                     visit(d.key)
-                if d.key not in present:
+                if not present(d.key):
                     missing = d
                     break
             state[k] = 2
@@ -402,7 +409,7 @@ class Scheduler:
                 plan.pending[k] = why
                 return
             plan.pending.pop(k, None)
-            if k in present:
+            if present(k):
                 a = actual[k]
                 if not self.descriptor_for(k).equivalent(k, value, a.value):
                     plan.operations.append(Operation(OpKind.UPDATE, k, value,
@@ -418,7 +425,7 @@ class Scheduler:
             else:
                 reason = "new desired value"
             plan.operations.append(Operation(OpKind.CREATE, k, value, reason))
-            present.add(k)
+            added.add(k)
             # Unblock dependents -- later, from the work list, not recursively:
             # a recursive visit from here could meet a value still on the DFS
             # stack (one that is being created right now) and take it for a cycle.
@@ -480,14 +487,16 @@ class Scheduler:
         errors: dict[str, str] = {}
         ops = plan.operations
         i = 0
+        descs = [self.descriptor_for(o.key) for o in ops]
         while i < len(ops):
-            desc = self.descriptor_for(ops[i].key)
+            desc = descs[i]
             group = desc.batch_group
             j = i + 1
             if group is not None:
-                while j < len(ops) and self.descriptor_for(ops[j].key).batch_group is group:
+                while j < len(ops) and descs[j].batch_group is group:
                     j += 1
             batch = ops[i:j]
+            batch_descs = dict(zip((o.key for o in batch), descs[i:j]))
             i = j
             runnable = []
             ahead: set[str] = set()  # created earlier in this same batch
@@ -506,9 +515,8 @@ class Scheduler:
                 continue
             t = time.perf_counter()
             if group is not None:
-                descs = [self.descriptor_for(o.key) for o in runnable]
                 try:
-                    results = group.apply(runnable, descs, self._ctx)
+                    results = group.apply(runnable, [batch_descs[o.key] for o in runnable], self._ctx)
                 except Exception as e:  # noqa: BLE001 -- a batch fails as a whole
                     results = [e] * len(runnable)
             else:

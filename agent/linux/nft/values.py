@@ -7,14 +7,18 @@ Keys::
     nft/chain/<name>                  NftChain (base or regular chain with its rules)
     nft/element/<set>/<key text>      NftElement
 
-A chain's rules are nftables rule text. The chain comment carries a digest of
-its hook and rules, so ``retrieve`` can tell whether a chain in the kernel is
-the one we want without parsing nft's canonical rule output.
+A chain's rules are nftables rule text. The comment of a chain's first rule
+carries a digest of its hook and rules, so ``retrieve`` can tell whether a
+chain in the kernel is the one we want without parsing nft's canonical rule
+output.
 """
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
+
+_RULE_COMMENT = re.compile(r'\s+comment\s+"([^"]*)"\s*$')
 
 FAMILY = "ip"
 #: longest comment we write (nftables allows 128 bytes)
@@ -71,12 +75,20 @@ class NftChain:
             h.update(b"\n" + r.encode())
         return h.hexdigest()[:12]
 
-    @property
-    def full_comment(self) -> str:
-        # the digest must survive quote()'s truncation, or retrieve could never
-        # recognise a chain with a long comment and every resync rewrote it
+    def rendered_rules(self) -> tuple[str, ...]:
+        """The rules as installed: the first carries the digest in its comment
+        (the kernel never updates a chain's own comment once the chain exists,
+        but rules are rewritten on every update). The digest survives the
+        comment length limit, or retrieve could never recognise the chain."""
+        if not self.rules:
+            return ()
+        first = self.rules[0]
         tag = f"#{self.digest}"
-        return f"{self.comment[:COMMENT_MAX - len(tag) - 1]} {tag}".strip()
+        m = _RULE_COMMENT.search(first)
+        text = m.group(1) if m else ""
+        body = first[:m.start()] if m else first
+        comment = f"{text[:COMMENT_MAX - len(tag) - 1]} {tag}".strip()
+        return (f'{body} comment "{comment}"',) + self.rules[1:]
 
 
 @dataclass(frozen=True, slots=True)
