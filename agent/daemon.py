@@ -289,21 +289,23 @@ class Agent:
     def cni_status(self) -> tuple[int, str]:
         if not self.ready:
             return E_NOT_AVAILABLE, f"agent on {self.cfg.node} is starting"
-        bad = [s for s in self.scheduler.state()
-               if s["key"] in self.desired.partition(NODE_PARTITION) and s["state"] != "configured"]
+        # only the node's own values: asking for the state of every value (every
+        # Service's map elements) made this O(cluster size) -- ~1 s at 10,000 Services
+        states = self.scheduler.states_of(self.desired.partition(NODE_PARTITION))
+        bad = [(k, st) for k, st in sorted(states.items()) if st != "configured"]
         if bad:
             return E_NOT_AVAILABLE_LIMITED, "node networking is not in place: " + ", ".join(
-                f"{s['key']} {s['state']}" for s in bad[:3])
+                f"{k} {st}" for k, st in bad[:3])
         if self.ipam.stats()["free"] <= 0:
             return E_NOT_AVAILABLE, f"no free pod address in {self.ipam.subnet}"
         return 0, ""
 
     def status(self) -> AgentStatus:
-        counts = self.scheduler.counts() if hasattr(self, "scheduler") else {}
+        failed = self.scheduler.failed_count() if hasattr(self, "scheduler") else 0
         return AgentStatus(node=self.cfg.node, applied_revision=self.applied_revision,
                            ready=self.ready, pid=os.getpid(), started=self.started,
                            heartbeat=time.time(), dataplane=self.cfg.dataplane,
-                           failed_values=counts.get("failed", 0), version=VERSION)
+                           failed_values=failed, version=VERSION)
 
     def _report(self) -> None:
         try:

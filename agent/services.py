@@ -43,6 +43,9 @@ class ServiceSync:
         self.nodeport_range = nodeport_range
         self._gids: dict[tuple, int] = {}
         self._gid_owner: dict[int, tuple] = {}
+        # the group idents of each Service: freeing them must not scan every
+        # Service's (that made a full sync O(Services^2): ~20 s at 10,000)
+        self._gids_of: dict[tuple[str, str], set[tuple]] = {}
         self._sizes: Counter = Counter()
         self._timeouts: Counter = Counter()
         self._lb_in: dict[tuple[str, str], tuple[Counter, Counter]] = {}
@@ -164,11 +167,18 @@ class ServiceSync:
                 gid = gid % self.r.MAX_GID + 1
             self._gids[ident] = gid
             self._gid_owner[gid] = ident
+            self._gids_of.setdefault(key, set()).add(ident)
         return gid
 
     def _free_gids(self, key: tuple[str, str], keep: set = frozenset()) -> None:
-        for ident in [i for i in self._gids if i[0] == key and i not in keep]:
+        mine = self._gids_of.get(key)
+        if not mine:
+            return
+        for ident in [i for i in mine if i not in keep]:
             self._gid_owner.pop(self._gids.pop(ident), None)
+            mine.discard(ident)
+        if not mine:
+            del self._gids_of[key]
 
     # ------------------------------------------------------------ shared chains
     def _set_lb_inputs(self, key, sizes: Counter, timeouts: Counter) -> None:
@@ -227,6 +237,7 @@ class ServiceSync:
         self._reindex()
         self._gids.clear()
         self._gid_owner.clear()
+        self._gids_of.clear()
         self._lb_in.clear()
         self._sizes.clear()
         self._timeouts.clear()

@@ -213,6 +213,18 @@ class Scheduler:
             keys = sorted(k for k in set(self._desired) | set(self._actual) if k.startswith(prefix))
             return [self._key_state(k) for k in keys]
 
+    def states_of(self, keys: Iterable[str]) -> dict[str, str]:
+        """The state of each of ``keys`` that is desired or present, in O(len(keys))."""
+        with self._lock:
+            return {k: self._key_state_enum(k).value for k in keys
+                    if k in self._desired or k in self._actual}
+
+    def failed_count(self) -> int:
+        """How many values are in state ``failed`` (``counts()["failed"]``), in
+        O(failures) rather than O(values): the agent reports it after every change."""
+        with self._lock:
+            return sum(1 for k in self._failures if k in self._desired and k not in self._invalid)
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             out = {s.value: 0 for s in ValueState}

@@ -62,6 +62,11 @@ class _Watch:
                 self._id = None
 
 
+#: gRPC refuses replies over 4 MiB by default; one listing of the cluster state
+#: (the agent's relist: 10,000 Services with their slices are ~14 MB) is bigger.
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", -1)]
+
+
 class EtcdStore:
     """See :class:`agent.store.base.Store`."""
 
@@ -71,10 +76,10 @@ class EtcdStore:
         # time_retry: etcd3 refuses to reuse an endpoint for time_retry seconds
         # after one failure (default 300 s!); an agent must reconnect at once
         # when its etcd comes back.
-        ep = etcd3.Endpoint(host, port, secure=False, time_retry=0.2)
+        ep = etcd3.Endpoint(host, port, secure=False, time_retry=0.2, opts=_CHANNEL_OPTIONS)
         if not port:
             ep.netloc = host  # plain unix path without ":port"
-            ep.channel = grpc.insecure_channel(host)
+            ep.channel = grpc.insecure_channel(host, options=_CHANNEL_OPTIONS)
         self._client = etcd3.MultiEndpointEtcd3Client(endpoints=[ep], timeout=timeout)
         self._lock = threading.Lock()
 

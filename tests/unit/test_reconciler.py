@@ -228,3 +228,13 @@ def test_true_dependency_cycle_is_reported():
     r = s.apply(dict([thing("a", "b"), thing("b", "a")]))
     assert plane.log == []
     assert set(r.plan.pending) == {"fake/thing/a", "fake/thing/b"}
+
+
+def test_states_of_and_failed_count_agree_with_counts(env):
+    plane, s, clock = env
+    plane.fail[("create", "fake/iface/bad")] = temp()
+    s.apply(dict([iface("ok"), iface("bad"), route("10.0.0.0/24", "missing")]))
+    states = s.states_of(["fake/iface/ok", "fake/iface/bad", "fake/route/10.0.0.0/24", "fake/iface/nope"])
+    assert states == {"fake/iface/ok": "configured", "fake/iface/bad": "failed",
+                      "fake/route/10.0.0.0/24": "pending"}
+    assert s.failed_count() == s.counts()["failed"] == 1
