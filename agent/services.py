@@ -141,6 +141,14 @@ class ServiceSync:
                 if t.get("kind") == "Pod":
                     self._pod_index.setdefault((t.get("namespace", ns), t.get("name", "")), set()).add(key)
         self._last[key] = res.ports
+        limit = getattr(self.r, "MAX_ENDPOINTS", None)
+        for sp in res.ports:
+            if limit and len(sp.endpoints) > limit:
+                p = (f"service {ns}/{name}: port {sp.name or sp.protocol}: {len(sp.endpoints)} endpoints, "
+                     f"only the first {limit} are used by this data plane")
+                if p not in self.problems[key]:
+                    log.warning("%s", p)
+                self.problems[key].add(p)
         values: dict = {}
         sizes, timeouts = Counter(), Counter()
         wanted = set()

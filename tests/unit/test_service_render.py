@@ -357,9 +357,26 @@ def test_first_endpoint_moves_frontend_from_reject_to_service_map():
     assert not elements(after, R.NOEP_IPS)
 
 
-@pytest.mark.xfail(strict=True, reason="a group holds at most MAX_ENDPOINTS (1023) endpoints; the "
-                                       "others are silently left out (no problem reported)")
-def test_more_endpoints_than_a_group_holds_are_all_reachable():
+def test_a_group_holds_at_most_max_endpoints_and_the_sync_says_so():
+    """Groups hold MAX_ENDPOINTS (1023) endpoints; the renderer uses the first
+    ones and ServiceSync reports the rest as a problem of the Service."""
     eps = tuple(Endpoint(f"10.2.{i // 250}.{i % 250 + 1}", 8080, "node2", False) for i in range(1500))
     out = render(port((CIP,), eps))
-    assert len(elements(out, R.BE)) == 1500
+    assert len(elements(out, R.BE)) == R.MAX_ENDPOINTS
+    from agent.cluster import ClusterSnapshot
+    from agent.desired import DesiredState
+    from agent.reconciler import Scheduler
+    from agent.services import ServiceSync
+    snap = ClusterSnapshot()
+    snap.objects["service"][("default", "big")] = {
+        "metadata": {"name": "big", "namespace": "default"},
+        "spec": {"clusterIP": "10.96.9.9", "ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}]}}
+    snap.objects["endpointslice"][("default", "big-0")] = {
+        "metadata": {"name": "big-0", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "big"}},
+        "addressType": "IPv4", "ports": [{"port": 8080, "protocol": "TCP", "name": ""}],
+        "endpoints": [{"addresses": [e.ip], "conditions": {"ready": True}} for e in eps]}
+    sync = ServiceSync(snap, DesiredState(Scheduler()), "node1", R)
+    sync._reindex()
+    sync.build(("default", "big"))
+    assert any("1500 endpoints, only the first 1023" in p for p in sync.problems[("default", "big")])
