@@ -156,8 +156,8 @@ class ServiceSync:
             groups = self.r.groups_needed(sp)
             gids = {g: self._gid(key, sp.id, g) for g in groups}
             wanted |= {(key, sp.id, g) for g in groups}
-            values.update(self.r.render_service_port(sp, gids))
-            s_in, t_in = self.r.lb_inputs(sp)
+            values.update(self.r.render_service_port(sp, gids, groups))
+            s_in, t_in = self.r.lb_inputs(sp, groups)
             sizes.update(s_in)
             timeouts.update(t_in)
         self._free_gids(key, keep=wanted)
@@ -289,9 +289,19 @@ class ServiceSync:
                                           "pod": e.pod, "ready": True} for e in p.endpoints]}
                           for p in ports],
                 "dataplane": {"values": len(values), "state": ",".join(bad) if bad else "programmed",
-                              "elements": sorted(k.split("/", 3)[3] + " -> " + v.value
-                                                 for k, v in values.items()
-                                                 if k.startswith("nft/element/"))},
+                              "elements": sorted(_elements(values))},
                 "problems": sorted(self.problems.get(key, ())),
             })
         return out
+
+
+def _elements(values: dict) -> list[str]:
+    """``key -> value`` of every element a Service's values hold (single or grouped)."""
+    out = []
+    for v in values.values():
+        items = getattr(v, "items", None)
+        if isinstance(items, tuple):
+            out += [f"{k} -> {val}" if val else k for k, val, _ in items]
+        elif hasattr(v, "key") and hasattr(v, "set"):
+            out.append(f"{v.key} -> {v.value}" if v.value else v.key)
+    return out

@@ -234,7 +234,8 @@ class PolicyModel:
             return CompiledPolicy(ref, ns, (), frozenset(), [], f"podSelector: {e}")
         types = spec.get("policyTypes")
         try:
-            if types is None:
+            if types is None or types == []:
+                # the API server defaults an absent *or empty* list (len == 0)
                 types = ["Ingress"] + (["Egress"] if spec.get("egress") else [])
             if not isinstance(types, list) or not types or not set(types) <= {"Ingress", "Egress"}:
                 raise PolicyError(f"policyTypes {types!r} is invalid")
@@ -351,6 +352,12 @@ class PolicyModel:
         """Verdict for a new connection SRC -> DST:PORT (pods as ns/name, or IPs)."""
         sp, sip = self._endpoint(src)
         dp, dip = self._endpoint(dst)
+        if sp is not None and sp is dp:
+            # a pod reaching its own IP never leaves its network namespace:
+            # no policy can see it (upstream e2e: "loopback follows no policy")
+            return {"src": src, "dst": dst, "port": port, "protocol": protocol, "allowed": True,
+                    "verdict": f"allowed: {sp.ref} connecting to itself never leaves its network "
+                               "namespace; NetworkPolicy does not apply", "steps": []}
         steps = []
         if sp is not None:
             steps.append(("egress", self._check("egress", sp, dip, dp, protocol, port, dp)))

@@ -65,7 +65,10 @@ def _cidr_ranges(cidr: str, excepts: tuple[str, ...]) -> list[str]:
         en = ipaddress.ip_network(e)
         nxt = []
         for n in nets:
-            nxt.extend(n.address_exclude(en) if en.subnet_of(n) else [n])
+            if en.subnet_of(n):
+                nxt.extend(n.address_exclude(en))
+            elif not n.subnet_of(en):  # excepts may overlap, in any order
+                nxt.append(n)
         nets = nxt
     return sorted(str(n) for n in ipaddress.collapse_addresses(nets))
 

@@ -32,8 +32,8 @@ from __future__ import annotations
 import hashlib
 
 from agent.builders.services import Endpoint, ServicePort
-from agent.linux.nft.values import (TABLE_KEY, NftChain, NftElement, NftSet, NftTable,
-                                    chain_key, element_key, set_key)
+from agent.linux.nft.values import (TABLE_KEY, NftChain, NftElement, NftElements, NftSet,
+                                    NftTable, chain_key, element_key, elements_key, set_key)
 
 FE, NP, BE, LBMAP = "svc-fe", "svc-np", "svc-be", "svc-lbmap"
 AFF, EXT, HAIRPIN = "svc-aff", "svc-ext", "svc-hairpin"
@@ -43,6 +43,8 @@ DISPATCH, AFFINITY = "dispatch", "svc-affinity"
 N_BITS, GID_BITS = 10, 18
 MAX_ENDPOINTS = (1 << N_BITS) - 1
 MAX_GID = (1 << GID_BITS) - 1
+#: sets whose elements belong to Service ports (NftElements values, one per port and set)
+GROUPED = (FE, NP, BE, EXT, NOEP_IPS, NOEP_NODEPORTS)
 
 
 def group_mark(gid: int, n: int, gen: int = 0) -> int:
@@ -70,6 +72,10 @@ def render_base(gateway: str, overlay_dev: str) -> dict[str, object]:
     sets = _sets()
     for name, s in sets.items():
         out[set_key(name)] = s
+    for name in GROUPED:
+        # an empty claim on each Service-owned set: resync then also finds (and
+        # removes) elements nobody owns even when no Service exists
+        out[elements_key(name, "~all")] = NftElements(name, ())
 
     def chain(name, rules, hook="", refs=(), comment=""):
         out[chain_key(name)] = NftChain(name, tuple(rules), hook, comment or f"contiv:{name}", tuple(refs))
@@ -157,14 +163,17 @@ def groups_needed(sp: ServicePort) -> dict[str, tuple[Endpoint, ...]]:
     return out
 
 
-def render_service_port(sp: ServicePort, gids: dict[str, int]) -> dict[str, object]:
-    """Elements of one Service port; ``gids`` maps each needed group to its id."""
-    out: dict[str, object] = {}
+def render_service_port(sp: ServicePort, gids: dict[str, int],
+                        groups: dict[str, tuple[Endpoint, ...]] | None = None) -> dict[str, object]:
+    """The port's elements, one NftElements value per set; ``gids`` maps each
+    needed group (:func:`groups_needed`, passed in ``groups`` if already known)
+    to its id."""
+    items: dict[str, list] = {}
     proto = sp.protocol.lower()
     comment = f"{sp.service}:{sp.name or sp.frontends[0].port}"
 
     def elem(set_name: str, key: str, value: str = "", note: str = "") -> None:
-        out[element_key(set_name, key)] = NftElement(set_name, key, value, note)
+        items.setdefault(set_name, []).append((key, value, note))
 
     if not sp.endpoints:
         for f in sp.frontends:
@@ -172,27 +181,34 @@ def render_service_port(sp: ServicePort, gids: dict[str, int]) -> dict[str, obje
                 elem(NOEP_IPS, f"{f.ip} . {proto} . {f.port}", note=comment)
             else:
                 elem(NOEP_NODEPORTS, f"{proto} . {f.port}", note=comment)
-        return out
-    marks = {}
-    for g, eps in groups_needed(sp).items():
-        eps = eps[:MAX_ENDPOINTS]
-        w = group_mark(gids[g], len(eps), _gen(eps) if sp.affinity_timeout else 0)
-        marks[g] = w
-        for k, e in enumerate(eps):
-            elem(BE, f"{w} . {k}", f"{e.ip} . {e.port}")
-        if g == "x":
-            elem(EXT, str(w))
-        if sp.affinity_timeout and eps:
-            elem(f"svc-aff-{sp.affinity_timeout}", str(w))
-    for f in sp.frontends:
-        if f.external:
-            w = marks["l"] if sp.external_local else marks["x"]
-        else:
-            w = marks["l"] if sp.internal_local else marks["c"]
-        if f.ip:
-            elem(FE, f"{f.ip} . {proto} . {f.port}", str(w), comment)
-        else:
-            elem(NP, f"{proto} . {f.port}", str(w), comment)
+    else:
+        marks = {}
+        for g, eps in (groups if groups is not None else groups_needed(sp)).items():
+            eps = eps[:MAX_ENDPOINTS]
+            w = group_mark(gids[g], len(eps), _gen(eps) if sp.affinity_timeout else 0)
+            marks[g] = w
+            for k, e in enumerate(eps):
+                elem(BE, f"{w} . {k}", f"{e.ip} . {e.port}")
+            if g == "x":
+                elem(EXT, str(w))
+            if sp.affinity_timeout and eps:
+                elem(f"svc-aff-{sp.affinity_timeout}", str(w))
+        for f in sp.frontends:
+            if f.external:
+                w = marks["l"] if sp.external_local else marks["x"]
+            else:
+                w = marks["l"] if sp.internal_local else marks["c"]
+            if f.ip:
+                elem(FE, f"{f.ip} . {proto} . {f.port}", str(w), comment)
+            else:
+                elem(NP, f"{proto} . {f.port}", str(w), comment)
+    out: dict[str, object] = {}
+    for set_name, its in items.items():
+        if set_name in GROUPED:
+            out[elements_key(set_name, sp.id)] = NftElements(set_name, tuple(sorted(its)))
+        else:  # the affinity-class sets, shared by every port with that timeout
+            for k, v, c in its:
+                out[element_key(set_name, k)] = NftElement(set_name, k, v, c)
     return out
 
 
@@ -201,7 +217,7 @@ def render_hairpin(ip: str) -> dict[str, object]:
     return {element_key(HAIRPIN, f"{ip} . {ip}"): NftElement(HAIRPIN, f"{ip} . {ip}")}
 
 
-def lb_inputs(sp: ServicePort) -> tuple[set[int], set[int]]:
+def lb_inputs(sp: ServicePort, groups: dict | None = None) -> tuple[set[int], set[int]]:
     """(group sizes, affinity timeouts) this port needs from :func:`render_lb`."""
-    sizes = {min(len(e), MAX_ENDPOINTS) for e in groups_needed(sp).values()}
+    sizes = {min(len(e), MAX_ENDPOINTS) for e in (groups if groups is not None else groups_needed(sp)).values()}
     return {n for n in sizes if n}, ({sp.affinity_timeout} if sp.affinity_timeout and sp.endpoints else set())

@@ -25,8 +25,8 @@ import pytest
 from agent.builders.services import Endpoint, Frontend, ServicePort
 from agent.linux import svcrender as R
 from agent.linux.nft.descriptors import ChainDescriptor, SetDescriptor
-from agent.linux.nft.values import (TABLE_KEY, NftChain, NftElement, NftSet, chain_key,
-                                    element_key, set_key)
+from agent.linux.nft.values import (TABLE_KEY, NftChain, NftElement, NftElements, NftSet,
+                                    chain_key, element_key, set_key)
 
 CIP = Frontend("10.96.0.10", 80, False, "cluster-ip")
 NP = Frontend("", 30080, True, "node-port")
@@ -46,12 +46,35 @@ def port(fronts=(CIP,), eps=LOCAL[:1] + REMOTE[:1], *, proto="TCP", name="http",
     return ServicePort(service, name, proto, tuple(fronts), tuple(eps), aff, ext_local, int_local)
 
 
-def render(sp: ServicePort, gids=None) -> dict:
+def render_grouped(sp: ServicePort, gids=None) -> dict:
     return R.render_service_port(sp, gids or {g: GIDS[g] for g in R.groups_needed(sp)})
 
 
+def flatten(out: dict) -> dict:
+    """A port's NftElements values as the individual elements they stand for
+    (keyed as single elements), so element-level properties read naturally."""
+    flat = {}
+    for k, v in out.items():
+        if isinstance(v, NftElements):
+            for key, val, c in v.items:
+                flat[element_key(v.set, key)] = NftElement(v.set, key, val, c, v.refs)
+        else:
+            flat[k] = v
+    return flat
+
+
+def render(sp: ServicePort, gids=None) -> dict:
+    return flatten(render_grouped(sp, gids))
+
+
 def elements(out: dict, set_name: str) -> dict[str, NftElement]:
-    return {v.key: v for v in out.values() if isinstance(v, NftElement) and v.set == set_name}
+    """Every element of a set, whether rendered alone or in a port's NftElements."""
+    out_ = {v.key: v for v in out.values() if isinstance(v, NftElement) and v.set == set_name}
+    for v in out.values():
+        if isinstance(v, NftElements) and v.set == set_name:
+            for k, val, c in v.items:
+                out_[k] = NftElement(v.set, k, val, c)
+    return out_
 
 
 def backends(out: dict, mark: int) -> list[str]:
@@ -277,6 +300,7 @@ def _all(shapes=ALL_SHAPES) -> tuple[dict, dict]:
             gid += 1
         out = R.render_service_port(sp, gids)
         assert not set(out) & set(services)  # Services never render the same key
+        out = flatten(out)
         services.update(out)
         s, t = R.lb_inputs(sp)
         sizes |= s
@@ -299,6 +323,9 @@ def _check_value(k, v, keys: set[str]) -> None:
     elif isinstance(v, NftSet):
         assert k == set_key(v.name)
         SetDescriptor(None, None).validate(k, v)
+    elif isinstance(v, NftElements):
+        assert k.startswith(f"nft/elements/{v.set}/") and set_key(v.set) in keys
+        assert v.set in R.GROUPED and not v.items  # the base's empty claims
     else:
         assert k == TABLE_KEY
 
@@ -380,3 +407,19 @@ def test_a_group_holds_at_most_max_endpoints_and_the_sync_says_so():
     sync._reindex()
     sync.build(("default", "big"))
     assert any("1500 endpoints, only the first 1023" in p for p in sync.problems[("default", "big")])
+
+# --------------------------------------------------------------------------- grouping
+def test_a_port_is_one_value_per_set_and_one_endpoint_change_is_one_value():
+    """Ports render NftElements (one per set): a large sync has a handful of
+    values per Service, and an endpoint change updates one value, whose
+    descriptor then touches only the differing elements."""
+    sp = port((CIP, NP), LOCAL + REMOTE)
+    before = render_grouped(sp)
+    assert all(isinstance(v, NftElements) for v in before.values())
+    assert set(before) == {f"nft/elements/{s}/{sp.id}" for s in (R.FE, R.NP, R.BE, R.EXT)}
+    moved = (REMOTE[0], Endpoint("10.1.3.9", 8080, "node3", False, "default/web-e"))
+    after = render_grouped(port((CIP, NP), LOCAL + moved))
+    assert _diff(before, after) == {f"nft/elements/{R.BE}/{sp.id}"}
+    b, a = before[f"nft/elements/{R.BE}/{sp.id}"].mapping(), after[f"nft/elements/{R.BE}/{sp.id}"].mapping()
+    assert {k for k in set(a) | set(b) if a.get(k) != b.get(k)} == \
+        {k for k, (v, _) in a.items() if v == "10.1.3.9 . 8080"}

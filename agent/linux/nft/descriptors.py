@@ -24,8 +24,8 @@ from agent.errors import DataplaneError, InvalidInput
 from agent.linux.nft import wire
 from agent.linux.nft.lib import Nftables
 from agent.linux.nft.values import (FAMILY, TABLE, TABLE_KEY, NftChain, NftChainState,
-                                    NftElement, NftSet, NftTable, chain_key, element_key,
-                                    quote, set_key)
+                                    NftElement, NftElements, NftSet, NftTable, chain_key,
+                                    element_key, elements_key, quote, set_key)
 from agent.reconciler import Dependency, Descriptor, Retrieved
 from agent.reconciler.plan import OpKind
 
@@ -290,6 +290,29 @@ def _elem_text(e) -> str:
     return str(e)
 
 
+def kernel_elements(listing: list[dict], sets: set[str]):
+    """(set, key text, value text, comment) of every element of ``sets`` in a
+    JSON listing of the table."""
+    for o in listing:
+        for kw in ("set", "map"):
+            s = o.get(kw)
+            if not s or s.get("table") != TABLE or s["name"] not in sets:
+                continue
+            for e in s.get("elem", []):
+                comment = ""
+                if isinstance(e, dict) and "elem" in e:
+                    comment = e["elem"].get("comment", "")
+                    e = e["elem"]["val"]
+                if kw == "map":
+                    k, val = e
+                    if isinstance(k, dict) and "elem" in k:
+                        comment = k["elem"].get("comment", "")
+                        k = k["elem"]["val"]
+                    yield s["name"], _elem_text(k), _elem_text(val), comment
+                else:
+                    yield s["name"], _elem_text(e), "", comment
+
+
 class ElementDescriptor(_NftBase):
     name = "nft-element"
     key_prefix = "nft/element/"
@@ -367,39 +390,126 @@ class ElementDescriptor(_NftBase):
         return True
 
     def retrieve(self, correlate, ctx):
-        statics = {k.split("/", 3)[2] for k in correlate}
+        statics = {v.set for v in correlate.values()}
         out = []
-        for o in self.batch_group.listing(ctx):
-            for kw in ("set", "map"):
-                s = o.get(kw)
-                if not s or s.get("table") != TABLE or s["name"] not in statics:
-                    continue
-                for e in s.get("elem", []):
-                    comment = ""
-                    if isinstance(e, dict) and "elem" in e:
-                        comment = e["elem"].get("comment", "")
-                        e = e["elem"]["val"]
-                    if kw == "map":
-                        k, val = e
-                        if isinstance(k, dict) and "elem" in k:
-                            comment = k["elem"].get("comment", "")
-                            k = k["elem"]["val"]
-                        key_text, val_text = _elem_text(k), _elem_text(val)
-                    else:
-                        key_text, val_text = _elem_text(e), ""
-                    ek = element_key(s["name"], key_text)
-                    want = correlate.get(ek)
-                    refs = want.refs if want is not None and want.value == val_text else ()
-                    out.append(Retrieved(ek, NftElement(s["name"], key_text, val_text,
-                                                        want.comment if want is not None else comment,
-                                                        refs)))
+        for set_name, key_text, val_text, comment in kernel_elements(self.batch_group.listing(ctx), statics):
+            ek = element_key(set_name, key_text)
+            want = correlate.get(ek)
+            refs = want.refs if want is not None and want.value == val_text else ()
+            out.append(Retrieved(ek, NftElement(set_name, key_text, val_text,
+                                                want.comment if want is not None else comment, refs)))
         return out
 
     def equivalent(self, key, desired: NftElement, actual: NftElement) -> bool:
         return (desired.set, desired.key, desired.value) == (actual.set, actual.key, actual.value)
 
 
+class ElementsDescriptor(ElementDescriptor):
+    """NftElements: an owner's elements of one set as one value."""
+
+    name = "nft-elements"
+    key_prefix = "nft/elements/"
+    ORPHANS = "~unowned"
+
+    def dependencies(self, key, v: NftElements):
+        return ElementDescriptor.dependencies(self, key, v)
+
+    @staticmethod
+    def _one(v: NftElements, k: str, val: str, c: str) -> NftElement:
+        return NftElement(v.set, k, val, c)
+
+    def commands_for(self, kind, v: NftElements, old):
+        out = []
+        olds = old.mapping() if isinstance(old, NftElements) else {}
+        news = v.mapping()
+        if kind is OpKind.DELETE:
+            for k, (val, c) in news.items():
+                out += ElementDescriptor.commands_for(self, OpKind.DELETE, self._one(v, k, val, c), None)
+            return out
+        for k, (val, c) in olds.items():
+            if k not in news:
+                out += ElementDescriptor.commands_for(self, OpKind.DELETE, self._one(v, k, val, c), None)
+        for k, (val, c) in news.items():
+            if k not in olds:
+                out += ElementDescriptor.commands_for(self, OpKind.CREATE, self._one(v, k, val, c), None)
+            elif olds[k][0] != val:
+                out += ElementDescriptor.commands_for(self, OpKind.UPDATE, self._one(v, k, val, c),
+                                                      self._one(v, k, *olds[k]))
+        return out
+
+    def wire_capable(self, op, batch) -> bool:
+        return op.value.set in batch.layouts
+
+    def wire_ops(self, op, b, batch) -> bool:
+        v: NftElements = op.value
+        layout = batch.layouts.get(v.set)
+        if layout is None:
+            return False
+        fields, data = layout
+
+        def enc(key, val):
+            k = wire.encode_key(fields, key)
+            if data == "verdict":
+                return k, wire.encode_verdict(val)
+            return k, (wire.encode_key(data, val) if data else None)
+        try:
+            news = v.mapping()
+            olds = op.old.mapping() if op.kind is OpKind.UPDATE and isinstance(op.old, NftElements) else {}
+            if op.kind is OpKind.DELETE:
+                for key, (val, c) in news.items():
+                    kb, db = enc(key, val)
+                    b.add_elem(v.set, kb, db, c)
+                    b.del_elem(v.set, kb)
+                return True
+            for key, (val, c) in olds.items():
+                if key not in news:
+                    kb, db = enc(key, val)
+                    b.add_elem(v.set, kb, db, c)
+                    b.del_elem(v.set, kb)
+            for key, (val, c) in news.items():
+                prev = olds.get(key)
+                if prev is not None and prev[0] == val:
+                    continue
+                kb, db = enc(key, val)
+                if prev is not None:  # replace: re-add the old one first, so the delete cannot fail
+                    b.add_elem(v.set, kb, enc(key, prev[0])[1], prev[1])
+                    b.del_elem(v.set, kb)
+                b.add_elem(v.set, kb, db, c)
+            return True
+        except (wire.Unsupported, KeyError, ValueError):
+            return False
+
+    def retrieve(self, correlate, ctx):
+        sets = {v.set for v in correlate.values()}
+        owner: dict[tuple[str, str], str] = {}
+        for vk, v in correlate.items():
+            for k, _, _ in v.items:
+                owner[(v.set, k)] = vk
+        found: dict[str, list] = {}
+        listing = self.batch_group.listing(ctx)
+        for set_name, k, val, c in kernel_elements(listing, sets):
+            vk = owner.get((set_name, k)) or elements_key(set_name, self.ORPHANS)
+            found.setdefault(vk, []).append((k, val, c))
+        # an owner with nothing in an existing set holds the empty group there
+        # (so an empty claim is not "missing", and a missing group is an update)
+        present = {o.get(kw, {}).get("name") for o in listing for kw in ("set", "map")}
+        for vk, v in correlate.items():
+            if vk not in found and v.set in present:
+                found[vk] = []
+        out = []
+        for vk, items in found.items():
+            want = correlate.get(vk)
+            set_name = vk.split("/", 3)[2]
+            out.append(Retrieved(vk, NftElements(set_name, tuple(sorted(items)),
+                                                 want.refs if want is not None else ())))
+        return out
+
+    def equivalent(self, key, desired: NftElements, actual: NftElements) -> bool:
+        return desired.set == actual.set and \
+            {k: v for k, v, _ in desired.items} == {k: v for k, v, _ in actual.items}
+
+
 def descriptors(nft: Nftables) -> list[Descriptor]:
     batch = NftBatch(nft)
     return [TableDescriptor(nft, batch), SetDescriptor(nft, batch), ChainDescriptor(nft, batch),
-            ElementDescriptor(nft, batch)]
+            ElementDescriptor(nft, batch), ElementsDescriptor(nft, batch)]

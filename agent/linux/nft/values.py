@@ -5,7 +5,8 @@ Keys::
     nft/table/contiv                  NftTable
     nft/set/<name>                    NftSet   (sets and maps)
     nft/chain/<name>                  NftChain (base or regular chain with its rules)
-    nft/element/<set>/<key text>      NftElement
+    nft/element/<set>/<key text>      NftElement   (one element)
+    nft/elements/<set>/<owner>        NftElements  (the elements one owner -- a Service -- has in a set)
 
 A chain's rules are nftables rule text. The comment of a chain's first rule
 carries a digest of its hook and rules, so ``retrieve`` can tell whether a
@@ -37,6 +38,10 @@ def set_key(name: str) -> str:
 
 def element_key(set_name: str, key: str) -> str:
     return f"nft/element/{set_name}/{key}"
+
+
+def elements_key(set_name: str, owner: str) -> str:
+    return f"nft/elements/{set_name}/{owner}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,3 +122,20 @@ class NftElement:
 def quote(comment: str) -> str:
     """nftables string literal for comments (no quotes or newlines inside)."""
     return '"' + comment.replace('"', "'").replace("\n", " ")[:COMMENT_MAX] + '"'
+
+
+@dataclass(frozen=True, slots=True)
+class NftElements:
+    """All the elements one owner (a Service) has in one set, as ONE value:
+    a Service is a handful of values instead of one per endpoint, which keeps
+    the reconciler's per-value work out of large syncs. ``items`` are
+    (key, value, comment) sorted by key; an update touches only the elements
+    that differ. A set is managed either by NftElement values or by
+    NftElements values, never both."""
+
+    set: str
+    items: tuple[tuple[str, str, str], ...]
+    refs: tuple[str, ...] = ()
+
+    def mapping(self) -> dict[str, tuple[str, str]]:
+        return {k: (v, c) for k, v, c in self.items}
