@@ -349,8 +349,9 @@ def _policy(obj: dict) -> dict:
     _selector(spec.get("podSelector"), r, "spec.podSelector")
     types = spec.get("policyTypes")
     if types is not None:
-        if not isinstance(types, list) or not set(types) <= {"Ingress", "Egress"} or not types:
-            raise _err(r, "spec.policyTypes", "must be a non-empty list of Ingress and/or Egress")
+        # an empty list is defaulted like an absent one (as the API server does)
+        if not isinstance(types, list) or not set(types) <= {"Ingress", "Egress"} or len(types) > 2:
+            raise _err(r, "spec.policyTypes", "must be a list of Ingress and/or Egress")
     for direction, peer_key in (("ingress", "from"), ("egress", "to")):
         rules = spec.get(direction)
         if rules is None:

@@ -220,11 +220,13 @@ class ChainDescriptor(_NftBase):
             [f"add rule {name} {r}" for r in v.rendered_rules()]
 
     def wire_capable(self, op, batch) -> bool:
-        return not op.value.hook
+        # a DELETE planned after a resync carries the retrieved NftChainState,
+        # which has no hook (only our non-base chains are ever deleted)
+        return not getattr(op.value, "hook", "")
 
     def wire_ops(self, op, b, batch) -> bool:
         v: NftChain = op.value
-        if v.hook:
+        if getattr(v, "hook", ""):
             return False
         if op.kind is OpKind.DELETE:
             b.add_chain(v.name, "")

@@ -1,0 +1,869 @@
+#!/usr/bin/env python3
+"""NetworkPolicy scale: data-plane cost of 1,000 policies, programming time, one label change.
+
+Run as root from the repository::
+
+    .venv/bin/python bench/policy_scale.py [--pods 100] [--policies 1000] [--seconds 2]
+                                           [--reps 7] [--changes 15] [--json FILE]
+
+Two identical two-node labs (real etcd, real agents, the Linux data plane:
+nftables in the node namespaces): **A**, the baseline, never gets a policy;
+**B** gets the policies. In each, namespace ``perf`` holds the measured pods:
+``client`` on node1, ``server`` on node2 (cross-node: VXLAN, both nodes'
+forward hooks) and ``server-local`` on node1 (same node); namespace ``scale``
+holds ``--pods`` other pods, half on each node, labelled ``app=w<i>``,
+``group=g<i%10>``, ``role=r<i%25>``. Two labs rather than "before/after" in
+one: the machine these runs share is busy (load averages of 10-20 on 2 CPUs
+were seen), and only runs seconds apart see the same load -- re-programming
+1,000 policies between runs would put minutes between them.
+
+(a) Data-plane cost. TCP throughput (one connection, bulk ``sendall`` of 256
+    KiB buffers for ``--seconds``) and connection rate (short TCP connects:
+    connect, server closes, client sees EOF and closes -- one at a time, for
+    ``--seconds``), client -> server and client -> server-local. Client and
+    server are this script's own Python workers started with ``ip netns exec``
+    in the pods' namespaces (``iperf3`` is not among the packages
+    scripts/setup.sh installs, so the script does not use it; Python bulk
+    transfer is CPU-bound, which makes any per-packet cost *more* visible, not
+    less). Conditions: **A** lab A (no policy); **B** lab B with
+    ``--policies`` policies selecting the ``scale`` pods (never the measured
+    ones; each with two ingress rules and one egress rule, podSelector /
+    namespaceSelector / both / ipBlock-with-except peers, numbered, named and
+    ranged ports; the measured pods do appear in some peer sets); **C** B plus
+    one policy that selects ``server`` and ``server-local`` and admits the
+    client (so new connections walk a policy chain: informative, no target).
+    ``--reps`` rounds; in each, per pair, A and B (then A and C) run back to
+    back, in alternating order. The figure is the median over rounds of the
+    per-round ratio B/A (target >= 0.95x), shown with its range.
+(b) Programming ``--policies`` policies over the pods: the wall time of
+    ``Kube.apply`` (the lab API server: validation, etcd writes) until both
+    agents report they applied the last revision, and the agents'
+    transactions from ``/v1/history`` (count, summed and largest
+    ``duration_ms``, the nft operations' share; a thread collects the
+    history while the apply runs, as the agent keeps only its last 256).
+    Applied, deleted (timed the same way) and applied again (a second
+    sample): the deletion comes early on purpose, before the agents' first
+    periodic resync. Also a **full sync**: at the end both agents are
+    stopped and node1's agent started next to the policies, cold (the ``ip
+    contiv`` table deleted first: its start-up resync programs everything in
+    one transaction) and then warm (the table kept: nothing to do).
+(c) One pod-label change taking effect (``--changes`` times, alternating):
+    the pod object is rewritten in etcd with one label changed (what the API
+    server stores when the pod is re-applied), and the time measured from just
+    before the put until both agents report (their status keys, seen through
+    an etcd watch: no polling) an applied revision at least the put's. Plus
+    each agent's own transaction (``duration_ms``) for it, and the CPU time
+    both agents used meanwhile (``/proc/<pid>/stat``, 10 ms ticks). Each
+    change is made in lab B and, as the same-run baseline, in lab A (no
+    policy), alternating. Three kinds:
+    ``version`` (a label no policy refers to: the fixed cost of any pod
+    update), ``role`` (the pod leaves the peer sets of ``--policies``/250
+    policies and enters those of as many others) and ``group`` (it moves
+    between peer sets of hundreds of policies). Target <= 20 ms.
+
+Where the time goes: the same compile/render path the agent runs
+(``agent.policies.PolicySync`` over a snapshot of the lab's etcd, with a
+stand-in for the scheduler), timed here per step: a full build of node1's
+policy partitions, one label change of each kind and the arrival of one new
+pod that no policy selects or names (``on_change`` -- the scan of every policy
+for the pod's membership -- and ``flush``, split into compile, render,
+dispatch and group chains; the scheduler's own work is the agent's
+transaction, above).
+
+Correctness check of what was measured: after the policies are programmed, a
+sample of client -> scale-pod and server -> scale-pod probes must agree with ``policies explain``
+(with at least one denied and one allowed); a failed check aborts the run.
+
+Everything (the labs, the worker processes) is removed on exit, also on
+error, Ctrl-C or SIGTERM.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+BULK_PORT, RATE_PORT = 5201, 5202
+CHUNK = 256 * 1024
+
+
+# --------------------------------------------------------------------------- workers
+# Run inside a pod's network namespace (``ip netns exec NS python bench/policy_scale.py _serve``);
+# kept above the heavy imports so that a worker starts quickly.
+def _serve() -> int:
+    def bulk_conn(c: socket.socket) -> None:
+        buf = bytearray(CHUNK)
+        total = 0
+        with c:
+            while True:
+                n = c.recv_into(buf)
+                if not n:
+                    break
+                total += n
+            c.sendall(f"{total}\n".encode())
+
+    def listener(port: int) -> socket.socket:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("0.0.0.0", port))
+        s.listen(1024)
+        return s
+
+    bulk, rate = listener(BULK_PORT), listener(RATE_PORT)
+
+    def bulk_loop() -> None:
+        while True:
+            c, _ = bulk.accept()
+            threading.Thread(target=bulk_conn, args=(c,), daemon=True).start()
+    threading.Thread(target=bulk_loop, daemon=True).start()
+    print("ready", flush=True)
+    while True:  # rate: accept and close at once (the client waits for the EOF)
+        c, _ = rate.accept()
+        c.close()
+
+
+def _bulk(host: str, seconds: float) -> int:
+    buf = memoryview(bytearray(os.urandom(CHUNK)))
+    s = socket.create_connection((host, BULK_PORT), timeout=30)
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    sent = 0
+    while time.perf_counter() < deadline:
+        s.sendall(buf)
+        sent += CHUNK
+    s.shutdown(socket.SHUT_WR)
+    ack = s.makefile().readline()
+    dt = time.perf_counter() - t0
+    s.close()
+    got = int(ack)
+    print(json.dumps({"bytes": got, "seconds": dt, "complete": got == sent}))
+    return 0
+
+
+def _rate(host: str, seconds: float) -> int:
+    n = errors = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while time.perf_counter() < deadline:
+        s = socket.socket()
+        s.settimeout(2)
+        try:
+            s.connect((host, RATE_PORT))
+            s.recv(1)
+            n += 1
+        except OSError:
+            errors += 1
+        finally:
+            s.close()
+    print(json.dumps({"connections": n, "errors": errors, "seconds": time.perf_counter() - t0}))
+    return 0
+
+
+if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] in ("_serve", "_bulk", "_rate"):
+    if sys.argv[1] == "_serve":
+        sys.exit(_serve())
+    sys.exit({"_bulk": _bulk, "_rate": _rate}[sys.argv[1]](sys.argv[2], float(sys.argv[3])))
+
+# --------------------------------------------------------------------------- the bench
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import queue  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(REPO))
+
+from agent.model import keys  # noqa: E402
+from agent.model.records import AgentStatus  # noqa: E402
+from lab import objects, ops  # noqa: E402
+from lab.cluster import Lab, stop_processes  # noqa: E402
+from lab.kube import Kube  # noqa: E402
+
+NODES = ("node1", "node2")
+LABEL_KINDS = {"version": "no policy refers to it",
+               "role": "leaves the peer sets of a few policies, enters a few others'",
+               "group": "moves between peer sets of many policies"}
+PAIRS = {"cross-node": "perf/server", "same-node": "perf/server-local"}
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def summary(xs: list[float]) -> dict:
+    if not xs:
+        return {}
+    s = sorted(xs)
+    return {"n": len(s), "p50": statistics.median(s), "p90": s[min(len(s) - 1, int(0.9 * len(s)))],
+            "mean": statistics.fmean(s), "min": s[0], "max": s[-1]}
+
+
+# --------------------------------------------------------------------------- objects
+def namespace(name: str, labels: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def pod(ns: str, name: str, node: str, labels: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": ns, "labels": labels},
+            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "lab", "ports": [
+                {"name": "http", "containerPort": 8080}]}]}}
+
+
+def scale_labels(i: int) -> dict:
+    return {"app": f"w{i}", "group": f"g{i % 10}", "role": f"r{i % 25}"}
+
+
+def world(n_pods: int) -> list[dict]:
+    objs = [namespace("perf", {"team": "perf"}), namespace("scale", {"team": "scale"}),
+            pod("perf", "client", "node1", {"app": "client", "role": "client"}),
+            pod("perf", "server", "node2", {"app": "server"}),
+            pod("perf", "server-local", "node1", {"app": "server"})]
+    objs += [pod("scale", f"w{i}", NODES[i % 2], scale_labels(i)) for i in range(n_pods)]
+    return objs
+
+
+def policy(i: int, n_pods: int, pod_cidr: str) -> dict:
+    """Selects one scale pod (app=w<i % pods>); two ingress rules, one egress rule."""
+    base = pod_cidr.split("/")[0].rsplit(".", 2)[0]  # "10.1"
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": f"p-{i:05d}", "namespace": "scale"},
+            "spec": {
+                "podSelector": {"matchLabels": {"app": f"w{i % n_pods}"}},
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [
+                    {"from": [{"podSelector": {"matchLabels": {"group": f"g{(i + 1) % 10}"}}},
+                              {"podSelector": {"matchLabels": {"role": f"r{i % 250}"}}},
+                              {"namespaceSelector": {"matchLabels": {"team": "perf"}},
+                               "podSelector": {"matchLabels": {"role": "client"}}}],
+                     "ports": [{"port": 8080}, {"port": "http"}]},
+                    {"from": [{"ipBlock": {"cidr": f"{base}.0.0/16",
+                                           "except": [f"{base}.{i % 2 + 1}.0/28"]}},
+                              {"namespaceSelector": {"matchExpressions": [
+                                  {"key": "team", "operator": "In", "values": ["ops", "perf"]}]}}],
+                     "ports": [{"port": 9000, "endPort": 9100}, {"port": 53, "protocol": "UDP"}]}],
+                "egress": [
+                    {"to": [{"podSelector": {"matchExpressions": [
+                        {"key": "group", "operator": "In", "values": [f"g{i % 10}", f"g{(i + 3) % 10}"]}]}},
+                            {"ipBlock": {"cidr": "192.168.56.0/24"}}],
+                     "ports": [{"port": 53, "protocol": "UDP"}, {"port": 8080}]}]}}
+
+
+def valid(objs: list[dict]) -> list[dict]:
+    return [objects.validate(json.loads(json.dumps(o))) for o in objs]
+
+
+# --------------------------------------------------------------------------- bench
+class HistoryCollector:
+    """Polls each agent's ``/v1/history`` while a long change runs: the agent keeps
+    only its last transactions (``history_size``), a thousand policies make more."""
+
+    def __init__(self, bench: "Bench", since: dict[str, int]) -> None:
+        self.bench = bench
+        self.last = dict(since)
+        self.records: dict[str, list] = {n: [] for n in NODES}
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def poll(self) -> None:
+        for n in NODES:
+            got = self.bench.client(n).get("/v1/history", limit=10000, since=self.last[n])["transactions"]
+            # the agent keeps 256 transactions by default: a full page may have lost some
+            self.lost = self.lost or len(got) >= 256
+            self.records[n] += got
+            if got:
+                self.last[n] = got[-1]["seq"]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            self.poll()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.poll()
+
+
+class Rig:
+    """One lab with the world applied and a server in each measured server pod."""
+
+    def __init__(self, name: str, args) -> None:
+        self.args = args
+        self.lab = Lab(name)
+        self.kube: Kube | None = None
+        self.servers: list[subprocess.Popen] = []
+
+    def up(self) -> float:
+        self.lab.up(nodes=2)
+        self.kube = Kube(self.lab)
+        t0 = time.perf_counter()
+        self.kube.apply(valid(world(self.args.pods)), timeout=600)
+        apply_s = time.perf_counter() - t0
+        for ref in PAIRS.values():
+            p = subprocess.Popen(["ip", "netns", "exec", self.ns(ref), sys.executable, __file__, "_serve"],
+                                 stdout=subprocess.PIPE, text=True)
+            self.servers.append(p)
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"server in {ref} did not start")
+        return apply_s
+
+    def ns(self, ref: str) -> str:
+        ns, _, name = ref.partition("/")
+        return self.lab.paths.pod_ns(ns, name)
+
+    def ip(self, ref: str) -> str:
+        return self.kube.pod(ref)["status"]["podIP"]
+
+    def worker(self, mode: str, dst: str) -> dict:
+        p = subprocess.run(["ip", "netns", "exec", self.ns("perf/client"), sys.executable, __file__,
+                            mode, self.ip(dst), str(self.args.seconds)],
+                           capture_output=True, text=True, timeout=self.args.seconds + 60)
+        if p.returncode != 0:
+            raise RuntimeError(f"{mode} to {dst} in lab {self.lab.name} failed: {p.stderr.strip()[-400:]}")
+        return json.loads(p.stdout)
+
+    def close(self) -> None:
+        stop_processes([p.pid for p in self.servers], timeout=5)
+        for p in self.servers:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        if self.kube:
+            self.kube.close()
+        say(f"lab {self.lab.name}: down")
+        self.lab.down()
+
+
+class Bench:
+    def __init__(self, args) -> None:
+        self.args = args
+        tag = os.urandom(2).hex()
+        self.base = Rig(f"pla{tag}", args)  # never gets a policy: the baseline
+        self.rig = Rig(f"plb{tag}", args)   # gets the policies
+        self.lab = self.rig.lab
+        self.kube: Kube | None = None
+        self.out: dict = {"machine": machine(), "args": vars(args)}
+
+    def client(self, node: str, timeout: float = 120.0, rig: "Rig | None" = None):
+        from agent.api.client import AgentClient
+        lab = (rig or self.rig).lab
+        return AgentClient(lab.state().node(node).socket, timeout=timeout)
+
+    def dataplane(self, name: str, conds: list[tuple[str, Rig]]) -> dict:
+        """--reps rounds; in each, for each pair, a bulk run then a rate run on every
+        condition back to back (the order rotates), so that conditions compared with each
+        other are measured seconds apart."""
+        say(f"data plane {name}: {self.args.reps} rounds x {len(PAIRS)} pairs x {len(conds)} labs "
+            f"x 2 tests x {self.args.seconds}s")
+        res: dict = {c: {p: {"gbit_s": [], "conn_s": [], "rate_errors": 0, "incomplete": 0}
+                         for p in PAIRS} for c, _ in conds}
+        pairs = list(PAIRS.items())
+        for r in range(self.args.reps):
+            order = conds[r % len(conds):] + conds[:r % len(conds)]
+            for pair, dst in pairs[r % 2:] + pairs[:r % 2]:
+                for c, rig in order:
+                    b = rig.worker("_bulk", dst)
+                    res[c][pair]["gbit_s"].append(b["bytes"] * 8 / b["seconds"] / 1e9)
+                    res[c][pair]["incomplete"] += not b["complete"]
+                for c, rig in order:
+                    x = rig.worker("_rate", dst)
+                    res[c][pair]["conn_s"].append(x["connections"] / x["seconds"])
+                    res[c][pair]["rate_errors"] += x["errors"]
+        for c, _ in conds:
+            say(f"  {c}: " + "; ".join(
+                f"{pair} {statistics.median(res[c][pair]['gbit_s']):.2f} Gbit/s, "
+                f"{statistics.median(res[c][pair]['conn_s']):.0f} conn/s" for pair in PAIRS))
+        res["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
+        return res
+
+    # ---- agents
+    def last_seq(self, rig: "Rig | None" = None) -> dict[str, int]:
+        out = {}
+        for n in NODES:
+            h = self.client(n, rig=rig).get("/v1/history", limit=1)["transactions"]
+            out[n] = h[-1]["seq"] if h else 0
+        return out
+
+    def policy_txns(self, since: dict[str, int], collected: dict | None = None,
+                    rig: "Rig | None" = None) -> dict:
+        """The agents' policy transactions after ``since`` (seq per node), from
+        ``collected`` (a :class:`HistoryCollector`'s records) or read now."""
+        out = {}
+        for n in NODES:
+            if collected is not None:
+                hist = collected[n]
+            else:
+                hist = self.client(n, rig=rig).get("/v1/history", limit=10000,
+                                                   since=since[n])["transactions"]
+            mine = [t for t in hist if t["description"].startswith("network policies")]
+            ops_ms = [sum(o["duration_ms"] for o in t["operations"]) for t in mine]
+            out[n] = {"transactions": len(mine), "operations": sum(len(t["operations"]) for t in mine),
+                      "sum_ms": sum(t["duration_ms"] for t in mine),
+                      "max_ms": max((t["duration_ms"] for t in mine), default=0.0),
+                      "ops_ms": sum(ops_ms), "ok": all(t["ok"] for t in mine),
+                      "durations": [t["duration_ms"] for t in mine],
+                      "other": [(t["description"], t["duration_ms"]) for t in hist if t not in mine]}
+        return out
+
+    def timed_write(self, rig: "Rig", key: str, value: dict) -> dict:
+        """Put one object; wall time until both agents report a revision >= the put's,
+        and the CPU time (utime+stime, 10 ms ticks) both agents spent meanwhile."""
+        q: queue.Queue = queue.Queue()
+        status = {keys.status_key(n): n for n in NODES}
+
+        def cb(item):
+            now = time.perf_counter()
+            for ev in getattr(item, "events", ()):
+                if ev.key in status and ev.value:
+                    q.put((now, status[ev.key], AgentStatus.from_json(ev.value).applied_revision))
+        store = rig.kube.store
+        pids = [n.pid for n in rig.lab.state().nodes]
+        w = store.watch(keys.STATUS, store.revision() + 1, cb)
+        try:
+            time.sleep(0.05)  # the watch is established before the clock starts
+            cpu0 = sum(cpu_s(pid) for pid in pids)
+            t0 = time.perf_counter()
+            rev = store.put(key, json.dumps(value).encode())
+            done: dict[str, float] = {}
+            while len(done) < len(NODES):
+                t, node, applied = q.get(timeout=120)
+                if applied >= rev and node not in done:
+                    done[node] = (t - t0) * 1000
+            cpu_ms = (sum(cpu_s(pid) for pid in pids) - cpu0) * 1000
+        finally:
+            w.cancel()
+        return {"e2e_ms": max(done.values()), "per_node_ms": done, "revision": rev,
+                "agents_cpu_ms": cpu_ms}
+
+    # ---- (b)
+    def program(self, label: str = "program") -> None:
+        n, pods = self.args.policies, self.args.pods
+        pols = valid([policy(i, pods, self.lab.state().pod_cidr) for i in range(n)])
+        since = self.last_seq()
+        say(f"applying {n} policies")
+        with HistoryCollector(self, since) as hc:
+            t0 = time.perf_counter()
+            self.kube.apply(pols, timeout=3600)
+            apply_s = time.perf_counter() - t0
+        self.out[label] = {"apply_s": apply_s, "agents": self.policy_txns(since, hc.records),
+                           "history_lost": hc.lost}
+        say(f"  {apply_s:.2f}s")
+
+    def unprogram(self) -> None:
+        since = self.last_seq()
+        pols = self.kube.list("networkpolicy")
+        say(f"deleting {len(pols)} policies")
+        with HistoryCollector(self, since) as hc:
+            t0 = time.perf_counter()
+            self.kube.delete(pols, timeout=3600)
+            delete_s = time.perf_counter() - t0
+        self.out["unprogram"] = {"delete_s": delete_s, "agents": self.policy_txns(since, hc.records),
+                                 "history_lost": hc.lost}
+        say(f"  {delete_s:.2f}s")
+
+    def restart(self) -> None:
+        """Full sync next to the policies (in etcd): both agents stopped, node1's agent
+        started **cold** (``ip contiv`` table deleted first: everything programmed by
+        its start-up resync), then restarted **warm** (table kept: nothing to do)."""
+        from agent.errors import ContivError
+        from lab.cluster import _pid_alive
+        st = self.lab.state()
+        stop_processes([n.pid for n in st.nodes], timeout=30)  # node2 stays stopped: quieter
+        res = {}
+        for kind in ("cold", "warm"):
+            st = self.lab.state()
+            node = st.node("node1")
+            stop_processes([node.pid], timeout=30)
+            if kind == "cold":
+                subprocess.run(["ip", "netns", "exec", node.netns, "nft", "delete", "table", "ip", "contiv"],
+                               check=True)
+            t0 = time.perf_counter()
+            node.pid = self.lab._start_agent(st, node)
+            st.save(self.lab.paths)
+            while True:
+                if not _pid_alive(node.pid):
+                    raise RuntimeError("agent exited during start-up: see its log")
+                try:
+                    if self.client("node1", timeout=120).get("/v1/health").get("ready"):
+                        break
+                except ContivError:
+                    pass
+                if time.perf_counter() - t0 > 1800:
+                    raise RuntimeError("agent not ready after 30 min")
+                time.sleep(0.02)
+            ready_s = time.perf_counter() - t0
+            hist = self.client("node1").get("/v1/history", limit=10000)["transactions"]
+            rec = [t for t in hist if t["description"] == "start-up resync"][-1]
+            res[kind] = {"ready_s": ready_s, "resync_ms": rec["duration_ms"],
+                         "operations": len(rec["operations"]), "ok": rec["ok"],
+                         "ops_ms": sum(o["duration_ms"] for o in rec["operations"])}
+            say(f"  {kind} start of node1's agent: ready in {ready_s:.1f}s, start-up resync "
+                f"{rec['duration_ms']:.0f} ms, {len(rec['operations'])} operations")
+        self.out["restart"] = res
+
+    def nft_fixed_cost(self) -> None:
+        """What any nft transaction costs next to the policies: a one-element batch
+        in check mode (``nft -c``: parse, cache, kernel validation, no commit), in
+        node1 of lab B and of lab A."""
+        out = {}
+        for label, rig in (("A", self.base), ("B", self.rig)):
+            ns = rig.lab.state().node("node1").netns
+            xs = []
+            for _ in range(5):
+                t = time.perf_counter()
+                subprocess.run(["ip", "netns", "exec", ns, "nft", "-c",
+                                "add element ip contiv egress-pods { 10.255.255.1 : accept }"], check=True)
+                xs.append((time.perf_counter() - t) * 1000)
+            out[label] = statistics.median(xs)
+        self.out["nft_check_ms"] = out
+        say(f"  nft one-element check: lab A {out['A']:.0f} ms, lab B {out['B']:.0f} ms")
+
+    def check_enforced(self) -> None:
+        """Probes to a sample of scale pods agree with explain (the client is admitted by
+        the policies' third peer, the servers are not)."""
+        rnd = random.Random(7)
+        refs = [f"scale/w{i}" for i in rnd.sample(range(self.args.pods), min(12, self.args.pods))]
+        c = self.client("node1")
+        verdicts = []
+        for ref in refs:
+            for src in ("perf/client", "perf/server"):
+                r = ops.run_probe(self.kube, src, ref, 8080, "TCP", 1.0)
+                e = c.post("/v1/policies/explain", {"src": src, "dst": ref, "port": 8080,
+                                                    "protocol": "TCP"})
+                if r.connected != e["allowed"]:
+                    raise RuntimeError(f"probe and explain disagree on {src} -> {ref}:8080: "
+                                       f"{r.connected} vs {e['verdict']}")
+                verdicts.append(e["allowed"])
+        if not (any(verdicts) and not all(verdicts)):
+            raise RuntimeError(f"the sample proves nothing: verdicts {verdicts}")
+        for ref in ("perf/server", "perf/server-local"):
+            r = ops.run_probe(self.kube, "perf/client", ref, 8080, "TCP", 1.0)
+            if not r.connected:
+                raise RuntimeError(f"perf/client -> {ref} blocked: {r.error}")
+        self.out["check"] = {"probes": len(verdicts), "allowed": sum(verdicts)}
+
+    # ---- (c)
+    def label_changes(self) -> None:
+        """Each kind of change in lab B (next to the policies) and, as the same-run
+        baseline, in lab A (no policy), alternating A and B change by change."""
+        res: dict = {"A": {}, "B": {}}
+        key = keys.k8s_key("Pod", "scale", "w7")
+        for kind, values in (("version", ("v1", "v2")), ("role", ("r7", "r8")), ("group", ("g7", "g8"))):
+            targets = {lab: rig.kube.pod("scale/w7") for lab, rig in (("A", self.base), ("B", self.rig))}
+            samples: dict = {"A": [], "B": []}
+            for k in range(self.args.changes):
+                for lab, rig in (("A", self.base), ("B", self.rig))[::1 if k % 2 else -1]:
+                    obj = json.loads(json.dumps(targets[lab]))
+                    obj["metadata"]["labels"][kind] = values[(k + 1) % 2]
+                    since = self.last_seq(rig)
+                    r = self.timed_write(rig, key, obj)
+                    r["agents"] = self.policy_txns(since, rig=rig)
+                    samples[lab].append(r)
+                    targets[lab] = obj
+                    time.sleep(0.1)
+            for lab, rig in (("A", self.base), ("B", self.rig)):
+                obj = json.loads(json.dumps(targets[lab]))
+                obj["metadata"]["labels"] = scale_labels(7)  # back as it was
+                self.timed_write(rig, key, obj)
+                res[lab][kind] = samples[lab]
+            e2e = {lab: statistics.median(x["e2e_ms"] for x in samples[lab]) for lab in samples}
+            cpu = {lab: statistics.median(x["agents_cpu_ms"] for x in samples[lab]) for lab in samples}
+            txn = [max(a["max_ms"] for a in x["agents"].values()) for x in samples["B"]]
+            say(f"  label {kind}: e2e p50 A {e2e['A']:.1f} ms, B {e2e['B']:.1f} ms; agents' CPU p50 "
+                f"A {cpu['A']:.0f} ms, B {cpu['B']:.0f} ms; B agent txn p50 {statistics.median(txn):.1f} ms")
+        self.out["label_change"] = res
+
+    # ---- where the time goes, with the agent's code, here
+    def offline(self) -> dict:
+        from agent.builders import policies as pb
+        from agent.cluster import Change, ClusterSnapshot
+        from agent.linux import polrender
+        from agent.policies import PolicySync
+        from agent.store.base import Event
+
+        class Result:
+            errors: dict = {}
+
+        class Desired:  # stands in for the scheduler: records what would be applied
+            def __init__(self):
+                self.values = 0
+
+            def set_partitions(self, parts, description=""):
+                self.values = sum(len(v) for v in parts.values())
+                return Result()
+        timers: dict[str, float] = {}
+
+        def timed(name, fn):
+            def wrap(*a, **kw):
+                t = time.perf_counter()
+                try:
+                    return fn(*a, **kw)
+                finally:
+                    timers[name] = timers.get(name, 0.0) + time.perf_counter() - t
+            return wrap
+        snap = ClusterSnapshot()
+        kvs, _ = self.kube.store.list(keys.ROOT)
+        for kv in kvs:
+            if kv.key.startswith(keys.WATCHED):
+                snap.apply(Event(kv.key, kv.value, kv.mod_revision))
+        desired = Desired()
+        sync = PolicySync(snap, desired, "node1", render_policy=timed("render", polrender.render_policy),
+                          render_dispatch=timed("dispatch", polrender.render_dispatch),
+                          render_groups=timed("groups", polrender.render_groups))
+        orig_compile = pb.PolicyModel.compile
+        pb.PolicyModel.compile = timed("compile", orig_compile)
+        try:
+            t = time.perf_counter()
+            parts = sync.partitions()
+            full = {"total_ms": (time.perf_counter() - t) * 1000,
+                    "values": sum(len(v) for v in parts.values())}
+            full.update({k: v * 1000 for k, v in timers.items()})
+            out = {"full_build_node1": full}
+            for kind, value in (("version", "v2"), ("role", "r8"), ("group", "g8")):
+                xs = []
+                for k in range(5):
+                    timers.clear()
+                    obj = snap.objects["pod"][("scale", "w7")]
+                    obj["metadata"]["labels"] = {**obj["metadata"]["labels"],
+                                                 kind: value if k % 2 == 0 else scale_labels(7).get(kind, "v1")}
+                    t = time.perf_counter()
+                    sync.on_change(Change("pod", "scale", "w7", False))
+                    t1 = time.perf_counter()
+                    n = sync.flush()
+                    t2 = time.perf_counter()
+                    xs.append({"on_change_ms": (t1 - t) * 1000, "flush_ms": (t2 - t1) * 1000,
+                               "dirty": n, "values": desired.values,
+                               **{f"{k2}_ms": v * 1000 for k2, v in timers.items()}})
+                out[f"label_{kind}"] = {key: statistics.median(x[key] for x in xs) for key in xs[0]}
+            # a new pod that no policy selects or names (what every pod start is)
+            timers.clear()
+            new = json.loads(json.dumps(snap.objects["pod"][("scale", "w7")]))
+            new["metadata"].update(name="fresh", labels={"app": "fresh"})
+            new["status"]["podIP"] = "10.1.1.250"
+            snap.objects["pod"][("scale", "fresh")] = new
+            t = time.perf_counter()
+            sync.on_change(Change("pod", "scale", "fresh", False))
+            t1 = time.perf_counter()
+            n = sync.flush()
+            t2 = time.perf_counter()
+            out["new_unrelated_pod"] = {"on_change_ms": (t1 - t) * 1000, "flush_ms": (t2 - t1) * 1000,
+                                        "dirty": n, "values": desired.values,
+                                        **{f"{k2}_ms": v * 1000 for k2, v in timers.items()}}
+            return out
+        finally:
+            pb.PolicyModel.compile = orig_compile
+
+    # ---- the run
+    def run(self) -> dict:
+        a = self.args
+        for rig in (self.base, self.rig):
+            say(f"lab {rig.lab.name}: up, 2 nodes, {a.pods} scale pods + 3 perf pods")
+            self.out.setdefault("pods_apply_s", {})[rig.lab.name] = rig.up()
+        self.kube = self.rig.kube
+        # apply, delete, apply again: the deletion is timed early, before the agents'
+        # first periodic resync (300 s after their start)
+        self.program("program")
+        self.unprogram()
+        self.program("program2")
+        self.check_enforced()
+        dp = self.out["dataplane"] = {}
+        dp["AB"] = self.dataplane("A (no policy) vs B (policies selecting other pods)",
+                                  [("A", self.base), ("B", self.rig)])
+        server_policy = valid([{
+            "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "server-from-client", "namespace": "perf"},
+            "spec": {"podSelector": {"matchLabels": {"app": "server"}},
+                     "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}]}]}}])
+        self.kube.apply(server_policy)
+        dp["AC"] = self.dataplane("A vs C (B + one policy selecting the servers)",
+                                  [("A", self.base), ("C", self.rig)])
+        self.kube.delete(server_policy)
+        say("label changes")
+        self.label_changes()
+        self.nft_fixed_cost()
+        say("offline breakdown")
+        self.out["offline"] = self.offline()
+        self.out["rss_kib"] = {n.name: rss_kib(n.pid) for n in self.lab.state().nodes}
+        say("full sync: node1's agent started next to the policies")
+        self.restart()
+        return self.out
+
+    def close(self) -> None:
+        for rig in (self.rig, self.base):
+            try:
+                rig.close()
+            except Exception as e:  # noqa: BLE001 -- the other lab must go too
+                say(f"closing lab {rig.lab.name}: {e}")
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+            "nft": subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip(),
+            "iperf3": bool(subprocess.run(["sh", "-c", "command -v iperf3"], capture_output=True).stdout),
+            "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                     capture_output=True, text=True).stdout.strip(),
+            "dirty": bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "agent"],
+                                         capture_output=True, text=True).stdout.strip()),
+            "loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}
+
+
+# --------------------------------------------------------------------------- report
+def paired(res: dict, cond: str, pair: str, k: str) -> dict:
+    """Baseline and condition medians, and the median of per-round ratios (runs of one
+    round are seconds apart, so machine load hits both sides alike)."""
+    a, b = res["A"][pair][k], res[cond][pair][k]
+    ratios = [y / x for x, y in zip(a, b)]
+    return {"a": statistics.median(a), "b": statistics.median(b), "ratio": statistics.median(ratios),
+            "min": min(ratios), "max": max(ratios)}
+
+
+def report(out: dict) -> str:
+    L = []
+    dp = out["dataplane"]
+    L.append("| data plane | baseline A: no policy (median) | with policies (median) | "
+             "ratio: median of paired runs [min-max] | target |")
+    L.append("|---|---:|---:|---:|---|")
+    for phase, cond, target in (("AB", "B", True), ("AC", "C", False)):
+        for pair in PAIRS:
+            for k, unit, fmt in (("gbit_s", "TCP throughput (Gbit/s)", "{:.2f}"),
+                                 ("conn_s", "TCP connections/s", "{:.0f}")):
+                r = paired(dp[phase], cond, pair, k)
+                what = f"{out['args']['policies']} policies selecting other pods" if cond == "B" else \
+                    "the same + 1 selecting the server"
+                L.append(f"| {cond}: {pair} {unit} ({what}) | {fmt.format(r['a'])} | {fmt.format(r['b'])} | "
+                         f"{r['ratio']:.3f}x [{r['min']:.2f}-{r['max']:.2f}] | "
+                         + (f">= 0.95x {'ok' if r['ratio'] >= 0.95 else 'MISSED'}" if target else "(none)")
+                         + " |")
+    L.append("")
+    p = out["program"]
+    n = out["args"]["policies"]
+    L.append(f"| programming {n} policies over {out['args']['pods']} pods | node1 | node2 |")
+    L.append("|---|---:|---:|")
+    p2 = out["program2"]
+    L.append(f"| lab apply, wall until both agents applied (s) | {p['apply_s']:.2f} | |")
+    L.append(f"| the same again after the deletion (s) | {p2['apply_s']:.2f} | |")
+    for label, key, fmt in (("agent transactions", "transactions", "{}"),
+                            ("operations", "operations", "{:,}"),
+                            ("sum of transaction duration_ms (ms)", "sum_ms", "{:.0f}"),
+                            ("  of which nft operations (ms)", "ops_ms", "{:.0f}"),
+                            ("largest transaction (ms)", "max_ms", "{:.0f}")):
+        L.append(f"| {label} | " + " | ".join(fmt.format(p["agents"][nd][key]) for nd in NODES) + " |")
+    u = out["unprogram"]
+    L.append(f"| delete all, wall until both agents applied (s) | {u['delete_s']:.2f} | |")
+    L.append(f"| delete: sum of transaction duration_ms (ms) | "
+             + " | ".join(f"{u['agents'][nd]['sum_ms']:.0f}" for nd in NODES) + " |")
+    L.append("")
+    L.append("| one pod-label change | A: no policy, e2e p50 (ms) | B: next to the policies, e2e p50 "
+             "(p90) (ms) | B / A | agents' CPU p50, A / B (ms) | B agent txn p50 (ms, slower node) | "
+             "target (B e2e) |")
+    L.append("|---|---:|---:|---:|---:|---:|---|")
+    for kind in out["label_change"]["B"]:
+        a_s, b_s = out["label_change"]["A"][kind], out["label_change"]["B"][kind]
+        ea, eb = summary([x["e2e_ms"] for x in a_s]), summary([x["e2e_ms"] for x in b_s])
+        ca = statistics.median(x["agents_cpu_ms"] for x in a_s)
+        cb = statistics.median(x["agents_cpu_ms"] for x in b_s)
+        txn = summary([max(a["max_ms"] for a in x["agents"].values()) for x in b_s])
+        L.append(f"| {kind} label ({LABEL_KINDS[kind]}) | {ea['p50']:.1f} | {eb['p50']:.1f} ({eb['p90']:.1f}) | "
+                 f"{eb['p50'] / ea['p50']:.1f}x | {ca:.0f} / {cb:.0f} | {txn['p50']:.1f} | "
+                 f"<= 20 ms {'ok' if eb['p50'] <= 20 else 'MISSED'} |")
+    L.append("")
+    off = out["offline"]
+    f = off["full_build_node1"]
+    L.append(f"where the time goes (agent code in this process, ms): full build of node1's policy "
+             f"partitions {f['total_ms']:.0f} (compile {f.get('compile', 0):.0f}, render "
+             f"{f.get('render', 0):.0f}, dispatch {f.get('dispatch', 0):.0f}, groups "
+             f"{f.get('groups', 0):.0f}; {f['values']:,} values)")
+    for kind in ("label_version", "label_role", "label_group", "new_unrelated_pod"):
+        x = off[kind]
+        L.append(f"  {kind.replace('_', ' ')}: on_change {x['on_change_ms']:.1f}, flush {x['flush_ms']:.1f} "
+                 f"(compile {x.get('compile_ms', 0):.1f}, render {x.get('render_ms', 0):.1f}, dispatch "
+                 f"{x.get('dispatch_ms', 0):.1f}, groups {x.get('groups_ms', 0):.1f}); "
+                 f"{x['dirty']:.0f} dirty policies+pods, {x['values']:.0f} values handed over")
+    r = out["restart"]
+    L.append(f"full sync, node1's agent started next to the policies: cold (table deleted) ready in "
+             f"{r['cold']['ready_s']:.1f}s, start-up resync {r['cold']['resync_ms']:.0f} ms for "
+             f"{r['cold']['operations']:,} operations (nft {r['cold']['ops_ms']:.0f} ms); warm ready in "
+             f"{r['warm']['ready_s']:.1f}s, resync {r['warm']['resync_ms']:.0f} ms, "
+             f"{r['warm']['operations']:,} operations")
+    c = out["nft_check_ms"]
+    L.append(f"one-element nft batch in check mode (nft -c; process start, cache, kernel validation): "
+             f"lab A {c['A']:.0f} ms, lab B {c['B']:.0f} ms")
+    for what, rec in (("apply", p), ("delete", u), ("second apply", p2)):
+        bad = [nd for nd in NODES if not rec["agents"][nd]["ok"]]
+        if bad:
+            L.append(f"WARNING: {what}: some agent transactions had failed operations on {', '.join(bad)} "
+                     "(see the agents' logs): its figures measure a failing run")
+    if p.get("history_lost") or u.get("history_lost") or p2.get("history_lost"):
+        L.append("WARNING: some agent transactions may have left the history before they were read")
+    L.append(f"agent RSS (MiB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in out["rss_kib"].items()))
+    L.append(f"load average start {out['machine']['loadavg_start']}, end {out['machine'].get('loadavg_end')}")
+    return "\n".join(L)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pods", type=int, default=100)
+    ap.add_argument("--policies", type=int, default=1000)
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--changes", type=int, default=15)
+    ap.add_argument("--json", help="write every figure and sample to this file")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("error: run as root (network namespaces, nftables)", file=sys.stderr)
+        return 2
+    if args.pods < 10:
+        print("error: --pods must be at least 10", file=sys.stderr)
+        return 2
+
+    def _interrupt(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, _interrupt)
+    b = Bench(args)
+    try:
+        out = b.run()
+    finally:
+        b.close()
+    out["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    print(report(out))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
