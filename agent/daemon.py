@@ -145,7 +145,8 @@ class Agent:
         self.policies = PolicySync(self.snapshot, self.desired, self.cfg.node,
                                    render_policy=self._polrender.render_policy,
                                    render_dispatch=self._polrender.render_dispatch,
-                                   render_groups=self._polrender.render_groups)
+                                   render_groups=self._polrender.render_groups,
+                                   peer_element=self._polrender.peer_element)
 
     def _relist(self) -> int:
         """Load the whole watched state; returns the revision of the listing.
@@ -199,6 +200,26 @@ class Agent:
         # are dropped in _on_batch. One stream keeps revisions totally ordered.
         self._watch = self.store.watch(keys.ROOT, from_revision, self._q.put)
 
+    def _drain(self, first: WatchBatch) -> tuple[WatchBatch, object]:
+        """``first`` merged with every watch batch already queued behind it (up to
+        a bound), and the first non-batch item met (or None). A burst of writes
+        -- a manifest of a thousand objects -- becomes one rebuild and one
+        data-plane transaction instead of a thousand."""
+        events = list(first.events)
+        revision = first.revision
+        other = None
+        while len(events) < 20000:
+            try:
+                nxt = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if not isinstance(nxt, WatchBatch):
+                other = nxt
+                break
+            events += nxt.events
+            revision = max(revision, nxt.revision)
+        return WatchBatch(tuple(events), revision), other
+
     def _on_batch(self, batch: WatchBatch) -> None:
         dirty_nodes = False
         relevant = False
@@ -241,7 +262,10 @@ class Agent:
             try:
                 if isinstance(item, WatchBatch):
                     watch_backoff = 0.2
+                    item, after = self._drain(item)
                     self._on_batch(item)
+                    if after is not None:
+                        self._q.put(after)  # handled on the next turn (rare: a watch error)
                 elif isinstance(item, Compacted):
                     log.warning("watch revision compacted; relisting")
                     self._rewatch(relist=True)

@@ -27,8 +27,13 @@ class DesiredState:
         return self.set_partitions({name: values}, description=description or name)
 
     def set_partitions(self, parts: Mapping[str, Mapping[str, object]], *,
+                       patches: Mapping[str, tuple[Mapping[str, object], set]] | None = None,
                        description: str = "") -> TxnResult:
-        """Several partitions in ONE scheduler transaction (one nft commit)."""
+        """Several partitions in ONE scheduler transaction (one nft commit).
+
+        ``parts`` replace whole partitions (diffed against what they held);
+        ``patches`` change a partition in place -- (values to set, keys to
+        remove) -- at a cost proportional to the change, not to the partition."""
         with self._lock:
             changes: dict[str, object] = {}
             for name, values in parts.items():
@@ -42,6 +47,19 @@ class DesiredState:
                 for k in old:
                     if k not in values and k not in changes:
                         changes[k] = DELETE
+            for name, (upserts, removals) in (patches or {}).items():
+                if name in parts:
+                    raise ValueError(f"partition {name} is both replaced and patched")
+                cur = self._parts.get(name, {})
+                for k in removals:
+                    if k in cur and self._owner.get(k) == name:
+                        changes[k] = DELETE
+                for k, v in upserts.items():
+                    owner = self._owner.get(k)
+                    if owner is not None and owner != name:
+                        raise ValueError(f"key {k} is rendered by both {owner} and {name}")
+                    if cur.get(k, DELETE) != v:
+                        changes[k] = v
             result = self.scheduler.apply(changes, description=description)
             for name, values in parts.items():
                 for k in self._parts.get(name, {}):
@@ -52,6 +70,16 @@ class DesiredState:
                 if values:
                     self._parts[name] = dict(values)
                 else:
+                    self._parts.pop(name, None)
+            for name, (upserts, removals) in (patches or {}).items():
+                cur = self._parts.setdefault(name, {})
+                for k in removals:
+                    if cur.pop(k, None) is not None:
+                        self._owner.pop(k, None)
+                for k, v in upserts.items():
+                    cur[k] = v
+                    self._owner[k] = name
+                if not cur:
                     self._parts.pop(name, None)
             return result
 

@@ -2,18 +2,29 @@
 
 Partitions: ``pol/<ns>/<name>`` (a policy's chains and sets, rendered only
 when it selects a pod of this node), ``polpod/<ns>/<name>`` (a local pod's
-dispatch elements) and ``polgroups`` (the group chains in use). A pod change
-re-renders only the policies whose selection or peer sets it enters or leaves
-(found by evaluating each policy's selectors against that one pod) and the
-dispatch of the pods those policies select; everything goes to the scheduler
-as one transaction.
+dispatch elements) and ``polgroups`` (the group chains in use). Everything a
+flush changes goes to the scheduler as one transaction.
+
+What a pod change costs:
+
+* a **label change** looks only at the policies whose selectors name one of
+  the changed label keys (an index by key). Where the pod only enters or
+  leaves a peer set, that is one set element added or removed -- the policy
+  is neither recompiled nor re-rendered; where its own selection changes (or
+  the policy resolves named ports) the policy is recompiled;
+* a pod **appearing, going, or changing address or ports** is checked
+  against every policy's selectors, and recompiles only those it matters to;
+* which policies select which local pod is an index too, so dispatch and the
+  group chains never scan all policies for all pods.
 """
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Callable
 
-from agent.builders.policies import CompiledPolicy, PodInfo, PolicyError, PolicyModel, pod_info, selects
+from agent.builders.policies import (CompiledPolicy, PodInfo, PolicyError, PolicyModel, pod_info,
+                                     selects)
 from agent.cluster import Change, ClusterSnapshot
 from agent.desired import DesiredState
 
@@ -25,45 +36,86 @@ def _sel_ok(sel) -> bool:
     return isinstance(sel, dict)
 
 
+def _sel_keys(sel) -> set[str]:
+    if not isinstance(sel, dict):
+        return set()
+    keys = {str(k) for k in (sel.get("matchLabels") or {})}
+    for e in sel.get("matchExpressions") or []:
+        if isinstance(e, dict) and "key" in e:
+            keys.add(str(e["key"]))
+    return keys
+
+
+def _peers(spec: dict):
+    """(direction, rule index, peer index, peer) of every selector peer."""
+    for direction, key in (("ingress", "from"), ("egress", "to")):
+        for i, r in enumerate(spec.get(direction) or []):
+            for j, p in enumerate((r or {}).get(key) or []):
+                if isinstance(p, dict) and "ipBlock" not in p:
+                    yield direction, i, j, p
+
+
+def _pod_label_keys(obj: dict) -> set[str]:
+    """Pod label keys a policy's pod selectors look at (index key)."""
+    spec = obj.get("spec") or {}
+    keys = _sel_keys(spec.get("podSelector"))
+    for _, _, _, p in _peers(spec):
+        keys |= _sel_keys(p.get("podSelector"))
+    return keys
+
+
+def _uses_named_ports(obj: dict) -> bool:
+    spec = obj.get("spec") or {}
+    for direction in ("ingress", "egress"):
+        for r in spec.get(direction) or []:
+            for p in (r or {}).get("ports") or []:
+                if isinstance(p, dict) and isinstance(p.get("port"), str) and not p["port"].isdigit():
+                    return True
+    return False
+
+
 def _membership(obj: dict, pod: PodInfo | None, ns_labels: dict) -> tuple:
-    """Everything about ``pod`` that a policy's compiled form depends on."""
+    """(selected by the policy, in each selector peer...) for ``pod``."""
     if pod is None:
         return ()
     md, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     ns = md.get("namespace", "default")
     labels = pod.label_dict()
-    out = []
     try:
         ps = spec.get("podSelector")
-        out.append(pod.namespace == ns and _sel_ok(ps) and selects(ps, labels))
-        for direction, key in (("ingress", "from"), ("egress", "to")):
-            for r in spec.get(direction) or []:
-                for p in (r or {}).get(key) or []:
-                    if not isinstance(p, dict) or "ipBlock" in p:
-                        continue
-                    pps, nss = p.get("podSelector"), p.get("namespaceSelector")
-                    in_ns = selects(nss, ns_labels.get(pod.namespace, {})) if _sel_ok(nss) \
-                        else pod.namespace == ns
-                    out.append(in_ns and (pps is None or (_sel_ok(pps) and selects(pps, labels))))
+        out = [pod.namespace == ns and _sel_ok(ps) and selects(ps, labels)]
+        for _, _, _, p in _peers(spec):
+            pps, nss = p.get("podSelector"), p.get("namespaceSelector")
+            in_ns = selects(nss, ns_labels.get(pod.namespace, {})) if _sel_ok(nss) else pod.namespace == ns
+            out.append(in_ns and (pps is None or (_sel_ok(pps) and selects(pps, labels))))
     except (KeyError, TypeError, AttributeError):
         return ("unreadable",)
-    return (tuple(out), pod.ip, pod.ports)
+    return tuple(out)
 
 
 class PolicySync:
     def __init__(self, snapshot: ClusterSnapshot, desired: DesiredState, node: str, *,
-                 render_policy: Callable, render_dispatch: Callable, render_groups: Callable) -> None:
+                 render_policy: Callable, render_dispatch: Callable, render_groups: Callable,
+                 peer_element: Callable) -> None:
         self.snapshot = snapshot
         self.desired = desired
         self.node = node
         self._render_policy = render_policy
         self._render_dispatch = render_dispatch
         self._render_groups = render_groups
+        #: (policy ref, direction, rule, peer, pod IP) -> (key, value) of that set element
+        self._peer_element = peer_element
         self.pods: dict[str, PodInfo] = {}
         self.compiled: dict[str, CompiledPolicy] = {}
         self.dirty_policies: set[str] = set()
         self.dirty_pods: set[str] = set()
         self.reported: dict[str, str] = {}
+        self._by_key: dict[str, set[str]] = {}  # pod label key -> policies whose selectors use it
+        self._keys_of: dict[str, set[str]] = {}  # policy -> its keys (to unindex)
+        self._named: set[str] = set()  # policies resolving named ports
+        self._selecting: dict[str, set[str]] = {}  # pod ref -> policies selecting it
+        self._peer_moves: list[tuple[str, str, int, int, str, bool]] = []
+        self._groups_last: set = set()
 
     # ------------------------------------------------------------ inputs
     def _policy_objs(self) -> dict[str, dict]:
@@ -73,29 +125,74 @@ class PolicySync:
         return {n: (o.get("metadata") or {}).get("labels") or {}
                 for (_, n), o in self.snapshot.objects["namespace"].items()}
 
+    def _index_policy(self, ref: str, obj: dict | None) -> None:
+        for k in self._keys_of.pop(ref, ()):
+            s = self._by_key.get(k)
+            if s:
+                s.discard(ref)
+        self._named.discard(ref)
+        if obj is None:
+            return
+        keys = _pod_label_keys(obj)
+        self._keys_of[ref] = keys
+        for k in keys:
+            self._by_key.setdefault(k, set()).add(ref)
+        if _uses_named_ports(obj):
+            self._named.add(ref)
+
     def on_change(self, ch: Change) -> None:
         with self.snapshot.lock:
             if ch.kind == "networkpolicy":
-                self.dirty_policies.add(f"{ch.namespace}/{ch.name}")
+                ref = f"{ch.namespace}/{ch.name}"
+                self.dirty_policies.add(ref)
+                self._index_policy(ref, self.snapshot.objects["networkpolicy"].get((ch.namespace, ch.name)))
             elif ch.kind == "namespace":
                 # namespace labels feed namespaceSelectors: re-evaluate them all
                 self.dirty_policies |= set(self._policy_objs())
             elif ch.kind == "pod":
-                ref = f"{ch.namespace}/{ch.name}"
-                old = self.pods.get(ref)
-                obj = self.snapshot.objects["pod"].get((ch.namespace, ch.name))
-                new = pod_info(obj) if obj is not None else None
-                if new == old:
-                    return
-                ns_labels = self._ns_labels()
-                for pref, pobj in self._policy_objs().items():
-                    if _membership(pobj, old, ns_labels) != _membership(pobj, new, ns_labels):
-                        self.dirty_policies.add(pref)
-                if new is None:
-                    self.pods.pop(ref, None)
-                else:
-                    self.pods[ref] = new
-                self.dirty_pods.add(ref)
+                self._pod_changed(ch)
+
+    def _pod_changed(self, ch: Change) -> None:
+        ref = f"{ch.namespace}/{ch.name}"
+        old = self.pods.get(ref)
+        obj = self.snapshot.objects["pod"].get((ch.namespace, ch.name))
+        new = pod_info(obj) if obj is not None else None
+        if new == old:
+            return
+        objs = self._policy_objs()
+        ns_labels = self._ns_labels()
+        if old is not None and new is not None and (old.ip, old.ports, old.node, old.namespace) == \
+                (new.ip, new.ports, new.node, new.namespace):
+            # labels only: just the policies that look at a changed key
+            before, after = old.label_dict(), new.label_dict()
+            changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
+            candidates = set().union(*(self._by_key.get(k, set()) for k in changed)) if changed else set()
+            for pref in candidates:
+                pobj = objs.get(pref)
+                if pobj is None:
+                    continue
+                m_old, m_new = _membership(pobj, old, ns_labels), _membership(pobj, new, ns_labels)
+                if m_old == m_new:
+                    continue
+                if m_old[:1] != m_new[:1] or pref in self._named or "unreadable" in m_old + m_new \
+                        or len(m_old) != len(m_new) or pref in self.dirty_policies:
+                    self.dirty_policies.add(pref)
+                    continue
+                peers = list(_peers(pobj.get("spec") or {}))
+                for (direction, i, j, _), was, now in zip(peers, m_old[1:], m_new[1:]):
+                    if was != now:
+                        self._peer_moves.append((pref, direction, i, j, ref, now))
+        else:
+            # appeared, gone, or moved: every policy it matters to is recompiled
+            for pref, pobj in objs.items():
+                if pref in self._named or any(_membership(pobj, old, ns_labels)) or \
+                        any(_membership(pobj, new, ns_labels)):
+                    self.dirty_policies.add(pref)
+        if new is None:
+            self.pods.pop(ref, None)
+        else:
+            self.pods[ref] = new
+        self.dirty_pods.add(ref)
 
     # ------------------------------------------------------------ build
     def _model(self, policies: list[dict]) -> PolicyModel:
@@ -115,29 +212,47 @@ class PolicySync:
         p = self.pods.get(ref)
         return p is not None and p.node == self.node
 
+    def _rendered_here(self, cp: CompiledPolicy) -> bool:
+        return any(self._local(r) for r in cp.selected)
+
     def _policy_values(self, cp: CompiledPolicy) -> dict:
-        if not any(self._local(r) for r in cp.selected):
-            return {}
-        return self._render_policy(cp, self.pods)
+        return self._render_policy(cp, self.pods) if self._rendered_here(cp) else {}
+
+    def _set_compiled(self, ref: str, cp: CompiledPolicy | None) -> set[str]:
+        """Install a compiled policy (None: gone); returns pods whose selection changed."""
+        old = self.compiled.pop(ref, None)
+        touched = set()
+        if old is not None:
+            for p in old.selected:
+                self._selecting.get(p, set()).discard(ref)
+            touched |= old.selected
+        if cp is not None:
+            self.compiled[ref] = cp
+            for p in cp.selected:
+                self._selecting.setdefault(p, set()).add(ref)
+            touched |= cp.selected
+        return touched
+
+    def _policies_of(self, pod_ref: str, policy_type: str) -> tuple[str, ...]:
+        return tuple(sorted(r for r in self._selecting.get(pod_ref, ())
+                            if policy_type in self.compiled[r].types))
 
     def _dispatch(self, ref: str) -> dict:
         if not self._local(ref):
             return {}
-        pod = self.pods[ref]
-        ing = tuple(c.ref for c in self.compiled.values() if ref in c.selected and "Ingress" in c.types)
-        egr = tuple(c.ref for c in self.compiled.values() if ref in c.selected and "Egress" in c.types)
-        return self._render_dispatch(pod, tuple(sorted(ing)), tuple(sorted(egr)))
+        return self._render_dispatch(self.pods[ref], self._policies_of(ref, "Ingress"),
+                                     self._policies_of(ref, "Egress"))
 
-    def _groups(self) -> dict:
+    def _group_set(self) -> set:
         groups = set()
-        for ref in self.pods:
+        for ref in self._selecting:
             if not self._local(ref):
                 continue
             for d, t in (("ingress", "Ingress"), ("egress", "Egress")):
-                g = tuple(sorted(c.ref for c in self.compiled.values() if ref in c.selected and t in c.types))
+                g = self._policies_of(ref, t)
                 if g:
                     groups.add((d, g))
-        return self._render_groups(groups)
+        return groups
 
     def load_pods(self) -> None:
         with self.snapshot.lock:
@@ -151,54 +266,90 @@ class PolicySync:
         """Every partition, from scratch (start-up resync)."""
         self.load_pods()
         with self.snapshot.lock:
-            objs = list(self._policy_objs().values())
-        model = self._model(objs)
-        self.compiled = {c.ref: c for c in model.policies}
+            objs = self._policy_objs()
+        self._by_key.clear()
+        self._keys_of.clear()
+        self._named.clear()
+        for ref, obj in objs.items():
+            self._index_policy(ref, obj)
+        model = self._model(list(objs.values()))
+        self.compiled.clear()
+        self._selecting.clear()
         for c in model.policies:
             self._report(c)
+            self._set_compiled(c.ref, c)
         parts = {f"pol/{c.ref}": self._policy_values(c) for c in model.policies}
         for ref in self.pods:
             parts[f"polpod/{ref}"] = self._dispatch(ref)
-        parts[GROUPS] = self._groups()
+        self._groups_last = self._group_set()
+        parts[GROUPS] = self._render_groups(self._groups_last)
         self.dirty_policies.clear()
         self.dirty_pods.clear()
+        self._peer_moves.clear()
         return parts
 
     def flush(self) -> int:
-        if not self.dirty_policies and not self.dirty_pods:
+        if not self.dirty_policies and not self.dirty_pods and not self._peer_moves:
             return 0
         dirty_p, self.dirty_policies = self.dirty_policies, set()
         dirty_pods, self.dirty_pods = self.dirty_pods, set()
+        moves, self._peer_moves = self._peer_moves, []
         with self.snapshot.lock:
             objs = self._policy_objs()
         model = self._model([])
         parts: dict[str, dict] = {}
         for ref in sorted(dirty_p):
-            old = self.compiled.pop(ref, None)
-            if old is not None:
-                dirty_pods |= old.selected
             obj = objs.get(ref)
             if obj is None:
+                dirty_pods |= self._set_compiled(ref, None)
                 parts[f"pol/{ref}"] = {}
                 self.reported.pop(ref, None)
                 continue
             cp = model.compile(obj)
             self._report(cp)
-            self.compiled[ref] = cp
-            dirty_pods |= cp.selected
-        for ref in sorted(dirty_p):
-            if ref in self.compiled:
-                parts[f"pol/{ref}"] = self._policy_values(self.compiled[ref])
+            dirty_pods |= self._set_compiled(ref, cp)
+            parts[f"pol/{ref}"] = self._policy_values(cp)
+        patches = self._apply_moves([m for m in moves if m[0] not in dirty_p])
         for ref in sorted(dirty_pods):
             parts[f"polpod/{ref}"] = self._dispatch(ref)
-        parts[GROUPS] = self._groups()
-        res = self.desired.set_partitions(parts, description="network policies: " + ", ".join(
-            sorted(dirty_p)[:3] + (["..."] if len(dirty_p) > 3 else [])) if dirty_p else
-            "network policies: pods " + ", ".join(sorted(dirty_pods)[:3]))
+        groups = self._group_set()
+        if groups != self._groups_last:
+            parts[GROUPS] = self._render_groups(groups)
+            self._groups_last = groups
+        what = sorted(dirty_p)[:3] or sorted(dirty_pods)[:3] or sorted({m[4] for m in moves})[:3]
+        res = self.desired.set_partitions(parts, patches=patches,
+                                          description="network policies: " + ", ".join(what))
         if res.errors:
             log.warning("network policies: %d value(s) failed: %s", len(res.errors),
                         "; ".join(f"{k}: {e}" for k, e in sorted(res.errors.items())[:3]))
-        return len(dirty_p) + len(dirty_pods)
+        return len(dirty_p) + len(dirty_pods) + len(moves)
+
+    def _apply_moves(self, moves) -> dict[str, tuple[dict, set]]:
+        """Pods entering/leaving peer sets: update the compiled peers (explain
+        and later renders see them) and patch those set elements."""
+        patches: dict[str, tuple[dict, set]] = {}
+        for pref, direction, i, j, pod_ref, joined in moves:
+            cp = self.compiled.get(pref)
+            pod = self.pods.get(pod_ref)
+            if cp is None or pod is None:
+                continue
+            for n, r in enumerate(cp.rules):
+                if r.direction == direction and r.index == i and r.peers is not None and j < len(r.peers):
+                    pe = r.peers[j]
+                    pods = pe.pods | {pod_ref} if joined else pe.pods - {pod_ref}
+                    peers = r.peers[:j] + (replace(pe, pods=frozenset(pods)),) + r.peers[j + 1:]
+                    cp.rules[n] = replace(r, peers=peers)
+            if not self._rendered_here(cp):
+                continue
+            key, value = self._peer_element(pref, direction, i, j, pod.ip)
+            up, rm = patches.setdefault(f"pol/{pref}", ({}, set()))
+            if joined:
+                up[key] = value
+                rm.discard(key)
+            else:
+                rm.add(key)
+                up.pop(key, None)
+        return patches
 
     # ------------------------------------------------------------ diagnostics
     def model(self) -> PolicyModel:

@@ -181,3 +181,9 @@ def render_groups(groups: set[tuple[str, tuple[str, ...]]]) -> dict[str, object]
     return out
 
 
+
+
+def peer_element(policy: str, direction: str, rule: int, peer: int, ip: str) -> tuple[str, NftElement]:
+    """The element a pod has in a policy's peer set (what a label change adds or removes)."""
+    name = f"pp-{_h(policy)}-{direction[0]}{rule}-{peer}"
+    return element_key(name, ip), NftElement(name, ip)
