@@ -174,6 +174,23 @@ class SetDescriptor(_NftBase):
         self.batch_group.learn_set(v)
         return [add]
 
+    def wire_capable(self, op, batch) -> bool:
+        return wire.plain_set_fields(op.value.spec) is not None if isinstance(op.value, NftSet) else False
+
+    def wire_ops(self, op, b, batch) -> bool:
+        """Plain sets (``type a . b;``) over netlink: policies create many of them,
+        and libnftables re-reads the whole table before each transaction."""
+        v = op.value
+        fields = wire.plain_set_fields(v.spec) if isinstance(v, NftSet) else None
+        if fields is None:
+            return False
+        b.add_set(v.name, fields)
+        if op.kind is OpKind.DELETE:
+            b.del_set(v.name)
+        else:
+            batch.learn_set(v)
+        return True
+
     def retrieve(self, correlate, ctx):
         for v in correlate.values():
             self.batch_group.learn_set(v)

@@ -31,7 +31,11 @@ NLMSG_ERROR = 2
 NLA_F_NESTED = 0x8000
 NFPROTO_IPV4 = 2
 
-MSG = {"NEWCHAIN": 3, "DELCHAIN": 5, "NEWRULE": 6, "DELRULE": 8, "NEWSETELEM": 12, "DELSETELEM": 14}
+MSG = {"NEWCHAIN": 3, "DELCHAIN": 5, "NEWRULE": 6, "DELRULE": 8, "NEWSET": 9, "DELSET": 11,
+       "NEWSETELEM": 12, "DELSETELEM": 14}
+#: nftables' datatype ids (what `nft list` shows a set's key as)
+TYPE_ID = {"ipv4_addr": 7, "inet_proto": 12, "inet_service": 13, "mark": 19}
+NFT_SET_CONCAT = 0x80
 NF_DROP, NF_ACCEPT, NFT_JUMP, NFT_GOTO, NFT_RETURN = 0, 1, -3, -4, -5
 META = {"l4proto": 16, "mark": 3}
 PROTO = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}
@@ -278,6 +282,17 @@ _TYPEOF = {"meta mark": "mark", "ip saddr": "ipv4_addr", "ip daddr": "ipv4_addr"
 FIELD_LEN = {"ipv4_addr": 4, "inet_proto": 1, "inet_service": 2, "mark": 4, "integer": 4}
 
 
+def plain_set_fields(spec: str) -> list[str] | None:
+    """``type a . b;`` (nothing else) -> its field types, else None."""
+    parts = [p.strip() for p in spec.split(";") if p.strip()]
+    if len(parts) != 1 or not parts[0].startswith("type ") or ":" in parts[0]:
+        return None
+    fields = [f.strip() for f in parts[0][5:].split(" . ")]
+    # host-endian types (mark) would need nft's byte-order user data to be
+    # listed right: those few sets stay with libnftables
+    return fields if all(f in TYPE_ID and f != "mark" for f in fields) else None
+
+
 def _fields(text: str, typeof: bool) -> list[str]:
     out = []
     for f in (x.strip() for x in text.split(" . ")):
@@ -367,6 +382,7 @@ class Batch:
         self.msgs: list = []  # (type, flags, payload bytes) or an open element list
         self._open: list | None = None  # [type, flags, set name, [elem bytes], size]
         self._tbl = _str(1, table)
+        self._set_id = 0
 
     def _add(self, msg: str, flags: int, attrs: bytes) -> None:
         self._open = None
@@ -407,6 +423,22 @@ class Batch:
             return
         self._open = [mtype, flags, set_name, [elem], len(elem)]
         self.msgs.append(self._open)
+
+    def add_set(self, name: str, fields: list[str]) -> None:
+        """A plain set (no data, no flags) of ``fields`` (``type a . b ...``)."""
+        ktype = 0
+        for f in fields:
+            ktype = (ktype << 6) | TYPE_ID[f]
+        klen = sum(-(-FIELD_LEN[f] // 4) * 4 for f in fields) if len(fields) > 1 else FIELD_LEN[fields[0]]
+        self._set_id += 1
+        attrs = self._tbl + _str(2, name) + _be32(3, NFT_SET_CONCAT if len(fields) > 1 else 0) + \
+            _be32(4, ktype) + _be32(5, klen) + _be32(10, self._set_id)
+        if len(fields) > 1:  # NFTA_SET_DESC { NFTA_SET_DESC_CONCAT { field lengths } }
+            attrs += _nest(9, _nest(2, *[_nest(1, _be32(1, FIELD_LEN[f])) for f in fields]))
+        self._add("NEWSET", NLM_F_CREATE, attrs)
+
+    def del_set(self, name: str) -> None:
+        self._add("DELSET", 0, self._tbl + _str(2, name))
 
     def add_elem(self, set_name, key, verdict=None, comment=""):
         self._elem("NEWSETELEM", NLM_F_CREATE, set_name, key, verdict, comment)
