@@ -71,7 +71,6 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -83,6 +82,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
+from common import require_root, stop_signals_interrupt, uninterruptible, write_json  # noqa: E402 -- bench/ helpers
 from lab import sysnet  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 from lab.cniexec import Runtime  # noqa: E402
@@ -240,8 +240,6 @@ class Bench:
 
     def teardown(self) -> None:
         """Remove everything this run made; each step runs even if another fails."""
-        # A second Ctrl-C must not interrupt the clean-up.
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
         steps = []
         if self.nsw is not None:
             # Back home first: lab.down() kills the processes it finds in lab namespaces.
@@ -251,14 +249,12 @@ class Bench:
         if self.lab_attempted:
             steps.append((f"lab {self.lab.name} down", self.lab.down))
         steps.append(("remove temporary files", lambda: shutil.rmtree(self.tmp, ignore_errors=True)))
-        try:
+        with uninterruptible():
             for what, fn in steps:
                 try:
                     fn()
                 except Exception as e:  # noqa: BLE001 -- keep cleaning, but say what is left
                     print(f"cni_latency: clean-up step '{what}' failed: {e}", file=sys.stderr)
-        finally:
-            signal.signal(signal.SIGINT, old)
 
     # -- one timed invocation ----------------------------------------------
     def _cni(self, who: str, command: str, cid: str, netns: str):
@@ -484,10 +480,6 @@ def render(r: dict) -> str:
     return "\n".join(out)
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -501,17 +493,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.iterations < 2 or args.warmup < 0 or args.idle_seconds <= 0:
         ap.error("need --iterations >= 2, --warmup >= 0, --idle-seconds > 0")
-    if os.geteuid() != 0:
-        print("cni_latency: needs root (network namespaces, netlink)", file=sys.stderr)
+    if not require_root("cni_latency"):
         return 2
     if not os.access(f"{REF_DIR}/bridge", os.X_OK) or not os.access(f"{REF_DIR}/host-local", os.X_OK):
         print(f"cni_latency: the reference plugins are missing from {REF_DIR} "
               "(apt-get install containernetworking-plugins)", file=sys.stderr)
         return 2
-    # Ctrl-C and SIGTERM both end in the clean-up below (also when started in
-    # the background, where SIGINT may have been inherited as ignored).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_signals_interrupt()  # Ctrl-C and SIGTERM both end in the clean-up below
     bench = Bench(args)
     try:
         print(f"cni_latency: lab {bench.lab.name}, namespaces {bench.ns_prefix}*", file=sys.stderr)
@@ -522,10 +510,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         bench.teardown()
-    if args.json:  # first: the figures must survive a closed stdout
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        print(f"cni_latency: wrote {args.json}", file=sys.stderr)
+    write_json(args.json, result, "cni_latency")  # first: the figures must survive a closed stdout
     print(render(result))
     return 0
 

@@ -44,13 +44,11 @@ Everything (the lab, temporary files) is removed on exit, also on error, Ctrl-C 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import resource
 import secrets
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -66,6 +64,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 
 import yaml  # noqa: E402
 
+from common import require_root, stop_signals_interrupt, uninterruptible, write_json  # noqa: E402 -- bench/ helpers
 from lab import sysnet  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 
@@ -470,15 +469,12 @@ class Bench:
         return r
 
     def teardown(self) -> None:
-        old = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop it
-        try:
+        with uninterruptible():
             try:
                 self.lab.down()
             except Exception as e:  # noqa: BLE001 -- keep cleaning, but say what is left
                 print(f"lab_scale: lab {self.lab.name} down failed: {e}", file=sys.stderr)
             shutil.rmtree(self.tmp, ignore_errors=True)
-        finally:
-            signal.signal(signal.SIGINT, old)
 
 
 def say(m: str) -> None:
@@ -566,10 +562,6 @@ def render(r: dict) -> str:
     return "\n".join(out)
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -594,11 +586,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--sweep-workers: at least 1 thread")
     if args.up_runs < 1 or not 1 <= args.nodes <= 32 or any(s < 1 for s in args.sizes):
         ap.error("need --up-runs >= 1, 1 <= --nodes <= 32, sizes >= 1")
-    if os.geteuid() != 0:
-        print("lab_scale: needs root (network namespaces)", file=sys.stderr)
+    if not require_root("lab_scale"):
         return 2
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_signals_interrupt()
     bench = Bench(args)
     try:
         say(f"lab {bench.lab.name}")
@@ -611,10 +601,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         bench.teardown()
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
-        say(f"wrote {args.json}")
+    write_json(args.json, result, "lab_scale")
     print(render(result))
     return 0
 

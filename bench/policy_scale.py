@@ -172,7 +172,6 @@ import argparse  # noqa: E402
 import platform  # noqa: E402
 import queue  # noqa: E402
 import random  # noqa: E402
-import signal  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -181,6 +180,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
+from common import require_root, stop_signals_interrupt, write_json  # noqa: E402 -- bench/ helpers
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
 from lab import objects, ops  # noqa: E402
@@ -783,7 +783,7 @@ def report(out: dict) -> str:
         L.append(f"| {label} | " + " | ".join(fmt.format(p["agents"][nd][key]) for nd in NODES) + " |")
     u = out["unprogram"]
     L.append(f"| delete all, wall until both agents applied (s) | {u['delete_s']:.2f} | |")
-    L.append(f"| delete: sum of transaction duration_ms (ms) | "
+    L.append("| delete: sum of transaction duration_ms (ms) | "
              + " | ".join(f"{u['agents'][nd]['sum_ms']:.0f}" for nd in NODES) + " |")
     L.append("")
     L.append("| one pod-label change | A: no policy, e2e p50 (ms) | B: next to the policies, e2e p50 "
@@ -828,7 +828,7 @@ def report(out: dict) -> str:
                      "(see the agents' logs): its figures measure a failing run")
     if p.get("history_lost") or u.get("history_lost") or p2.get("history_lost"):
         L.append("WARNING: some agent transactions may have left the history before they were read")
-    L.append(f"agent RSS (MiB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in out["rss_kib"].items()))
+    L.append("agent RSS (MiB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in out["rss_kib"].items()))
     L.append(f"load average start {out['machine']['loadavg_start']}, end {out['machine'].get('loadavg_end')}")
     return "\n".join(L)
 
@@ -842,16 +842,12 @@ def main() -> int:
     ap.add_argument("--changes", type=int, default=15)
     ap.add_argument("--json", help="write every figure and sample to this file")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("error: run as root (network namespaces, nftables)", file=sys.stderr)
+    if not require_root("policy_scale"):
         return 2
     if args.pods < 10:
         print("error: --pods must be at least 10", file=sys.stderr)
         return 2
-
-    def _interrupt(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_signals_interrupt()
     b = Bench(args)
     try:
         out = b.run()
@@ -859,9 +855,7 @@ def main() -> int:
         b.close()
     out["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     print(report(out))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    write_json(args.json, out, "policy_scale")
     return 0
 
 

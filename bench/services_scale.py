@@ -61,7 +61,6 @@ import json
 import os
 import platform
 import queue
-import signal
 import statistics
 import subprocess
 import sys
@@ -72,6 +71,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
+from common import require_root, stop_signals_interrupt, write_json  # noqa: E402 -- bench/ helpers
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
 from agent.store.base import Delete, Put  # noqa: E402
@@ -511,13 +511,9 @@ def main() -> int:
     ap.add_argument("--adds", type=int, default=10)
     ap.add_argument("--json", help="write every figure and sample to this file")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("error: run as root (network namespaces, nftables)", file=sys.stderr)
+    if not require_root("services_scale"):
         return 2
-
-    def _interrupt(signum, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_signals_interrupt()
     b = Bench(args)
     try:
         out = b.run()
@@ -525,9 +521,7 @@ def main() -> int:
         b.close()
     out["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
     print(report(out))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    write_json(args.json, out, "services_scale")
     return 0
 
 

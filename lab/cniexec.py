@@ -47,6 +47,9 @@ class Runtime:
     cni_path: list[str]
     calls: list[Invocation] = field(default_factory=list)
     record: bool = False
+    #: argv prefix for every plugin, e.g. ``["nsenter", "--net=/var/run/netns/n1"]``
+    #: to run the chain inside a node's network namespace, as a runtime on that node would
+    prefix: list[str] = field(default_factory=list)
 
     def find(self, plugin_type: str) -> str:
         for d in self.cni_path:
@@ -67,7 +70,8 @@ class Runtime:
         env.update(extra_env or {})
         data = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
         t = time.perf_counter()
-        p = subprocess.run([self.find(plugin_type)], input=data, env=env, capture_output=True)
+        p = subprocess.run(self.prefix + [self.find(plugin_type)], input=data, env=env,
+                           capture_output=True, timeout=120)
         inv = Invocation(plugin_type, command, p.returncode, p.stdout, p.stderr.decode(errors="replace"),
                          time.perf_counter() - t)
         if self.record:

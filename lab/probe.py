@@ -12,18 +12,14 @@ follows the agent's rule anyway so that probes can run in parallel threads).
 """
 from __future__ import annotations
 
-import ctypes
 import errno
-import os
 import socket
-import threading
 import time
 from dataclasses import asdict, dataclass
 
 from agent.errors import InvalidInput
+from lab.nsthread import in_netns
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 PROTOCOLS = {"TCP": (socket.SOCK_STREAM, 0), "UDP": (socket.SOCK_DGRAM, 0),
              "SCTP": (socket.SOCK_STREAM, getattr(socket, "IPPROTO_SCTP", 132))}
 
@@ -46,26 +42,8 @@ class ProbeResult:
 
 
 def socket_in_netns(netns: str, stype: int, proto: int) -> socket.socket:
-    """A socket created inside ``netns`` by a short-lived thread."""
-    box: list = []
-
-    def work() -> None:
-        try:
-            fd = os.open(netns, os.O_RDONLY)
-            try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"cannot enter {netns}")
-            finally:
-                os.close(fd)
-            box.append(socket.socket(socket.AF_INET, stype, proto))
-        except BaseException as e:  # noqa: BLE001
-            box.append(e)
-    t = threading.Thread(target=work)
-    t.start()
-    t.join()
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
+    """A socket created inside ``netns``."""
+    return in_netns(netns, lambda: socket.socket(socket.AF_INET, stype, proto))
 
 
 def probe(netns: str, address: str, port: int, protocol: str = "TCP", timeout: float = 2.0,

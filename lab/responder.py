@@ -17,7 +17,6 @@ Control: JSON lines on a unix socket -- ``{"op": "add", "pod": "ns/name",
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import selectors
@@ -28,47 +27,30 @@ import threading
 import time
 from pathlib import Path
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from lab.nsthread import in_netns
+
 PROTOS = {"TCP": (socket.SOCK_STREAM, 0), "UDP": (socket.SOCK_DGRAM, 0),
           "SCTP": (socket.SOCK_STREAM, socket.IPPROTO_SCTP)}
 
 
 def sockets_in_netns(netns: str, specs: list[tuple[int, str]]) -> list[tuple[socket.socket, str]]:
-    """Create listening sockets inside ``netns`` (on a short-lived thread)."""
-    box: list = []
-
-    def work() -> None:
-        try:
-            fd = os.open(netns, os.O_RDONLY)
+    """Create listening sockets inside ``netns``."""
+    def listeners() -> list[tuple[socket.socket, str]]:
+        out = []
+        for port, proto in specs:
+            stype, sproto = PROTOS[proto]
             try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"setns {netns}")
-            finally:
-                os.close(fd)
-            out = []
-            for port, proto in specs:
-                stype, sproto = PROTOS[proto]
-                try:
-                    s = socket.socket(socket.AF_INET, stype, sproto)
-                except OSError:
-                    continue  # e.g. SCTP on a kernel without it
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("0.0.0.0", port))
-                if stype == socket.SOCK_STREAM:
-                    s.listen(128)
-                s.setblocking(False)
-                out.append((s, proto))
-            box.append(out)
-        except BaseException as e:  # noqa: BLE001 -- handed back
-            box.append(e)
-    # The thread dies in the pod's namespace; it never runs anything else.
-    t = threading.Thread(target=work)
-    t.start()
-    t.join()
-    if isinstance(box[0], BaseException):
-        raise box[0]
-    return box[0]
+                s = socket.socket(socket.AF_INET, stype, sproto)
+            except OSError:
+                continue  # e.g. SCTP on a kernel without it
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(("0.0.0.0", port))
+            if stype == socket.SOCK_STREAM:
+                s.listen(128)
+            s.setblocking(False)
+            out.append((s, proto))
+        return out
+    return in_netns(netns, listeners)
 
 
 class Responder:

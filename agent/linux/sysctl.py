@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from agent.errors import DataplaneError, InvalidInput
-from agent.linux.values import Sysctl, sysctl_key
+from agent.linux.values import Sysctl
 from agent.reconciler import Descriptor, Retrieved
 
 _NAME = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_\-]+)+$")

@@ -70,32 +70,29 @@ def _results(data: list[dict], fmt: str) -> None:
            columns=[("OBJECT", "object"), ("ACTION", "action")], wide=[("NODE", "node")])
 
 
-@app.command("apply")
-def apply(files: list[str] = typer.Option(..., "-f", "--filename", help="FILE, DIR or -"),
-          name: str = NAME, timeout: float = TIMEOUT, output: str = OUTPUT) -> None:
-    """Create or update Namespaces, Pods, Services and NetworkPolicies."""
+def _manifests(files: list[str], name: str, timeout: float, output: str, op: str) -> None:
     from lab.ops import read_manifests  # noqa: PLC0415
     fmt = check_output(output)
     objs = read_manifests(files)
     kube = _kube(name)
     try:
-        _results(kube.apply(objs, timeout=timeout), fmt)
+        _results(getattr(kube, op)(objs, timeout=timeout), fmt)
     finally:
         kube.close()
+
+
+@app.command("apply")
+def apply(files: list[str] = typer.Option(..., "-f", "--filename", help="FILE, DIR or -"),
+          name: str = NAME, timeout: float = TIMEOUT, output: str = OUTPUT) -> None:
+    """Create or update Namespaces, Pods, Services and NetworkPolicies."""
+    _manifests(files, name, timeout, output, "apply")
 
 
 @app.command("delete")
 def delete(files: list[str] = typer.Option(..., "-f", "--filename", help="FILE, DIR or -"),
            name: str = NAME, timeout: float = TIMEOUT, output: str = OUTPUT) -> None:
     """Delete the objects named in the manifests."""
-    from lab.ops import read_manifests  # noqa: PLC0415
-    fmt = check_output(output)
-    objs = read_manifests(files)
-    kube = _kube(name)
-    try:
-        _results(kube.delete(objs, timeout=timeout), fmt)
-    finally:
-        kube.close()
+    _manifests(files, name, timeout, output, "delete")
 
 
 @app.command("probe")

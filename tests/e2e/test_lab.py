@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lab.cluster import _cmdline
 from lab.paths import LAB_ROOT
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
@@ -60,14 +61,6 @@ def assert_one_line_error(r: subprocess.CompletedProcess, status: int, *needles:
     for n in needles:
         assert n in r.stderr, (n, r.stderr)
     return lines[0]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
 
 
 def netns_names() -> set[str]:

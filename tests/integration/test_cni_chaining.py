@@ -25,13 +25,13 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 
 import pytest
 
 from agent.linux.values import host_ifname
 from lab import sysnet
-from lab.cniexec import CNIFailure, Invocation, Runtime
+from tests.helpers import sh
+from lab.cniexec import CNIFailure, Runtime
 
 pytestmark = pytest.mark.root
 
@@ -43,38 +43,10 @@ RATE_OUT, BURST_OUT = 2_000_000, 200_000
 SYSCTL = ("net.ipv4.conf.eth0.arp_ignore", "1")  # 0 by default in a new netns
 
 
-def sh(*argv: str) -> str:
-    p = subprocess.run(list(argv), capture_output=True, text=True)
-    assert p.returncode == 0, f"{' '.join(argv)}: {p.stderr.strip()}"
-    return p.stdout
-
-
-class NodeRuntime(Runtime):
+def NodeRuntime(cni_path: list[str], node_netns: str) -> Runtime:
     """A :class:`Runtime` whose plugins run in the node's network namespace
-    (see the module docstring). Same environment and stdin as the base class."""
-
-    def __init__(self, cni_path: list[str], node_netns: str) -> None:
-        super().__init__(cni_path)
-        self.node_netns = node_netns
-
-    def exec(self, plugin_type: str, command: str, conf, *, container_id: str = "", netns: str = "",
-             ifname: str = "", args: str = "", extra_env: dict | None = None) -> Invocation:
-        env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-               "CNI_COMMAND": command, "CNI_PATH": ":".join(self.cni_path)}
-        for k, v in (("CNI_CONTAINERID", container_id), ("CNI_NETNS", netns),
-                     ("CNI_IFNAME", ifname), ("CNI_ARGS", args)):
-            if v:
-                env[k] = v
-        env.update(extra_env or {})
-        data = conf if isinstance(conf, bytes) else json.dumps(conf).encode()
-        p = subprocess.run(["nsenter", f"--net={sysnet.netns_path(self.node_netns)}",
-                            self.find(plugin_type)], input=data, env=env, capture_output=True,
-                           timeout=60)
-        inv = Invocation(plugin_type, command, p.returncode, p.stdout,
-                         p.stderr.decode(errors="replace"), 0.0)
-        if self.record:
-            self.calls.append(inv)
-        return inv
+    (see the module docstring)."""
+    return Runtime(cni_path, prefix=["nsenter", f"--net={sysnet.netns_path(node_netns)}"])
 
 
 def conflist(lab, node: str, version: str) -> dict:

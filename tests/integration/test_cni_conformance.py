@@ -22,22 +22,13 @@ import pytest
 from agent.cnihandler import SUPPORTED_VERSIONS
 from agent.linux.values import host_ifname
 from lab import sysnet
+from tests.helpers import sh, version_tuple as _vt
 from lab.cniexec import Runtime
 
 pytestmark = pytest.mark.root
 
 IFNAME = "eth0"
 PLUGIN = "contiv-cni"
-
-
-def _vt(version: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in version.split("."))
-
-
-def sh(*argv: str) -> str:
-    p = subprocess.run(list(argv), capture_output=True, text=True)
-    assert p.returncode == 0, f"{' '.join(argv)}: {p.stderr.strip()}"
-    return p.stdout
 
 
 # ---------------------------------------------------------------------- lab views

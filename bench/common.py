@@ -1,0 +1,47 @@
+"""What every benchmark in bench/ does the same way: run as root, turn Ctrl-C
+and SIGTERM into one clean-up path, keep a second Ctrl-C from cutting the
+clean-up short, and write the figures as JSON."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def require_root(name: str, why: str = "network namespaces, netlink, nftables") -> bool:
+    if os.geteuid() != 0:
+        print(f"{name}: needs root ({why})", file=sys.stderr)
+        return False
+    return True
+
+
+def stop_signals_interrupt() -> None:
+    """Ctrl-C and SIGTERM both raise KeyboardInterrupt (also when started in the
+    background, where SIGINT may have been inherited as ignored)."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+@contextmanager
+def uninterruptible():
+    """A block (the clean-up) that a second Ctrl-C does not cut short."""
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def write_json(path: str | None, data, name: str = "bench") -> None:
+    if not path:
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=1, default=str) + "\n")
+    print(f"{name}: wrote {path}", file=sys.stderr)
