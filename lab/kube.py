@@ -153,6 +153,9 @@ class Kube:
         else:
             md["uid"] = str(uuid.uuid4())
             md["creationTimestamp"] = _now()
+        if obj.get("kind") == "Namespace":
+            # the API server labels every namespace with its name (selectable by policies)
+            md["labels"] = {**(md.get("labels") or {}), "kubernetes.io/metadata.name": md["name"]}
         return obj
 
     def _service_defaults(self, svc: dict, old: dict | None) -> dict:
