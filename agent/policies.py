@@ -7,8 +7,9 @@ flush changes goes to the scheduler as one transaction.
 
 What a pod change costs:
 
-* a **label change** looks only at the policies whose selectors name one of
-  the changed label keys (an index by key). Where the pod only enters or
+* a **label change** looks only at the policies whose pod selectors can
+  answer differently: indexed by the (key, value) pairs of matchLabels, In
+  and NotIn, and by the keys of Exists/DoesNotExist. Where the pod only enters or
   leaves a peer set, that is one set element added or removed -- the policy
   is neither recompiled nor re-rendered; where its own selection changes (or
   the policy resolves named ports) the policy is recompiled;
@@ -36,14 +37,20 @@ def _sel_ok(sel) -> bool:
     return isinstance(sel, dict)
 
 
-def _sel_keys(sel) -> set[str]:
+def _sel_index(sel, kv: set, presence: set) -> None:
+    """What a selector's result can depend on: (key, value) pairs (matchLabels,
+    In, NotIn) and keys whose mere presence counts (Exists, DoesNotExist)."""
     if not isinstance(sel, dict):
-        return set()
-    keys = {str(k) for k in (sel.get("matchLabels") or {})}
+        return
+    for k, v in (sel.get("matchLabels") or {}).items():
+        kv.add((str(k), str(v)))
     for e in sel.get("matchExpressions") or []:
-        if isinstance(e, dict) and "key" in e:
-            keys.add(str(e["key"]))
-    return keys
+        if not isinstance(e, dict) or "key" not in e:
+            continue
+        if e.get("operator") in ("In", "NotIn"):
+            kv.update((str(e["key"]), str(v)) for v in e.get("values") or [])
+        else:
+            presence.add(str(e["key"]))
 
 
 def _peers(spec: dict):
@@ -55,22 +62,25 @@ def _peers(spec: dict):
                     yield direction, i, j, p
 
 
-def _pod_label_keys(obj: dict) -> set[str]:
-    """Pod label keys a policy's pod selectors look at (index key)."""
+def _pod_label_index(obj: dict) -> tuple[set, set]:
+    """(key, value) pairs and presence keys of a policy's *pod* selectors."""
     spec = obj.get("spec") or {}
-    keys = _sel_keys(spec.get("podSelector"))
+    kv: set = set()
+    presence: set = set()
+    _sel_index(spec.get("podSelector"), kv, presence)
     for _, _, _, p in _peers(spec):
-        keys |= _sel_keys(p.get("podSelector"))
-    return keys
+        _sel_index(p.get("podSelector"), kv, presence)
+    return kv, presence
 
 
-def _uses_named_ports(obj: dict) -> bool:
-    spec = obj.get("spec") or {}
-    for direction in ("ingress", "egress"):
-        for r in spec.get(direction) or []:
-            for p in (r or {}).get("ports") or []:
-                if isinstance(p, dict) and isinstance(p.get("port"), str) and not p["port"].isdigit():
-                    return True
+def _egress_named_ports(obj: dict) -> bool:
+    """Egress rules naming ports resolve them on each *peer* pod, so a pod
+    entering or leaving those peers changes more than one element. (Ingress
+    names resolve on the selected pods: a selection change recompiles anyway.)"""
+    for r in (obj.get("spec") or {}).get("egress") or []:
+        for p in (r or {}).get("ports") or []:
+            if isinstance(p, dict) and isinstance(p.get("port"), str) and not p["port"].isdigit():
+                return True
     return False
 
 
@@ -110,9 +120,12 @@ class PolicySync:
         self.dirty_policies: set[str] = set()
         self.dirty_pods: set[str] = set()
         self.reported: dict[str, str] = {}
-        self._by_key: dict[str, set[str]] = {}  # pod label key -> policies whose selectors use it
-        self._keys_of: dict[str, set[str]] = {}  # policy -> its keys (to unindex)
-        self._named: set[str] = set()  # policies resolving named ports
+        # label (key, value) / presence key -> policies whose pod selectors can
+        # change their answer with it; and what each policy is indexed under
+        self._by_kv: dict[tuple[str, str], set[str]] = {}
+        self._by_presence: dict[str, set[str]] = {}
+        self._index_of: dict[str, tuple[set, set]] = {}
+        self._named: set[str] = set()  # policies resolving named ports on peers (egress)
         self._selecting: dict[str, set[str]] = {}  # pod ref -> policies selecting it
         self._peer_moves: list[tuple[str, str, int, int, str, bool]] = []
         self._groups_last: set = set()
@@ -126,19 +139,36 @@ class PolicySync:
                 for (_, n), o in self.snapshot.objects["namespace"].items()}
 
     def _index_policy(self, ref: str, obj: dict | None) -> None:
-        for k in self._keys_of.pop(ref, ()):
-            s = self._by_key.get(k)
-            if s:
-                s.discard(ref)
+        kv, presence = self._index_of.pop(ref, (set(), set()))
+        for x in kv:
+            self._by_kv.get(x, set()).discard(ref)
+        for k in presence:
+            self._by_presence.get(k, set()).discard(ref)
         self._named.discard(ref)
         if obj is None:
             return
-        keys = _pod_label_keys(obj)
-        self._keys_of[ref] = keys
-        for k in keys:
-            self._by_key.setdefault(k, set()).add(ref)
-        if _uses_named_ports(obj):
+        kv, presence = _pod_label_index(obj)
+        self._index_of[ref] = (kv, presence)
+        for x in kv:
+            self._by_kv.setdefault(x, set()).add(ref)
+        for k in presence:
+            self._by_presence.setdefault(k, set()).add(ref)
+        if _egress_named_ports(obj):
             self._named.add(ref)
+
+    def _candidates(self, before: dict, after: dict) -> set[str]:
+        """Policies whose pod selectors may answer differently for these labels."""
+        out: set[str] = set()
+        for k in set(before) | set(after):
+            old, new = before.get(k), after.get(k)
+            if old == new:
+                continue
+            for v in (old, new):
+                if v is not None:
+                    out |= self._by_kv.get((k, v), set())
+            if old is None or new is None:
+                out |= self._by_presence.get(k, set())
+        return out
 
     def on_change(self, ch: Change) -> None:
         with self.snapshot.lock:
@@ -164,10 +194,7 @@ class PolicySync:
         if old is not None and new is not None and (old.ip, old.ports, old.node, old.namespace) == \
                 (new.ip, new.ports, new.node, new.namespace):
             # labels only: just the policies that look at a changed key
-            before, after = old.label_dict(), new.label_dict()
-            changed = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
-            candidates = set().union(*(self._by_key.get(k, set()) for k in changed)) if changed else set()
-            for pref in candidates:
+            for pref in self._candidates(old.label_dict(), new.label_dict()):
                 pobj = objs.get(pref)
                 if pobj is None:
                     continue
@@ -267,8 +294,9 @@ class PolicySync:
         self.load_pods()
         with self.snapshot.lock:
             objs = self._policy_objs()
-        self._by_key.clear()
-        self._keys_of.clear()
+        self._by_kv.clear()
+        self._by_presence.clear()
+        self._index_of.clear()
         self._named.clear()
         for ref, obj in objs.items():
             self._index_policy(ref, obj)

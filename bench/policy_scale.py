@@ -602,8 +602,9 @@ class Bench:
             def __init__(self):
                 self.values = 0
 
-            def set_partitions(self, parts, description=""):
-                self.values = sum(len(v) for v in parts.values())
+            def set_partitions(self, parts, description="", patches=None):
+                self.values = sum(len(v) for v in parts.values()) + \
+                    sum(len(u) + len(r) for u, r in (patches or {}).values())
                 return Result()
         timers: dict[str, float] = {}
 
@@ -623,7 +624,8 @@ class Bench:
         desired = Desired()
         sync = PolicySync(snap, desired, "node1", render_policy=timed("render", polrender.render_policy),
                           render_dispatch=timed("dispatch", polrender.render_dispatch),
-                          render_groups=timed("groups", polrender.render_groups))
+                          render_groups=timed("groups", polrender.render_groups),
+                          peer_element=timed("peer_element", polrender.peer_element))
         orig_compile = pb.PolicyModel.compile
         pb.PolicyModel.compile = timed("compile", orig_compile)
         try:

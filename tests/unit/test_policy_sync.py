@@ -97,3 +97,35 @@ def test_a_selected_pod_leaving_the_selection_drops_its_dispatch():
     assert sync._policies_of("x/a", "Ingress") == ()
     # the policy selects no local pod any more: it is no longer rendered here
     assert not sync.desired.partition("pol/x/allow-b")
+
+
+def test_the_label_index_narrows_candidates_to_selectors_that_can_change():
+    snap, sync, log = setup()
+    expr = {"metadata": {"namespace": "x", "name": "expr"},
+            "spec": {"podSelector": {"matchExpressions": [
+                {"key": "tier", "operator": "In", "values": ["web"]},
+                {"key": "canary", "operator": "Exists"}]}, "policyTypes": ["Ingress"]}}
+    snap.objects["networkpolicy"][("x", "expr")] = expr
+    sync.on_change(Change("networkpolicy", "x", "expr", False))
+    sync.flush()
+    assert sync._candidates({"app": "y"}, {"app": "z"}) == set()  # no selector names y or z
+    assert sync._candidates({"app": "b"}, {"app": "c"}) == {"x/allow-b"}  # leaves its peer
+    assert sync._candidates({"app": "a"}, {"app": "c"}) == {"x/allow-b"}  # leaves its selection
+    assert sync._candidates({"tier": "db"}, {"tier": "web"}) == {"x/expr"}
+    assert sync._candidates({"tier": "db"}, {"tier": "api"}) == set()
+    assert sync._candidates({}, {"canary": "1"}) == {"x/expr"}
+    assert sync._candidates({"canary": "1"}, {"canary": "2"}) == set()
+
+
+def test_ingress_named_ports_keep_the_element_fast_path():
+    snap, sync, log = setup()
+    pol = copy.deepcopy(POLICY)
+    pol["spec"]["ingress"][0]["ports"] = [{"port": "http"}]
+    snap.objects["networkpolicy"][("x", "allow-b")] = pol
+    sync.on_change(Change("networkpolicy", "x", "allow-b", False))
+    sync.flush()
+    log.clear()
+    compiled = sync.compiled["x/allow-b"]
+    relabel(snap, sync, "c", {"app": "b"})
+    key, _ = polrender.peer_element("x/allow-b", "ingress", 0, 0, "10.1.2.2")
+    assert log == [("create", key)] and sync.compiled["x/allow-b"] is compiled
