@@ -6,9 +6,15 @@ changed so the agent rebuilds only the partitions that depend on it.
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
+
+try:  # a C JSON decoder: the start-up listing of a large cluster is mostly JSON
+    from orjson import JSONDecodeError as _JSONError
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover -- the standard library does the same, slower
+    from json import JSONDecodeError as _JSONError
+    from json import loads as _loads
 from dataclasses import dataclass
 
 from agent.errors import InvalidInput
@@ -65,10 +71,10 @@ class ClusterSnapshot:
                 bucket.pop((ref.namespace, ref.name), None)
                 return Change(ref.kind, ref.namespace, ref.name, True)
             try:
-                obj = json.loads(ev.value)
+                obj = _loads(ev.value)
                 if not isinstance(obj, dict):
                     raise ValueError("not a JSON object")
-            except ValueError as e:
+            except (ValueError, _JSONError) as e:
                 self._bad(ev.key, f"not a JSON object: {e}")
                 return None
             bucket[(ref.namespace, ref.name)] = obj
