@@ -150,7 +150,9 @@ class TableDescriptor(_NftBase):
         return [f"add table {FAMILY} {v.name}"]
 
     def retrieve(self, correlate, ctx):
-        tables = [o["table"] for o in self.nft.list_json(f"tables {FAMILY}") if "table" in o]
+        # the shared listing of our table (empty when it does not exist): a
+        # separate "list tables" would make nftables read the whole ruleset again
+        tables = [o["table"] for o in self.batch_group.listing(ctx) if "table" in o]
         return [Retrieved(f"nft/table/{t['name']}", NftTable(t["name"])) for t in tables
                 if t["name"] == TABLE]
 
