@@ -324,32 +324,51 @@ def set_key_layout(spec: str) -> tuple[list[str], str | list[str]]:
     return _fields(key, typeof), (_fields(data, typeof) if data else "")
 
 
-def _field_bytes(f: str, p: str) -> bytes:
-    if f == "ipv4_addr":
-        try:
-            return socket.inet_aton(p) if p.count(".") == 3 else ipaddress.IPv4Address(p).packed
-        except OSError:
-            raise Unsupported(p) from None
-    if f == "inet_proto":
-        return bytes([PROTO[p]]) if p in PROTO else bytes([int(p)])
-    if f == "inet_service":
-        return struct.pack(">H", int(p))
-    if f in ("mark", "integer"):  # host byte order, as the registers hold them
-        return struct.pack("=I", int(p, 0))
-    raise Unsupported(p)
+def _ipv4(p: str) -> bytes:
+    try:
+        return socket.inet_aton(p) if p.count(".") == 3 else ipaddress.IPv4Address(p).packed
+    except OSError:
+        raise Unsupported(p) from None
+
+
+_PACK_H, _PACK_I = struct.Struct(">H").pack, struct.Struct("=I").pack
+#: field type -> (text -> bytes); the padded variants fill a whole 32-bit register
+_FIELD = {
+    "ipv4_addr": _ipv4,
+    "inet_proto": lambda p: bytes([PROTO[p]]) if p in PROTO else bytes([int(p)]),
+    "inet_service": lambda p: _PACK_H(int(p)),
+    "mark": lambda p: _PACK_I(int(p, 0)),  # host byte order, as the registers hold them
+    "integer": lambda p: _PACK_I(int(p, 0)),
+}
+_PADDED = {
+    "ipv4_addr": _ipv4,
+    "inet_proto": lambda p: (bytes([PROTO[p]]) if p in PROTO else bytes([int(p)])) + b"\0\0\0",
+    "inet_service": lambda p: _PACK_H(int(p)) + b"\0\0",
+    "mark": _FIELD["mark"],
+    "integer": _FIELD["integer"],
+}
+_ENCODERS: dict[tuple[str, ...], tuple] = {}
 
 
 def encode_key(fields: list[str], text: str) -> bytes:
     """Element text (``10.96.0.1 . tcp . 80``) -> the key or data bytes; in a
     concatenation every field takes whole 32-bit registers."""
-    parts = [p.strip() for p in text.split(" . ")]
-    if len(parts) != len(fields):
+    enc = _ENCODERS.get(tuple(fields))
+    if enc is None:
+        try:
+            table = _PADDED if len(fields) > 1 else _FIELD
+            enc = _ENCODERS[tuple(fields)] = tuple(table[f] for f in fields)
+        except KeyError:
+            raise Unsupported(text) from None
+    parts = text.split(" . ")
+    if len(parts) != len(enc):
         raise Unsupported(text)
-    out = b""
-    for f, p in zip(fields, parts):
-        raw = _field_bytes(f, p)
-        out += raw + b"\0" * ((4 - len(raw) % 4) % 4) if len(fields) > 1 else raw
-    return out
+    try:
+        if len(enc) == 1:
+            return enc[0](parts[0].strip())
+        return b"".join(e(p.strip()) for e, p in zip(enc, parts))
+    except (KeyError, ValueError, struct.error):
+        raise Unsupported(text) from None
 
 
 def encode_verdict(text: str) -> tuple[int, str | None]:
