@@ -366,6 +366,8 @@ def encode_key(fields: list[str], text: str) -> bytes:
     try:
         if len(enc) == 1:
             return enc[0](parts[0].strip())
+        if len(enc) == 2:
+            return enc[0](parts[0].strip()) + enc[1](parts[1].strip())
         return b"".join(e(p.strip()) for e, p in zip(enc, parts))
     except (KeyError, ValueError, struct.error):
         raise Unsupported(text) from None
@@ -381,6 +383,9 @@ def encode_verdict(text: str) -> tuple[int, str | None]:
 
 
 _NLA_HDR = struct.Struct("=HH")
+#: a list element's three nested headers (element, key, key value) / data's two
+_ELEM_K = struct.Struct("=HHHHHH").pack
+_ELEM_D = struct.Struct("=HHHH").pack
 _ELEM_LIST_MAX = 48 << 10  # bytes of elements per message (kernel messages stay small)
 
 
@@ -425,6 +430,17 @@ class Batch:
     def _elem(self, msg: str, flags: int, set_name: str, key: bytes, data=None, comment="") -> None:
         """``data``: a (code, chain) verdict, raw value bytes, or None (a set)."""
         # NFTA_LIST_ELEM{ KEY{VALUE}, [DATA{VALUE|VERDICT}], [USERDATA] }
+        if not comment and not isinstance(data, tuple) and not len(key) % 4 and \
+                (data is None or not len(data) % 4):
+            # the common case, with no padding anywhere: the headers in one pack
+            kl = len(key)
+            if data is None:
+                elem = _ELEM_K(12 + kl, 1 | NLA_F_NESTED, 8 + kl, 1 | NLA_F_NESTED, 4 + kl, 1) + key
+            else:
+                dl = len(data)
+                elem = _ELEM_K(20 + kl + dl, 1 | NLA_F_NESTED, 8 + kl, 1 | NLA_F_NESTED, 4 + kl, 1) + \
+                    key + _ELEM_D(8 + dl, 2 | NLA_F_NESTED, 4 + dl, 1) + data
+            return self._append_elem(msg, flags, set_name, elem)
         elem = _fast_nla(1 | NLA_F_NESTED, _fast_nla(1, key))
         if isinstance(data, tuple):
             elem += _nest(2, _verdict_data(*data))
@@ -432,7 +448,9 @@ class Batch:
             elem += _fast_nla(2 | NLA_F_NESTED, _fast_nla(1, data))
         if comment:
             elem += _nla(6, _udata_comment(comment))
-        elem = _fast_nla(1 | NLA_F_NESTED, elem)
+        self._append_elem(msg, flags, set_name, _fast_nla(1 | NLA_F_NESTED, elem))
+
+    def _append_elem(self, msg: str, flags: int, set_name: str, elem: bytes) -> None:
         mtype = (NFNL_SUBSYS_NFTABLES << 8) | MSG[msg]
         o = self._open
         if o is not None and o[0] == mtype and o[1] == flags and o[2] == set_name \
