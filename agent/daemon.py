@@ -164,11 +164,7 @@ class Agent:
                                  link_key=self._link_key)
         self.cni = CNIHandler(self.podnet, self.cni_status)
         self.services = ServiceSync(self.snapshot, self.desired, self.cfg.node, self._svcrender)
-        self.policies = PolicySync(self.snapshot, self.desired, self.cfg.node,
-                                   render_policy=self._polrender.render_policy,
-                                   render_dispatch=self._polrender.render_dispatch,
-                                   render_groups=self._polrender.render_groups,
-                                   peer_element=self._polrender.peer_element)
+        self.policies = PolicySync(self.snapshot, self.desired, self.cfg.node, self._polrender)
 
     def _relist(self) -> int:
         """Load the whole watched state; returns the revision of the listing.

@@ -17,15 +17,23 @@ What a pod change costs:
   against every policy's selectors, and recompiles only those it matters to;
 * which policies select which local pod is an index too, so dispatch and the
   group chains never scan all policies for all pods.
+
+Peer sets are shared: every policy (rendered here) whose peer selects the
+same thing uses one set, in partition ``polset/<name>``, kept while some
+policy uses it. A pod entering or leaving a peer is one element of that set,
+however many policies are written with the peer.
+
+The renderer (``agent.linux.polrender`` for the Linux data plane) provides
+``render_policy``, ``peer_set``, ``peer_set_name``, ``render_peer_set``, ``peer_element``,
+``render_dispatch`` and ``render_groups``.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
-from typing import Callable
+from typing import Any
 
-from agent.builders.policies import (CompiledPolicy, PodInfo, PolicyError, PolicyModel, pod_info,
-                                     selects)
+from agent.builders.policies import (CompiledPolicy, Peer, PodInfo, PolicyError, PolicyModel, peer_ident,
+                                     pod_info, selects)
 from agent.cluster import Change, ClusterSnapshot
 from agent.desired import DesiredState
 
@@ -62,15 +70,52 @@ def _peers(spec: dict):
                     yield direction, i, j, p
 
 
-def _pod_label_index(obj: dict) -> tuple[set, set]:
-    """(key, value) pairs and presence keys of a policy's *pod* selectors."""
-    spec = obj.get("spec") or {}
-    kv: set = set()
-    presence: set = set()
-    _sel_index(spec.get("podSelector"), kv, presence)
-    for _, _, _, p in _peers(spec):
-        _sel_index(p.get("podSelector"), kv, presence)
-    return kv, presence
+class _LabelIndex:
+    """Label (key, value) pairs and presence keys -> the items (policies, or
+    peers by ident) whose pod selectors read them: a label change looks only
+    at items whose answer it can change."""
+
+    def __init__(self) -> None:
+        self._kv: dict[tuple[str, str], set] = {}
+        self._presence: dict[str, set] = {}
+        self._of: dict[object, tuple[set, set]] = {}
+
+    def add(self, item, selectors) -> None:
+        self.remove(item)
+        kv: set = set()
+        presence: set = set()
+        for sel in selectors:
+            _sel_index(sel, kv, presence)
+        self._of[item] = (kv, presence)
+        for x in kv:
+            self._kv.setdefault(x, set()).add(item)
+        for k in presence:
+            self._presence.setdefault(k, set()).add(item)
+
+    def remove(self, item) -> None:
+        kv, presence = self._of.pop(item, ((), ()))
+        for x in kv:
+            self._kv.get(x, set()).discard(item)
+        for k in presence:
+            self._presence.get(k, set()).discard(item)
+
+    def clear(self) -> None:
+        self._kv.clear()
+        self._presence.clear()
+        self._of.clear()
+
+    def candidates(self, before: dict, after: dict) -> set:
+        out: set = set()
+        for k in before.keys() | after.keys():
+            old, new = before.get(k), after.get(k)
+            if old == new:
+                continue
+            for v in (old, new):
+                if v is not None:
+                    out |= self._kv.get((k, v), set())
+            if old is None or new is None:
+                out |= self._presence.get(k, set())
+        return out
 
 
 def _egress_named_ports(obj: dict) -> bool:
@@ -84,51 +129,104 @@ def _egress_named_ports(obj: dict) -> bool:
     return False
 
 
-def _membership(obj: dict, pod: PodInfo | None, ns_labels: dict) -> tuple:
-    """(selected by the policy, in each selector peer...) for ``pod``."""
-    if pod is None:
-        return ()
-    md, spec = obj.get("metadata") or {}, obj.get("spec") or {}
-    ns = md.get("namespace", "default")
-    labels = pod.label_dict()
+def _sel_keys(sel) -> frozenset | None:
+    """The label keys a pod selector reads (None: unreadable, assume any)."""
+    if sel is None:
+        return frozenset()
+    if not isinstance(sel, dict):
+        return None
     try:
-        ps = spec.get("podSelector")
-        out = [pod.namespace == ns and _sel_ok(ps) and selects(ps, labels)]
-        for _, _, _, p in _peers(spec):
-            pps, nss = p.get("podSelector"), p.get("namespaceSelector")
-            in_ns = selects(nss, ns_labels.get(pod.namespace, {})) if _sel_ok(nss) else pod.namespace == ns
-            out.append(in_ns and (pps is None or (_sel_ok(pps) and selects(pps, labels))))
+        keys = [str(k) for k in (sel.get("matchLabels") or {})]
+        keys += [str(e["key"]) for e in sel.get("matchExpressions") or []]
+    except (TypeError, KeyError, AttributeError):
+        return None
+    return frozenset(keys)
+
+
+class _Shape:
+    """What a policy's pod membership is computed from, read once per policy
+    version: its namespace, podSelector and selector peers, with the label
+    keys each reads (a change to other keys cannot change its answer) and the
+    peers' idents (one label change evaluates each distinct peer once, not
+    once per policy that has it)."""
+
+    __slots__ = ("ns", "selector", "sel_keys", "peers")
+
+    def __init__(self, obj: dict) -> None:
+        md, spec = obj.get("metadata") or {}, obj.get("spec") or {}
+        spec = spec if isinstance(spec, dict) else {}
+        self.ns = md.get("namespace", "default")
+        self.selector = spec.get("podSelector")
+        self.sel_keys = _sel_keys(self.selector)
+        self.peers = []
+        for d, i, j, p in _peers(spec):
+            try:
+                ident = peer_ident(self.ns, p)
+            except (TypeError, ValueError):
+                ident = f"unreadable {d}[{i}][{j}] of {id(p)}"
+            self.peers.append((d, i, j, ident, p.get("podSelector"), p.get("namespaceSelector"),
+                               _sel_keys(p.get("podSelector"))))
+
+
+def _reads(keys: frozenset | None, changed: set) -> bool:
+    return keys is None or not keys.isdisjoint(changed)
+
+
+def _selected(shape: _Shape, pod: PodInfo) -> bool:
+    ps = shape.selector
+    return pod.namespace == shape.ns and _sel_ok(ps) and selects(ps, pod.label_dict())
+
+
+def _in_peer(peer: tuple, ns: str, pod: PodInfo, ns_labels: dict, memo: dict) -> bool:
+    """Is ``pod`` in this selector peer? ``memo`` caches the answer by the
+    peer's ident for one pod version (many policies share a peer)."""
+    _, _, _, ident, pps, nss, _ = peer
+    v = memo.get(ident)
+    if v is None:
+        in_ns = selects(nss, ns_labels.get(pod.namespace, {})) if _sel_ok(nss) else pod.namespace == ns
+        v = memo[ident] = in_ns and (pps is None or (_sel_ok(pps) and selects(pps, pod.label_dict())))
+    return v
+
+
+def _matters(shape: _Shape, pod: PodInfo | None, ns_labels: dict, memo: dict) -> bool:
+    """Does ``pod`` take part in the policy at all (selected or in a peer)?"""
+    if pod is None:
+        return False
+    try:
+        return _selected(shape, pod) or any(_in_peer(p, shape.ns, pod, ns_labels, memo) for p in shape.peers)
     except (KeyError, TypeError, AttributeError):
-        return ("unreadable",)
-    return tuple(out)
+        return True  # unreadable: recompile (it fails closed)
 
 
 class PolicySync:
-    def __init__(self, snapshot: ClusterSnapshot, desired: DesiredState, node: str, *,
-                 render_policy: Callable, render_dispatch: Callable, render_groups: Callable,
-                 peer_element: Callable) -> None:
+    def __init__(self, snapshot: ClusterSnapshot, desired: DesiredState, node: str,
+                 renderer: Any) -> None:
         self.snapshot = snapshot
         self.desired = desired
         self.node = node
-        self._render_policy = render_policy
-        self._render_dispatch = render_dispatch
-        self._render_groups = render_groups
-        #: (policy ref, direction, rule, peer, pod IP) -> (key, value) of that set element
-        self._peer_element = peer_element
+        self.r = renderer
         self.pods: dict[str, PodInfo] = {}
         self.compiled: dict[str, CompiledPolicy] = {}
         self.dirty_policies: set[str] = set()
         self.dirty_pods: set[str] = set()
         self.reported: dict[str, str] = {}
-        # label (key, value) / presence key -> policies whose pod selectors can
-        # change their answer with it; and what each policy is indexed under
-        self._by_kv: dict[tuple[str, str], set[str]] = {}
-        self._by_presence: dict[str, set[str]] = {}
-        self._index_of: dict[str, tuple[set, set]] = {}
+        # which labels can change which policy's selection (and, for policies
+        # resolving named ports on peers, its peers), and which shared peer
+        self._policy_index = _LabelIndex()
+        self._peer_index = _LabelIndex()
+        self._shapes: dict[str, _Shape] = {}
+        self._peer_users: dict[str, set[str]] = {}  # peer ident -> policies with it
+        self._peer_def: dict[str, tuple] = {}  # peer ident -> (namespace, _Shape peer)
         self._named: set[str] = set()  # policies resolving named ports on peers (egress)
         self._selecting: dict[str, set[str]] = {}  # pod ref -> policies selecting it
-        self._peer_moves: list[tuple[str, str, int, int, str, bool]] = []
+        self._peer_moves: list[tuple[str, str, bool]] = []  # (peer ident, pod ref, joined)
         self._groups_last: set = set()
+        self._groups_stale = False
+        # shared peer sets: name -> (spec, elements); name -> policies using it;
+        # policy -> names it uses (only policies rendered here use sets)
+        self._sets: dict[str, tuple[str, frozenset]] = {}
+        self._set_users: dict[str, set[str]] = {}
+        self._uses: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------ inputs
     def _policy_objs(self) -> dict[str, dict]:
@@ -139,35 +237,34 @@ class PolicySync:
                 for (_, n), o in self.snapshot.objects["namespace"].items()}
 
     def _index_policy(self, ref: str, obj: dict | None) -> None:
-        kv, presence = self._index_of.pop(ref, (set(), set()))
-        for x in kv:
-            self._by_kv.get(x, set()).discard(ref)
-        for k in presence:
-            self._by_presence.get(k, set()).discard(ref)
+        old = self._shapes.pop(ref, None)
+        for p in old.peers if old else ():
+            users = self._peer_users.get(p[3], set())
+            users.discard(ref)
+            if not users:
+                self._peer_users.pop(p[3], None)
+                self._peer_def.pop(p[3], None)
+                self._peer_index.remove(p[3])
+        self._policy_index.remove(ref)
         self._named.discard(ref)
         if obj is None:
             return
-        kv, presence = _pod_label_index(obj)
-        self._index_of[ref] = (kv, presence)
-        for x in kv:
-            self._by_kv.setdefault(x, set()).add(ref)
-        for k in presence:
-            self._by_presence.setdefault(k, set()).add(ref)
-        if _egress_named_ports(obj):
+        shape = self._shapes[ref] = _Shape(obj)
+        named = _egress_named_ports(obj)
+        if named:
             self._named.add(ref)
+        self._policy_index.add(ref, [shape.selector] + ([p[4] for p in shape.peers] if named else []))
+        for p in shape.peers:
+            if p[3] not in self._peer_users:
+                self._peer_def[p[3]] = (shape.ns, p)
+                self._peer_index.add(p[3], [p[4]])
+            self._peer_users.setdefault(p[3], set()).add(ref)
 
     def _candidates(self, before: dict, after: dict) -> set[str]:
         """Policies whose pod selectors may answer differently for these labels."""
-        out: set[str] = set()
-        for k in set(before) | set(after):
-            old, new = before.get(k), after.get(k)
-            if old == new:
-                continue
-            for v in (old, new):
-                if v is not None:
-                    out |= self._by_kv.get((k, v), set())
-            if old is None or new is None:
-                out |= self._by_presence.get(k, set())
+        out = self._policy_index.candidates(before, after)
+        for ident in self._peer_index.candidates(before, after):
+            out |= self._peer_users.get(ident, set())
         return out
 
     def on_change(self, ch: Change) -> None:
@@ -189,31 +286,45 @@ class PolicySync:
         new = pod_info(obj) if obj is not None else None
         if new == old:
             return
-        objs = self._policy_objs()
         ns_labels = self._ns_labels()
+        memo_old: dict = {}
+        memo_new: dict = {}
         if old is not None and new is not None and (old.ip, old.ports, old.node, old.namespace) == \
                 (new.ip, new.ports, new.node, new.namespace):
-            # labels only: just the policies that look at a changed key
-            for pref in self._candidates(old.label_dict(), new.label_dict()):
-                pobj = objs.get(pref)
-                if pobj is None:
+            # labels only: just the policies that look at a changed key. A
+            # policy whose selection changes is recompiled; otherwise the pod
+            # moves between shared peer sets -- once per peer, not per policy
+            moved: dict[str, bool] = {}
+            before, after = old.label_dict(), new.label_dict()
+            keys = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+            for pref in self._policy_index.candidates(before, after):
+                shape = self._shapes.get(pref)
+                if shape is None or pref in self.dirty_policies:
                     continue
-                m_old, m_new = _membership(pobj, old, ns_labels), _membership(pobj, new, ns_labels)
-                if m_old == m_new:
-                    continue
-                if m_old[:1] != m_new[:1] or pref in self._named or "unreadable" in m_old + m_new \
-                        or len(m_old) != len(m_new) or pref in self.dirty_policies:
-                    self.dirty_policies.add(pref)
-                    continue
-                peers = list(_peers(pobj.get("spec") or {}))
-                for (direction, i, j, _), was, now in zip(peers, m_old[1:], m_new[1:]):
-                    if was != now:
-                        self._peer_moves.append((pref, direction, i, j, ref, now))
+                try:
+                    if _reads(shape.sel_keys, keys) and _selected(shape, old) != _selected(shape, new):
+                        self.dirty_policies.add(pref)
+                    elif pref in self._named and any(
+                            _reads(p[6], keys) and _in_peer(p, shape.ns, old, ns_labels, memo_old)
+                            != _in_peer(p, shape.ns, new, ns_labels, memo_new) for p in shape.peers):
+                        self.dirty_policies.add(pref)
+                except (KeyError, TypeError, AttributeError):
+                    self.dirty_policies.add(pref)  # unreadable: recompile, it fails closed
+            for ident in self._peer_index.candidates(before, after):
+                ns, p = self._peer_def[ident]
+                try:
+                    now = _in_peer(p, ns, new, ns_labels, memo_new)
+                    if _in_peer(p, ns, old, ns_labels, memo_old) != now:
+                        moved[ident] = now
+                except (KeyError, TypeError, AttributeError):
+                    self.dirty_policies |= self._peer_users.get(ident, set())
+            self._peer_moves += [(ident, ref, now) for ident, now in moved.items()]
         else:
             # appeared, gone, or moved: every policy it matters to is recompiled
-            for pref, pobj in objs.items():
-                if pref in self._named or any(_membership(pobj, old, ns_labels)) or \
-                        any(_membership(pobj, new, ns_labels)):
+            self._groups_stale = True
+            for pref, shape in self._shapes.items():
+                if pref in self._named or _matters(shape, old, ns_labels, memo_old) or \
+                        _matters(shape, new, ns_labels, memo_new):
                     self.dirty_policies.add(pref)
         if new is None:
             self.pods.pop(ref, None)
@@ -242,8 +353,39 @@ class PolicySync:
     def _rendered_here(self, cp: CompiledPolicy) -> bool:
         return any(self._local(r) for r in cp.selected)
 
-    def _policy_values(self, cp: CompiledPolicy) -> dict:
-        return self._render_policy(cp, self.pods) if self._rendered_here(cp) else {}
+    def _policy_values(self, cp: CompiledPolicy, changed_sets: set[str]) -> dict:
+        """The policy's own values; records the shared sets it uses (those whose
+        elements or users changed go to ``changed_sets``)."""
+        here = self._rendered_here(cp)
+        sets: dict[str, tuple[str, frozenset]] = {}
+        for rule in cp.rules if here else ():
+            for pe in rule.peers or ():
+                name, spec, elems = self.r.peer_set(pe, self.pods)
+                sets[name] = (spec, elems)
+        self._use(cp.ref, sets, changed_sets)
+        return self.r.render_policy(cp, self.pods) if here else {}
+
+    def _use(self, ref: str, sets: dict[str, tuple[str, frozenset]], changed: set[str]) -> None:
+        old = self._uses.pop(ref, set())
+        if sets:
+            self._uses[ref] = set(sets)
+        for name in old - sets.keys():
+            users = self._set_users.get(name, set())
+            users.discard(ref)
+            if not users:
+                self._set_users.pop(name, None)
+                self._sets.pop(name, None)
+                changed.add(name)
+        for name, content in sets.items():
+            self._set_users.setdefault(name, set()).add(ref)
+            if self._sets.get(name) != content:
+                # freshly compiled from the current pods: this is the truth
+                self._sets[name] = content
+                changed.add(name)
+
+    def _set_parts(self, names: set[str]) -> dict[str, dict]:
+        return {f"polset/{n}": self.r.render_peer_set(n, *self._sets[n]) if n in self._sets else {}
+                for n in names}
 
     def _set_compiled(self, ref: str, cp: CompiledPolicy | None) -> set[str]:
         """Install a compiled policy (None: gone); returns pods whose selection changed."""
@@ -267,7 +409,7 @@ class PolicySync:
     def _dispatch(self, ref: str) -> dict:
         if not self._local(ref):
             return {}
-        return self._render_dispatch(self.pods[ref], self._policies_of(ref, "Ingress"),
+        return self.r.render_dispatch(self.pods[ref], self._policies_of(ref, "Ingress"),
                                      self._policies_of(ref, "Egress"))
 
     def _group_set(self) -> set:
@@ -294,23 +436,30 @@ class PolicySync:
         self.load_pods()
         with self.snapshot.lock:
             objs = self._policy_objs()
-        self._by_kv.clear()
-        self._by_presence.clear()
-        self._index_of.clear()
+        self._policy_index.clear()
+        self._peer_index.clear()
+        self._shapes.clear()
+        self._peer_users.clear()
+        self._peer_def.clear()
         self._named.clear()
         for ref, obj in objs.items():
             self._index_policy(ref, obj)
         model = self._model(list(objs.values()))
         self.compiled.clear()
         self._selecting.clear()
+        self._sets.clear()
+        self._set_users.clear()
+        self._uses.clear()
         for c in model.policies:
             self._report(c)
             self._set_compiled(c.ref, c)
-        parts = {f"pol/{c.ref}": self._policy_values(c) for c in model.policies}
+        changed: set[str] = set()
+        parts = {f"pol/{c.ref}": self._policy_values(c, changed) for c in model.policies}
+        parts.update(self._set_parts(changed))
         for ref in self.pods:
             parts[f"polpod/{ref}"] = self._dispatch(ref)
         self._groups_last = self._group_set()
-        parts[GROUPS] = self._render_groups(self._groups_last)
+        parts[GROUPS] = self.r.render_groups(self._groups_last)
         self.dirty_policies.clear()
         self.dirty_pods.clear()
         self._peer_moves.clear()
@@ -322,29 +471,36 @@ class PolicySync:
         dirty_p, self.dirty_policies = self.dirty_policies, set()
         dirty_pods, self.dirty_pods = self.dirty_pods, set()
         moves, self._peer_moves = self._peer_moves, []
-        with self.snapshot.lock:
-            objs = self._policy_objs()
-        model = self._model([])
+        if dirty_p:
+            with self.snapshot.lock:
+                objs = self._policy_objs()
+            model = self._model([])
         parts: dict[str, dict] = {}
+        changed_sets: set[str] = set()
         for ref in sorted(dirty_p):
             obj = objs.get(ref)
             if obj is None:
                 dirty_pods |= self._set_compiled(ref, None)
+                self._use(ref, {}, changed_sets)
                 parts[f"pol/{ref}"] = {}
                 self.reported.pop(ref, None)
                 continue
             cp = model.compile(obj)
             self._report(cp)
             dirty_pods |= self._set_compiled(ref, cp)
-            parts[f"pol/{ref}"] = self._policy_values(cp)
-        patches = self._apply_moves([m for m in moves if m[0] not in dirty_p])
+            parts[f"pol/{ref}"] = self._policy_values(cp, changed_sets)
+        patches = self._apply_moves(moves, changed_sets)
+        parts.update(self._set_parts(changed_sets))
         for ref in sorted(dirty_pods):
             parts[f"polpod/{ref}"] = self._dispatch(ref)
-        groups = self._group_set()
+        # the groups follow which policies select which local pod: only a
+        # recompile or a pod appearing, going or moving can change them
+        groups = self._group_set() if dirty_p or self._groups_stale else self._groups_last
+        self._groups_stale = False
         if groups != self._groups_last:
-            parts[GROUPS] = self._render_groups(groups)
+            parts[GROUPS] = self.r.render_groups(groups)
             self._groups_last = groups
-        what = sorted(dirty_p)[:3] or sorted(dirty_pods)[:3] or sorted({m[4] for m in moves})[:3]
+        what = sorted(dirty_p)[:3] or sorted(dirty_pods)[:3] or sorted({m[1] for m in moves})[:3]
         res = self.desired.set_partitions(parts, patches=patches,
                                           description="network policies: " + ", ".join(what))
         if res.errors:
@@ -352,32 +508,39 @@ class PolicySync:
                         "; ".join(f"{k}: {e}" for k, e in sorted(res.errors.items())[:3]))
         return len(dirty_p) + len(dirty_pods) + len(moves)
 
-    def _apply_moves(self, moves) -> dict[str, tuple[dict, set]]:
-        """Pods entering/leaving peer sets: update the compiled peers (explain
-        and later renders see them) and patch those set elements."""
+    def _apply_moves(self, moves, changed_sets: set[str]) -> dict[str, tuple[dict, set]]:
+        """Pods entering/leaving peers: patch the elements of the shared sets in
+        use -- once per set, however many policies share it. Sets re-rendered
+        whole in this flush (``changed_sets``) were compiled from the current
+        pods already. (Compiled policies keep the peer pods of their last
+        compile: nothing reads them before the next one, and ``explain``
+        compiles afresh.)"""
         patches: dict[str, tuple[dict, set]] = {}
-        for pref, direction, i, j, pod_ref, joined in moves:
-            cp = self.compiled.get(pref)
+        for ident, pod_ref, joined in moves:
             pod = self.pods.get(pod_ref)
-            if cp is None or pod is None:
-                continue
-            for n, r in enumerate(cp.rules):
-                if r.direction == direction and r.index == i and r.peers is not None and j < len(r.peers):
-                    pe = r.peers[j]
-                    pods = pe.pods | {pod_ref} if joined else pe.pods - {pod_ref}
-                    peers = r.peers[:j] + (replace(pe, pods=frozenset(pods)),) + r.peers[j + 1:]
-                    cp.rules[n] = replace(r, peers=peers)
-            if not self._rendered_here(cp):
-                continue
-            key, value = self._peer_element(pref, direction, i, j, pod.ip)
-            up, rm = patches.setdefault(f"pol/{pref}", ({}, set()))
-            if joined:
-                up[key] = value
-                rm.discard(key)
-            else:
-                rm.add(key)
-                up.pop(key, None)
+            if pod is not None:
+                name = self.r.peer_set_name(Peer("pods", ident=ident))
+                self._move_element(name, pod.ip, joined, patches, changed_sets)
         return patches
+
+    def _move_element(self, name: str, ip: str, joined: bool, patches: dict, changed_sets: set[str]) -> None:
+        content = self._sets.get(name)
+        if content is None:  # no policy rendered here uses it
+            return
+        elems = content[1] | {ip} if joined else content[1] - {ip}
+        if elems == content[1]:
+            return  # another policy's move already did it
+        self._sets[name] = (content[0], elems)
+        if name in changed_sets:
+            return
+        key, value = self.r.peer_element(name, ip)
+        up, rm = patches.setdefault(f"polset/{name}", ({}, set()))
+        if joined:
+            up[key] = value
+            rm.discard(key)
+        else:
+            rm.add(key)
+            up.pop(key, None)
 
     # ------------------------------------------------------------ diagnostics
     def model(self) -> PolicyModel:

@@ -27,8 +27,18 @@ of its rules opens anything.
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass, field
 from typing import Iterable
+
+try:  # idents are computed for every peer of every policy: a C encoder
+    import orjson
+
+    def _canonical(x) -> str:
+        return orjson.dumps(x, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
+except ImportError:  # pragma: no cover -- the same text, slower
+    def _canonical(x) -> str:
+        return json.dumps(x, sort_keys=True, separators=(",", ":"), default=str)
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 
@@ -142,13 +152,18 @@ class Port:
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """One entry of from/to: ``pods`` (selected pod refs) or ``cidr`` with ``excepts``."""
+    """One entry of from/to: ``pods`` (selected pod refs) or ``cidr`` with ``excepts``.
+
+    ``ident`` names what the peer selects, canonically: peers with equal
+    idents -- in any policies -- select the same pods or addresses in every
+    cluster state, so a data plane can give them one shared set."""
 
     kind: str  # "pods" | "cidr"
     pods: frozenset[str] = frozenset()
     cidr: str = ""
     excepts: tuple[str, ...] = ()
     text: str = ""
+    ident: str = ""
 
     def admits(self, ip: str, pod: PodInfo | None) -> bool:
         if self.kind == "pods":
@@ -204,6 +219,8 @@ class PolicyModel:
         self.by_ip = {p.ip: p for p in self.pods.values()}
         self.ns_labels = {n: {str(k): str(v) for k, v in (labels or {}).items()}
                           for n, labels in namespaces.items()}
+        # peer ident -> the pods it selects: policies repeat the same peers
+        self._selection: dict[str, frozenset] = {}
         self.policies = [self.compile(p) for p in policies]
         self.policies.sort(key=lambda c: c.ref)
 
@@ -221,6 +238,16 @@ class PolicyModel:
             out.append(p.ref)
         return frozenset(out)
 
+    def _peer_pods(self, namespace: str, peer: dict) -> tuple[str, frozenset]:
+        """(ident, pods) of a selector peer (a policy's own podSelector is the
+        peer ``{"podSelector": ...}``: the same pods of its namespace)."""
+        ident = peer_ident(namespace, peer)
+        pods = self._selection.get(ident)
+        if pods is None:
+            pods = self._selection[ident] = self._pods_in(
+                namespace, peer.get("podSelector"), peer.get("namespaceSelector"))
+        return ident, pods
+
     def compile(self, obj: dict) -> CompiledPolicy:
         md, spec = obj.get("metadata") or {}, obj.get("spec")
         ns = md.get("namespace", "default")
@@ -229,7 +256,7 @@ class PolicyModel:
             if not isinstance(spec, dict):
                 raise PolicyError("spec is missing")
             check_selector(spec.get("podSelector"))
-            selected = self._pods_in(ns, spec["podSelector"], None)
+            _, selected = self._peer_pods(ns, {"podSelector": spec["podSelector"]})
         except PolicyError as e:
             return CompiledPolicy(ref, ns, (), frozenset(), [], f"podSelector: {e}")
         types = spec.get("policyTypes")
@@ -275,18 +302,19 @@ class PolicyModel:
                             raise PolicyError(f"except {e} is not inside {net}")
                         exc.append(str(en))
                     peers.append(Peer("cidr", cidr=str(net), excepts=tuple(exc),
-                                      text=f"ipBlock {net}" + (f" except {', '.join(exc)}" if exc else "")))
+                                      text=f"ipBlock {net}" + (f" except {', '.join(exc)}" if exc else ""),
+                                      ident=_canonical(["cidr", str(net), sorted(set(exc))])))
                     continue
                 ps, nss = p.get("podSelector"), p.get("namespaceSelector")
                 if ps is not None:
                     check_selector(ps)
                 if nss is not None:
                     check_selector(nss)
-                pods = self._pods_in(ns, ps, nss)
+                ident, pods = self._peer_pods(ns, p)
                 text = " ".join(filter(None, [
                     f"namespaces {_sel_text(nss)}" if nss is not None else f"namespace {ns}",
                     f"pods {_sel_text(ps)}" if ps is not None else "all pods"]))
-                peers.append(Peer("pods", pods=pods, text=text))
+                peers.append(Peer("pods", pods=pods, text=text, ident=ident))
             peers = tuple(peers)
         ports = []
         for j, p in enumerate(r.get("ports") or []):
@@ -379,6 +407,13 @@ class PolicyModel:
         except ValueError:
             raise PolicyError(f"{ref!r} is neither a known pod (ns/name) nor an IP address") from None
         return self.by_ip.get(ref), ref
+
+
+def peer_ident(namespace: str, peer: dict) -> str:
+    """The ident of a selector peer (see ``Peer``): its selectors, and the
+    policy's namespace unless a namespaceSelector makes it irrelevant."""
+    nss = peer.get("namespaceSelector")
+    return _canonical(["pods", namespace if nss is None else None, peer.get("podSelector"), nss])
 
 
 def _sel_text(sel: dict | None) -> str:
