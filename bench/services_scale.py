@@ -222,7 +222,11 @@ class Bench:
         w.cancel()
         hist = self.client(timeout=120).get("/v1/history", limit=10000)["transactions"]
         (rec,) = [t for t in hist if t["description"] == "start-up resync"]
+        phases = [ln.split("start-up: ", 1)[1] for ln in self.lab.paths.agent_log(NODE).read_text(
+            errors="replace").splitlines() if "start-up: " in ln]
+        say(f"  agent: {phases[-1] if phases else '(no start-up line in its log)'}")
         return {"ready_s": ready_s, "resync": txn_summary(rec), "rss_kib": rss_kib(n.pid),
+                "agent_phases": phases[-1] if phases else "",
                 "to_registered_s": marks["registered"] - t0,
                 # list + build + retrieve + plan + nft, and starting the watch and the API
                 "sync_s": marks["reported_ready"] - marks["registered"]}
