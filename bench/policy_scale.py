@@ -817,7 +817,7 @@ def report(out: dict) -> str:
         L.append(f"  {kind.replace('_', ' ')}: on_change {x['on_change_ms']:.1f}, flush {x['flush_ms']:.1f} "
                  f"(compile {x.get('compile_ms', 0):.1f}, render {x.get('render_ms', 0):.1f}, dispatch "
                  f"{x.get('dispatch_ms', 0):.1f}, groups {x.get('groups_ms', 0):.1f}); "
-                 f"{x['dirty']:.0f} dirty policies+pods, {x['values']:.0f} values handed over")
+                 f"{x['dirty']:.0f} policies, pods and peer moves to flush, {x['values']:.0f} values handed over")
     r = out["restart"]
     L.append(f"full sync, node1's agent started next to the policies: cold (table deleted) ready in "
              f"{r['cold']['ready_s']:.1f}s, start-up resync {r['cold']['resync_ms']:.0f} ms for "
