@@ -45,3 +45,19 @@ def write_json(path: str | None, data, name: str = "bench") -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(data, indent=1, default=str) + "\n")
     print(f"{name}: wrote {path}", file=sys.stderr)
+
+
+def run_bench(make, report, json_path: str | None, name: str) -> int:
+    """Run a lab benchmark: ``make()`` builds it (after the signals are set up),
+    ``run()`` measures, ``close()`` always tears the labs down; then the
+    report is printed and the figures written."""
+    stop_signals_interrupt()
+    b = make()
+    try:
+        out = b.run()
+    finally:
+        b.close()
+    out["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
+    print(report(out))
+    write_json(json_path, out, name)
+    return 0

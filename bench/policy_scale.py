@@ -181,7 +181,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import require_root, stop_signals_interrupt, write_json  # noqa: E402 -- bench/ helpers
+from common import require_root, run_bench  # noqa: E402 -- bench/ helpers
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
 from lab import objects, ops  # noqa: E402
@@ -853,16 +853,7 @@ def main() -> int:
     if args.pods < 10:
         print("error: --pods must be at least 10", file=sys.stderr)
         return 2
-    stop_signals_interrupt()
-    b = Bench(args)
-    try:
-        out = b.run()
-    finally:
-        b.close()
-    out["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    print(report(out))
-    write_json(args.json, out, "policy_scale")
-    return 0
+    return run_bench(lambda: Bench(args), report, args.json, "policy_scale")
 
 
 if __name__ == "__main__":

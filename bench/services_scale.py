@@ -71,7 +71,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import require_root, stop_signals_interrupt, write_json  # noqa: E402 -- bench/ helpers
+from common import require_root, run_bench  # noqa: E402 -- bench/ helpers
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
 from agent.store.base import Delete, Put  # noqa: E402
@@ -517,16 +517,7 @@ def main() -> int:
     args = ap.parse_args()
     if not require_root("services_scale"):
         return 2
-    stop_signals_interrupt()
-    b = Bench(args)
-    try:
-        out = b.run()
-    finally:
-        b.close()
-    out["machine"]["loadavg_end"] = Path("/proc/loadavg").read_text().split()[:3]
-    print(report(out))
-    write_json(args.json, out, "services_scale")
-    return 0
+    return run_bench(lambda: Bench(args), report, args.json, "services_scale")
 
 
 if __name__ == "__main__":
