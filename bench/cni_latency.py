@@ -82,7 +82,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import require_root, stop_signals_interrupt, uninterruptible, write_json  # noqa: E402 -- bench/ helpers
+from common import (cpu_seconds, git_revision, require_root, stop_signals_interrupt,  # noqa: E402 -- bench/ helpers
+                    uninterruptible, write_json)
 from lab import sysnet  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 from lab.cniexec import Runtime  # noqa: E402
@@ -153,26 +154,6 @@ def proc_status(pid: int) -> dict[str, str]:
             k, _, v = line.partition(":")
             out[k] = v.strip()
     return out
-
-
-def proc_cpu_seconds(pid: int) -> float:
-    """utime+stime of the whole thread group, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[0] is field 3 (state); utime/stime are fields 14/15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def git_revision() -> str:
-    """The commit measured (``+dirty`` with uncommitted changes), or ``unknown``."""
-    try:
-        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + ("+dirty" if dirty else "")
 
 
 def agent_pid(lab: Lab, node: str) -> int:
@@ -381,9 +362,9 @@ class Bench:
         self.loadavg.append(os.getloadavg())
         status = proc_status(self.agent_pid)
         print(f"  idle window: {a.idle_seconds:g}s", file=sys.stderr)
-        c0, w0 = proc_cpu_seconds(self.agent_pid), time.monotonic()
+        c0, w0 = cpu_seconds(self.agent_pid), time.monotonic()
         time.sleep(a.idle_seconds)
-        c1, w1 = proc_cpu_seconds(self.agent_pid), time.monotonic()
+        c1, w1 = cpu_seconds(self.agent_pid), time.monotonic()
         return self.report(rss_before, status, c1 - c0, w1 - w0)
 
     # -- results --------------------------------------------------------------
@@ -403,7 +384,7 @@ class Bench:
                         "loadavg_1_5_15_before": [round(x, 2) for x in self.loadavg[0]],
                         "loadavg_1_5_15_after": [round(x, 2) for x in self.loadavg[1]]},
             "command": " ".join([".venv/bin/python", "bench/cni_latency.py"] + sys.argv[1:]),
-            "commit": git_revision(),
+            "commit": git_revision(REPO),
             "iterations": self.args.iterations, "warmup": self.args.warmup, "cni_version": CNI_VERSION,
             "latency_ms": st, "ratios_contiv_over_reference": ratios,
             "agent_breakdown_ms": agent,

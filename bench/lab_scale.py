@@ -64,7 +64,8 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 
 import yaml  # noqa: E402
 
-from common import require_root, stop_signals_interrupt, uninterruptible, write_json  # noqa: E402 -- bench/ helpers
+from common import (cpu_seconds, git_revision, require_root, stop_signals_interrupt,  # noqa: E402 -- bench/ helpers
+                    uninterruptible, write_json)
 from lab import sysnet  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 
@@ -99,30 +100,10 @@ def kib(v: str) -> int:
     return int(v.split()[0]) if v else 0
 
 
-def cpu_seconds(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def own_cpu() -> dict[str, float]:
     me = resource.getrusage(resource.RUSAGE_SELF)
     ch = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {"self": me.ru_utime + me.ru_stime, "children": ch.ru_utime + ch.ru_stime}
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return rev + ("+dirty" if dirty else "")
 
 
 def loadavg() -> str:
@@ -424,7 +405,7 @@ class Bench:
         r = self.result
         r["machine"] = {"cpus": os.cpu_count(), "kernel": platform.release(),
                         "python": platform.python_version(), "loadavg_before": loadavg()}
-        r["commit"] = git_revision()
+        r["commit"] = git_revision(REPO)
         for i in range(a.up_runs):
             say(f"lab up --nodes {a.nodes} ({i + 1}/{a.up_runs})")
             u = self.up()

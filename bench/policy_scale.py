@@ -181,7 +181,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import require_root, run_bench  # noqa: E402 -- bench/ helpers
+from common import cpu_seconds, require_root, rss_kib, run_bench  # noqa: E402 -- bench/ helpers
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
 from lab import objects, ops  # noqa: E402
@@ -436,7 +436,7 @@ class Bench:
         w = store.watch(keys.STATUS, store.revision() + 1, cb)
         try:
             time.sleep(0.05)  # the watch is established before the clock starts
-            cpu0 = sum(cpu_s(pid) for pid in pids)
+            cpu0 = sum(cpu_seconds(pid) for pid in pids)
             t0 = time.perf_counter()
             rev = store.put(key, json.dumps(value).encode())
             done: dict[str, float] = {}
@@ -444,7 +444,7 @@ class Bench:
                 t, node, applied = q.get(timeout=120)
                 if applied >= rev and node not in done:
                     done[node] = (t - t0) * 1000
-            cpu_ms = (sum(cpu_s(pid) for pid in pids) - cpu0) * 1000
+            cpu_ms = (sum(cpu_seconds(pid) for pid in pids) - cpu0) * 1000
         finally:
             w.cancel()
         return {"e2e_ms": max(done.values()), "per_node_ms": done, "revision": rev,
@@ -714,25 +714,6 @@ class Bench:
                 rig.close()
             except Exception as e:  # noqa: BLE001 -- the other lab must go too
                 say(f"closing lab {rig.lab.name}: {e}")
-
-
-def cpu_s(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def machine() -> dict:

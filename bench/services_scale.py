@@ -71,7 +71,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import require_root, run_bench  # noqa: E402 -- bench/ helpers
+from common import require_root, rss_kib, run_bench  # noqa: E402 -- bench/ helpers
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
 from agent.store.base import Delete, Put  # noqa: E402
@@ -142,16 +142,6 @@ def summary(xs: list[float]) -> dict:
     q = statistics.quantiles(s, n=10, method="inclusive") if len(s) > 1 else [s[0]] * 9
     return {"n": len(s), "p50": statistics.median(s), "p90": q[8], "min": s[0], "max": s[-1],
             "mean": statistics.fmean(s)}
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 class Bench:
