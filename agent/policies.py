@@ -32,170 +32,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from agent.builders.policies import (CompiledPolicy, Peer, PodInfo, PolicyError, PolicyModel, peer_ident,
-                                     pod_info, selects)
+from agent import policyindex as pi
+from agent.builders.policies import CompiledPolicy, Peer, PodInfo, PolicyError, PolicyModel, pod_info
 from agent.cluster import Change, ClusterSnapshot
 from agent.desired import DesiredState
 
 log = logging.getLogger(__name__)
 GROUPS = "polgroups"
-
-
-def _sel_ok(sel) -> bool:
-    return isinstance(sel, dict)
-
-
-def _sel_index(sel, kv: set, presence: set) -> None:
-    """What a selector's result can depend on: (key, value) pairs (matchLabels,
-    In, NotIn) and keys whose mere presence counts (Exists, DoesNotExist)."""
-    if not isinstance(sel, dict):
-        return
-    for k, v in (sel.get("matchLabels") or {}).items():
-        kv.add((str(k), str(v)))
-    for e in sel.get("matchExpressions") or []:
-        if not isinstance(e, dict) or "key" not in e:
-            continue
-        if e.get("operator") in ("In", "NotIn"):
-            kv.update((str(e["key"]), str(v)) for v in e.get("values") or [])
-        else:
-            presence.add(str(e["key"]))
-
-
-def _peers(spec: dict):
-    """(direction, rule index, peer index, peer) of every selector peer."""
-    for direction, key in (("ingress", "from"), ("egress", "to")):
-        for i, r in enumerate(spec.get(direction) or []):
-            for j, p in enumerate((r or {}).get(key) or []):
-                if isinstance(p, dict) and "ipBlock" not in p:
-                    yield direction, i, j, p
-
-
-class _LabelIndex:
-    """Label (key, value) pairs and presence keys -> the items (policies, or
-    peers by ident) whose pod selectors read them: a label change looks only
-    at items whose answer it can change."""
-
-    def __init__(self) -> None:
-        self._kv: dict[tuple[str, str], set] = {}
-        self._presence: dict[str, set] = {}
-        self._of: dict[object, tuple[set, set]] = {}
-
-    def add(self, item, selectors) -> None:
-        self.remove(item)
-        kv: set = set()
-        presence: set = set()
-        for sel in selectors:
-            _sel_index(sel, kv, presence)
-        self._of[item] = (kv, presence)
-        for x in kv:
-            self._kv.setdefault(x, set()).add(item)
-        for k in presence:
-            self._presence.setdefault(k, set()).add(item)
-
-    def remove(self, item) -> None:
-        kv, presence = self._of.pop(item, ((), ()))
-        for x in kv:
-            self._kv.get(x, set()).discard(item)
-        for k in presence:
-            self._presence.get(k, set()).discard(item)
-
-    def clear(self) -> None:
-        self._kv.clear()
-        self._presence.clear()
-        self._of.clear()
-
-    def candidates(self, before: dict, after: dict) -> set:
-        out: set = set()
-        for k in before.keys() | after.keys():
-            old, new = before.get(k), after.get(k)
-            if old == new:
-                continue
-            for v in (old, new):
-                if v is not None:
-                    out |= self._kv.get((k, v), set())
-            if old is None or new is None:
-                out |= self._presence.get(k, set())
-        return out
-
-
-def _egress_named_ports(obj: dict) -> bool:
-    """Egress rules naming ports resolve them on each *peer* pod, so a pod
-    entering or leaving those peers changes more than one element. (Ingress
-    names resolve on the selected pods: a selection change recompiles anyway.)"""
-    for r in (obj.get("spec") or {}).get("egress") or []:
-        for p in (r or {}).get("ports") or []:
-            if isinstance(p, dict) and isinstance(p.get("port"), str) and not p["port"].isdigit():
-                return True
-    return False
-
-
-def _sel_keys(sel) -> frozenset | None:
-    """The label keys a pod selector reads (None: unreadable, assume any)."""
-    if sel is None:
-        return frozenset()
-    if not isinstance(sel, dict):
-        return None
-    try:
-        keys = [str(k) for k in (sel.get("matchLabels") or {})]
-        keys += [str(e["key"]) for e in sel.get("matchExpressions") or []]
-    except (TypeError, KeyError, AttributeError):
-        return None
-    return frozenset(keys)
-
-
-class _Shape:
-    """What a policy's pod membership is computed from, read once per policy
-    version: its namespace, podSelector and selector peers, with the label
-    keys each reads (a change to other keys cannot change its answer) and the
-    peers' idents (one label change evaluates each distinct peer once, not
-    once per policy that has it)."""
-
-    __slots__ = ("ns", "selector", "sel_keys", "peers")
-
-    def __init__(self, obj: dict) -> None:
-        md, spec = obj.get("metadata") or {}, obj.get("spec") or {}
-        spec = spec if isinstance(spec, dict) else {}
-        self.ns = md.get("namespace", "default")
-        self.selector = spec.get("podSelector")
-        self.sel_keys = _sel_keys(self.selector)
-        self.peers = []
-        for d, i, j, p in _peers(spec):
-            try:
-                ident = peer_ident(self.ns, p)
-            except (TypeError, ValueError):
-                ident = f"unreadable {d}[{i}][{j}] of {id(p)}"
-            self.peers.append((d, i, j, ident, p.get("podSelector"), p.get("namespaceSelector"),
-                               _sel_keys(p.get("podSelector"))))
-
-
-def _reads(keys: frozenset | None, changed: set) -> bool:
-    return keys is None or not keys.isdisjoint(changed)
-
-
-def _selected(shape: _Shape, pod: PodInfo) -> bool:
-    ps = shape.selector
-    return pod.namespace == shape.ns and _sel_ok(ps) and selects(ps, pod.label_dict())
-
-
-def _in_peer(peer: tuple, ns: str, pod: PodInfo, ns_labels: dict, memo: dict) -> bool:
-    """Is ``pod`` in this selector peer? ``memo`` caches the answer by the
-    peer's ident for one pod version (many policies share a peer)."""
-    _, _, _, ident, pps, nss, _ = peer
-    v = memo.get(ident)
-    if v is None:
-        in_ns = selects(nss, ns_labels.get(pod.namespace, {})) if _sel_ok(nss) else pod.namespace == ns
-        v = memo[ident] = in_ns and (pps is None or (_sel_ok(pps) and selects(pps, pod.label_dict())))
-    return v
-
-
-def _matters(shape: _Shape, pod: PodInfo | None, ns_labels: dict, memo: dict) -> bool:
-    """Does ``pod`` take part in the policy at all (selected or in a peer)?"""
-    if pod is None:
-        return False
-    try:
-        return _selected(shape, pod) or any(_in_peer(p, shape.ns, pod, ns_labels, memo) for p in shape.peers)
-    except (KeyError, TypeError, AttributeError):
-        return True  # unreadable: recompile (it fails closed)
 
 
 class PolicySync:
@@ -212,11 +55,11 @@ class PolicySync:
         self.reported: dict[str, str] = {}
         # which labels can change which policy's selection (and, for policies
         # resolving named ports on peers, its peers), and which shared peer
-        self._policy_index = _LabelIndex()
-        self._peer_index = _LabelIndex()
-        self._shapes: dict[str, _Shape] = {}
+        self._policy_index = pi.LabelIndex()
+        self._peer_index = pi.LabelIndex()
+        self._shapes: dict[str, pi.Shape] = {}
         self._peer_users: dict[str, set[str]] = {}  # peer ident -> policies with it
-        self._peer_def: dict[str, tuple] = {}  # peer ident -> (namespace, _Shape peer)
+        self._peer_def: dict[str, tuple] = {}  # peer ident -> (namespace, Shape peer)
         self._named: set[str] = set()  # policies resolving named ports on peers (egress)
         self._selecting: dict[str, set[str]] = {}  # pod ref -> policies selecting it
         self._peer_moves: list[tuple[str, str, bool]] = []  # (peer ident, pod ref, joined)
@@ -249,8 +92,8 @@ class PolicySync:
         self._named.discard(ref)
         if obj is None:
             return
-        shape = self._shapes[ref] = _Shape(obj)
-        named = _egress_named_ports(obj)
+        shape = self._shapes[ref] = pi.Shape(obj)
+        named = pi.egress_named_ports(obj)
         if named:
             self._named.add(ref)
         self._policy_index.add(ref, [shape.selector] + ([p[4] for p in shape.peers] if named else []))
@@ -302,19 +145,19 @@ class PolicySync:
                 if shape is None or pref in self.dirty_policies:
                     continue
                 try:
-                    if _reads(shape.sel_keys, keys) and _selected(shape, old) != _selected(shape, new):
+                    if pi.reads(shape.sel_keys, keys) and pi.selected(shape, old) != pi.selected(shape, new):
                         self.dirty_policies.add(pref)
                     elif pref in self._named and any(
-                            _reads(p[6], keys) and _in_peer(p, shape.ns, old, ns_labels, memo_old)
-                            != _in_peer(p, shape.ns, new, ns_labels, memo_new) for p in shape.peers):
+                            pi.reads(p[6], keys) and pi.in_peer(p, shape.ns, old, ns_labels, memo_old)
+                            != pi.in_peer(p, shape.ns, new, ns_labels, memo_new) for p in shape.peers):
                         self.dirty_policies.add(pref)
                 except (KeyError, TypeError, AttributeError):
                     self.dirty_policies.add(pref)  # unreadable: recompile, it fails closed
             for ident in self._peer_index.candidates(before, after):
                 ns, p = self._peer_def[ident]
                 try:
-                    now = _in_peer(p, ns, new, ns_labels, memo_new)
-                    if _in_peer(p, ns, old, ns_labels, memo_old) != now:
+                    now = pi.in_peer(p, ns, new, ns_labels, memo_new)
+                    if pi.in_peer(p, ns, old, ns_labels, memo_old) != now:
                         moved[ident] = now
                 except (KeyError, TypeError, AttributeError):
                     self.dirty_policies |= self._peer_users.get(ident, set())
@@ -323,8 +166,8 @@ class PolicySync:
             # appeared, gone, or moved: every policy it matters to is recompiled
             self._groups_stale = True
             for pref, shape in self._shapes.items():
-                if pref in self._named or _matters(shape, old, ns_labels, memo_old) or \
-                        _matters(shape, new, ns_labels, memo_new):
+                if pref in self._named or pi.matters(shape, old, ns_labels, memo_old) or \
+                        pi.matters(shape, new, ns_labels, memo_new):
                     self.dirty_policies.add(pref)
         if new is None:
             self.pods.pop(ref, None)
