@@ -19,7 +19,8 @@ class DesiredState:
         self.scheduler = scheduler
         self._parts: dict[str, dict[str, object]] = {}
         self._owner: dict[str, str] = {}  # key -> partition, to catch collisions
-        self._lock = threading.Lock()
+        # reentrant: resync() holds it while its build callback reads names()
+        self._lock = threading.RLock()
 
     def set_partition(self, name: str, values: Mapping[str, object], *,
                       description: str = "") -> TxnResult:

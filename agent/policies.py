@@ -275,7 +275,10 @@ class PolicySync:
                     self.pods[p.ref] = p
 
     def partitions(self) -> dict[str, dict]:
-        """Every partition, from scratch (start-up resync)."""
+        """Every partition, from scratch (start-up resync, relist). Partitions
+        held now that the rebuild does not produce -- a policy or pod deleted
+        while the watch was down, a peer set nobody uses any more -- come back
+        empty, so that replacing them removes them."""
         self.load_pods()
         with self.snapshot.lock:
             objs = self._policy_objs()
@@ -303,6 +306,8 @@ class PolicySync:
             parts[f"polpod/{ref}"] = self._dispatch(ref)
         self._groups_last = self._group_set()
         parts[GROUPS] = self.r.render_groups(self._groups_last)
+        for name in self.desired.names("pol"):
+            parts.setdefault(name, {})
         self.dirty_policies.clear()
         self.dirty_pods.clear()
         self._peer_moves.clear()

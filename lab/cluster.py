@@ -279,8 +279,8 @@ class Lab:
                 if n.name not in pending:
                     continue
                 if not _pid_alive(n.pid):
-                    tail = self.paths.agent_log(n.name).read_text(errors="replace")[-800:]
-                    raise Unavailable(f"the agent of {n.name} exited during start-up:\n{tail}")
+                    raise Unavailable(f"the agent of {n.name} exited during start-up:\n"
+                                      f"{self._log_tail(n.name, 800)}")
                 try:
                     AgentClient(n.socket, timeout=2).get("/v1/health")
                     pending.discard(n.name)
@@ -289,10 +289,18 @@ class Lab:
                     last[n.name] = getattr(e, "message", str(e))
             if pending and time.monotonic() > deadline:
                 why = "; ".join(f"{n}: {last.get(n, '?')}" for n in sorted(pending))
-                raise Unavailable(f"agents not ready after {timeout:.0f}s ({why})",
-                                  hint=f"see {self.paths.root}/nodes/*/agent.log")
+                # the clean-up that follows removes the logs: quote them now
+                tails = "".join(f"\n--- {n} agent.log (end) ---\n{self._log_tail(n, 600)}"
+                                for n in sorted(pending))
+                raise Unavailable(f"agents not ready after {timeout:.0f}s ({why}){tails}")
             if pending:
                 time.sleep(0.1)
+
+    def _log_tail(self, node: str, size: int) -> str:
+        try:
+            return self.paths.agent_log(node).read_text(errors="replace")[-size:] or "(empty)"
+        except OSError as e:
+            return f"(unreadable: {e.strerror})"
 
     # ------------------------------------------------------------------ down
     def down(self) -> dict:

@@ -673,3 +673,17 @@ def test_ctrl_c_during_up_cleans_up_by_itself(half, stage):
     assert leftovers(name).empty(), leftovers(name)
     assert host_links() == links
     assert neighbour.intact()
+
+
+def test_agents_that_miss_the_deadline_are_quoted_before_the_clean_up(half):
+    """The clean-up after a failed `lab up` removes the agents' logs, so the
+    error must carry what they said; and nothing may be left behind."""
+    name, links, neighbour, _ = half
+    # no Python agent answers its health check within 1 ms of being started
+    r = cli("lab", "up", "--name", name, "--nodes", "1", "--timeout", "0.001")
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    assert f"lab {name}: failed; cleaning up" in r.stderr
+    assert "agents not ready after" in r.stderr and "node1 agent.log (end)" in r.stderr, r.stderr
+    assert leftovers(name).empty(), leftovers(name)
+    assert host_links() == links
+    assert neighbour.intact()

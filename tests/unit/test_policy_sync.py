@@ -211,3 +211,14 @@ def test_incremental_updates_equal_a_rebuild_from_scratch():
         fresh = PolicySync(snap, fresh_desired, "node1", polrender)
         fresh_desired.set_partitions(fresh.partitions())
         assert sync.desired.merged() == fresh_desired.merged(), f"step {step}: {name}"
+
+
+def test_a_rebuild_removes_what_was_deleted_while_the_watch_was_down():
+    snap, sync, log = setup()
+    name = polrender.peer_set_name(sync.compiled["x/allow-b"].rules[0].peers[0])
+    assert sync.desired.partition("pol/x/allow-b") and sync.desired.partition(f"polset/{name}")
+    del snap.objects["networkpolicy"][("x", "allow-b")]  # no event: the relist finds it gone
+    sync.desired.set_partitions(sync.partitions())
+    assert not sync.desired.partition("pol/x/allow-b")
+    assert not sync.desired.partition(f"polset/{name}")
+    assert ("delete", f"nft/set/{name}") in log
