@@ -182,7 +182,7 @@ class CNIHandler:
         self._need(env, *need)
         cid, ifname = env["CNI_CONTAINERID"], env["CNI_IFNAME"]
         try:
-            names.check_container_id(cid)
+            names.check_container_id(cid, "CNI_CONTAINERID")
             names.check_ifname(ifname, "CNI_IFNAME")
         except InvalidInput as e:
             raise CNIError(E_INVALID_ENV, e.message) from None

@@ -25,7 +25,10 @@ def build_router(agent) -> Router:
     r = Router()
 
     def cni(req: Request):
-        env = {k: req.headers[h] for k, h in CNI_HEADERS.items() if h in req.headers}
+        # http.server decodes header bytes as latin-1; the plugin sent the
+        # runtime's environment bytes as they were: decode them as os.environ does
+        env = {k: req.headers[h].encode("latin-1").decode("utf-8", "surrogateescape")
+               for k, h in CNI_HEADERS.items() if h in req.headers}
         res = agent.cni.handle(env, req.body)
         return RawResponse(200, res.body, {"X-CNI-Exit": str(res.exit_code)})
 

@@ -57,10 +57,10 @@ def check_node_name(name: str) -> str:
     return check_object_name(name, "node name")
 
 
-def check_container_id(cid: str) -> str:
+def check_container_id(cid: str, what: str = "container ID") -> str:
     """CNI container IDs: non-empty, alphanumerics and ``_.-`` (CNI spec)."""
     if not cid or len(cid) > 256 or not _CONTAINER_ID.fullmatch(cid):
-        raise InvalidInput(f"container ID {cid!r} must be non-empty and contain only "
+        raise InvalidInput(f"{what} {cid!r} must be non-empty and contain only "
                            "letters, digits, '_', '.', '-'")
     return cid
 

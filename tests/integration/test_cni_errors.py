@@ -178,6 +178,8 @@ ENV_CASES = [
     ("netns-missing-path", "ADD", [], {"CNI_NETNS": "/var/run/netns/cnierr-no-such-ns"},
      ["CNI_NETNS", "cnierr-no-such-ns"]),
     ("netns-relative", "ADD", [], {"CNI_NETNS": "var/run/netns/x"}, ["CNI_NETNS"]),
+    # not UTF-8 (the byte 0xff): the plugin passes it on undecoded, the agent names it
+    ("containerid-not-utf8", "ADD", [], {"CNI_CONTAINERID": "c0ffee\udcff"}, ["CNI_CONTAINERID"]),
     ("del-no-containerid", "DEL", ["CNI_CONTAINERID"], {}, ["CNI_CONTAINERID"]),
     ("del-no-ifname", "DEL", ["CNI_IFNAME"], {}, ["CNI_IFNAME"]),
     ("check-no-netns", "CHECK", ["CNI_NETNS"], {}, ["CNI_NETNS"]),
