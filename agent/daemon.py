@@ -44,17 +44,26 @@ VERSION = "0.1.0"
 
 
 @contextmanager
-def _gc_paused():
+def _gc_paused(keep: bool = False):
     """Bulk rebuilds allocate hundreds of thousands of small objects next to a
     large, long-lived heap (the cluster snapshot): Python's cyclic collector
-    would walk that heap again and again (it doubled a 10,000-Service sync)."""
+    would walk that heap again and again (it doubled a 10,000-Service sync).
+
+    ``keep``: what the block built lives as long as the agent (start-up).
+    Re-enabling the collector as is would make the next allocation walk every
+    object made during the pause (~170 ms at 10,000 Services); freezing them
+    into the permanent generation first skips that walk for good."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
+        if keep:
+            gc.freeze()
         if was:
             gc.enable()
+
+
 VXLAN_OVERHEAD = 50
 NODE_PARTITION = "node"
 HEARTBEAT = 10.0
@@ -96,10 +105,10 @@ class Agent:
             self._init_dataplane()
             self._register()
             phase("register")
-            with _gc_paused():
+            with _gc_paused(keep=True):
                 revision = self._relist()
             phase("list")
-            res = self._resync("start-up resync")
+            res = self._resync("start-up resync", keep=True)
             phase("sync")
             self._start_watch(revision + 1)
             self._start_api()
@@ -218,10 +227,10 @@ class Agent:
                            mtu=self.mtu, underlay_dev=self.underlay.ifname)
         return self._render_node(t)
 
-    def _resync(self, why: str):
+    def _resync(self, why: str, keep: bool = False):
         # Under the desired-state lock: a CNI ADD/DEL cannot slip between
         # building the partitions (from IPAM) and the scheduler's resync.
-        with _gc_paused():
+        with _gc_paused(keep):
             res = self.desired.resync(self._build_all, description=why)
         self.last_resync = {"time": time.time(), "seq": res.record.seq,
                             "operations": len(res.plan.operations), "errors": len(res.errors)}

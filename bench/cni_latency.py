@@ -433,7 +433,7 @@ def render(r: dict) -> str:
     if A.get("total_ms"):
         out.append("contiv ADD inside the agent (GET /v1/pods timings), ms:")
         out.append(f"{'':<34}{'p50':>8}{'p90':>8}{'mean':>8}{'min':>8}")
-        for k, label in (("ipam_ms", "ipam (etcd get + txn)"), ("render_ms", "render"),
+        for k, label in (("ipam_ms", "ipam (one etcd txn)"), ("render_ms", "render"),
                          ("dataplane_ms", "dataplane (netlink txn)"),
                          ("add_veth_create_ms", "  of which veth create"), ("total_ms", "agent total"),
                          ("overhead_ms", "plugin process overhead")):

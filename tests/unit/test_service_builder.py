@@ -372,6 +372,18 @@ CASES = yaml.safe_load(r"""
   ports: []
   problems: ["clusterIP '10.96.0.999' is not an address"]
 
+- id: cluster-ip-with-a-leading-zero-renders-nothing
+  spec: {clusterIP: "10.96.0.07", ports: [{name: http, port: 80}]}
+  slices: [WEB]
+  ports: []
+  problems: ["clusterIP '10.96.0.07' is not an address"]
+
+- id: external-ip-with-a-nul-renders-nothing
+  spec: {clusterIP: 10.96.0.68, externalIPs: ["198.51.100.1\0"], ports: [{name: http, port: 80}]}
+  slices: [WEB]
+  ports: []
+  problems: ["external IP '198[.]51[.]100[.]1.x00' is not an IPv4 address"]
+
 - id: ipv6-cluster-ip-reported
   spec: {clusterIP: "fd00:10:96::1", ports: [{name: http, port: 80}]}
   slices: [WEB]

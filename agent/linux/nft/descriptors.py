@@ -23,6 +23,7 @@ import re
 from agent.errors import DataplaneError, InvalidInput
 from agent.linux.nft import wire
 from agent.linux.nft.lib import Nftables
+from agent.linux.nft.pipeline import Inline, Pipeline
 from agent.linux.nft.values import (FAMILY, TABLE, TABLE_KEY, NftChain, NftChainState,
                                     NftElement, NftElements, NftSet, NftTable, chain_key,
                                     element_key, elements_key, quote, set_key)
@@ -58,24 +59,39 @@ class NftBatch:
         except wire.Unsupported:
             self.layouts.pop(v.name, None)
 
+    #: A run of netlink operations is committed in pieces of this many
+    #: operations; when a transaction has more, each piece is sent on a worker
+    #: thread while the next is encoded (see agent/linux/nft/pipeline.py).
+    PIECE = 2000
+
     def apply(self, ops, descs, ctx) -> list:
-        results: list = []
-        i = 0
-        while i < len(ops):
-            # the longest run of operations of one kind (wire or text), in order
-            batch = wire.Batch(TABLE) if self._wire_ok() else None
-            j = i
-            while j < len(ops) and batch is not None and descs[j].wire_ops(ops[j], batch, self):
-                j += 1
-            if j > i:
-                results += self._commit_wire(batch, ops[i:j], descs[i:j])
+        results: list = [None] * len(ops)
+        run = Pipeline() if len(ops) > self.PIECE else Inline()
+
+        def commit(fn, batch, i, j):
+            def go():
+                results[i:j] = fn(batch, ops[i:j], descs[i:j]) if batch else fn(ops[i:j], descs[i:j])
+            run.submit(go)
+        try:
+            i = 0
+            while i < len(ops):
+                # the longest run of operations of one kind (wire or text), in order
+                batch = wire.Batch(TABLE) if self._wire_ok() else None
+                j = i
+                while j < len(ops) and j - i < self.PIECE and batch is not None \
+                        and descs[j].wire_ops(ops[j], batch, self):
+                    j += 1
+                if j > i:
+                    commit(self._commit_wire, batch, i, j)
+                    i = j
+                    continue
+                j = i + 1
+                while j < len(ops) and not descs[j].wire_capable(ops[j], self):
+                    j += 1
+                commit(self._commit_text, None, i, j)
                 i = j
-                continue
-            j = i + 1
-            while j < len(ops) and not descs[j].wire_capable(ops[j], self):
-                j += 1
-            results += self._commit_text(ops[i:j], descs[i:j])
-            i = j
+        finally:
+            run.finish()
         return results
 
     def _wire_ok(self) -> bool:
