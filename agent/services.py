@@ -33,6 +33,18 @@ def partition(namespace: str, name: str) -> str:
 LB = "svc-lb"
 
 
+def _count(total: Counter, part: Counter, sign: int) -> None:
+    """``total += part`` (sign 1) or ``total -= part`` (sign -1), dropping
+    counts that reach zero -- what Counter's operators do, without building a
+    new Counter each time (this runs once per Service in a full sync)."""
+    for k, v in part.items():
+        n = total.get(k, 0) + sign * v
+        if n > 0:
+            total[k] = n
+        else:
+            total.pop(k, None)
+
+
 class ServiceSync:
     def __init__(self, snapshot: ClusterSnapshot, desired: DesiredState, node: str,
                  renderer: ModuleType, *, nodeport_range=NODEPORT_RANGE) -> None:
@@ -192,12 +204,12 @@ class ServiceSync:
     def _set_lb_inputs(self, key, sizes: Counter, timeouts: Counter) -> None:
         old = self._lb_in.pop(key, None)
         if old:
-            self._sizes -= old[0]
-            self._timeouts -= old[1]
+            _count(self._sizes, old[0], -1)
+            _count(self._timeouts, old[1], -1)
         if sizes or timeouts:
             self._lb_in[key] = (sizes, timeouts)
-            self._sizes += sizes
-            self._timeouts += timeouts
+            _count(self._sizes, sizes, 1)
+            _count(self._timeouts, timeouts, 1)
 
     def _lb_values(self) -> dict:
         return self.r.render_lb(set(self._sizes), set(self._timeouts))
