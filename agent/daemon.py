@@ -165,7 +165,10 @@ class Agent:
         self.mtu = self.cfg.mtu or (self.underlay.mtu - VXLAN_OVERHEAD)
         self.netlink = Netlink()
         self.nft = Nftables()
-        self.scheduler = Scheduler(linux.descriptors(self.netlink) + nft_descriptors(self.nft),
+        nft_descs = nft_descriptors(self.nft)
+        # the start-up resync's retrieve lists our table; start that now
+        nft_descs[0].batch_group.prefetch()
+        self.scheduler = Scheduler(linux.descriptors(self.netlink) + nft_descs,
                                    history_size=self.cfg.history_size)
         self.desired = DesiredState(self.scheduler)
         self._render_node = lambda t: {**render.render_node(t), **svcrender.render_base(

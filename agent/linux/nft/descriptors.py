@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 
 from agent.errors import DataplaneError, InvalidInput
 from agent.linux.nft import wire
@@ -35,6 +36,34 @@ T = f"{FAMILY} {TABLE}"
 _NAME = re.compile(r"^[A-Za-z0-9_./:\-]{1,200}$")
 
 
+class _Prefetch:
+    """``Nftables().list_json(what)`` on a thread of its own, with its own
+    libnftables context (the agent's is not shared across threads)."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._out: list | BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="nft-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        nft = None
+        try:
+            nft = Nftables()
+            self._out = nft.list_json(self._what)
+        except BaseException as e:  # noqa: BLE001 -- re-raised by result()
+            self._out = e
+        finally:
+            if nft is not None:
+                nft.close()
+
+    def result(self) -> list:
+        self._thread.join()
+        if isinstance(self._out, BaseException):
+            raise self._out
+        return self._out
+
+
 class NftBatch:
     """The batch group shared by the nft descriptors.
 
@@ -47,10 +76,20 @@ class NftBatch:
         self.wire = None
         self.layouts: dict[str, tuple[list[str], bool]] = {}
         self._listing: tuple[object, list] | None = None
+        self._prefetch: _Prefetch | None = None
+
+    def prefetch(self) -> None:
+        """Start listing the table now, on another thread, for the next
+        resync's retrieve. At start-up the listing (seconds at 10,000
+        Services, mostly inside libnftables with the GIL released) then
+        overlaps the etcd listing and the build. Any transaction before that
+        retrieve discards it: the listing must not predate a change of ours."""
+        self._prefetch = _Prefetch(f"table {T}")
 
     def listing(self, ctx) -> list[dict]:
         if self._listing is None or self._listing[0] is not ctx:
-            self._listing = (ctx, self.nft.list_json(f"table {T}"))
+            pre, self._prefetch = self._prefetch, None
+            self._listing = (ctx, pre.result() if pre else self.nft.list_json(f"table {T}"))
         return self._listing[1]
 
     def learn_set(self, v: NftSet) -> None:
@@ -65,6 +104,7 @@ class NftBatch:
     PIECE = 2000
 
     def apply(self, ops, descs, ctx) -> list:
+        self._prefetch = None  # a listing from before this change is stale
         results: list = [None] * len(ops)
         run = Pipeline() if len(ops) > self.PIECE else Inline()
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import threading
+
+import orjson
 
 from agent.errors import DataplaneError, FatalError
 
@@ -56,12 +57,15 @@ class Nftables:
     def run(self, text: str, *, json_output: bool = False) -> str:
         """Run command text as one transaction; returns the output (JSON text
         with ``json_output``). Raises DataplaneError with nft's message."""
+        return self._run(text, json_output).decode(errors="replace")
+
+    def _run(self, text: str, json_output: bool) -> bytes:
         with self._lock:
             flags = self._lib.nft_ctx_output_get_flags(self._ctx)
             want = (flags | NFT_CTX_OUTPUT_JSON) if json_output else (flags & ~NFT_CTX_OUTPUT_JSON)
             self._lib.nft_ctx_output_set_flags(self._ctx, want)
             rc = self._lib.nft_run_cmd_from_buffer(self._ctx, text.encode())
-            out = (self._lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode(errors="replace")
+            out = self._lib.nft_ctx_get_output_buffer(self._ctx) or b""
             err = (self._lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode(errors="replace")
         if rc != 0:
             first = next((ln for ln in err.splitlines() if ln.startswith("Error")), err.strip()[:300])
@@ -72,12 +76,19 @@ class Nftables:
     def list_json(self, what: str) -> list[dict]:
         """``list <what>`` as parsed JSON objects (empty list if it does not exist)."""
         try:
-            out = self.run(f"list {what}", json_output=True)
+            out = self._run(f"list {what}", True)
         except DataplaneError as e:
             if "No such file or directory" in e.args_.get("error", ""):
                 return []
             raise
-        return json.loads(out).get("nftables", []) if out.strip() else []
+        if not out.strip():
+            return []
+        try:  # orjson: this listing is tens of megabytes at 10,000 Services
+            doc = orjson.loads(out)
+        except orjson.JSONDecodeError:  # e.g. a foreign comment that is not UTF-8
+            import json  # noqa: PLC0415
+            doc = json.loads(out.decode(errors="replace"))
+        return doc.get("nftables", [])
 
     def close(self) -> None:
         with self._lock:
