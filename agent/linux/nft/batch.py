@@ -1,0 +1,158 @@
+"""The batch group shared by the nft descriptors (:class:`NftBatch`).
+
+The scheduler hands a run of consecutive nft operations to one group call.
+The group sends them to the kernel as few transactions as possible: the
+longest runs the netlink writer (:mod:`agent.linux.nft.wire`) can encode go
+as nf_tables batches -- in pieces on a worker thread when large
+(:mod:`agent.linux.nft.pipeline`) -- and the rest as libnftables command text.
+A run that fails is retried one operation at a time, to apply the good ones
+and name the bad ones. The group also holds what the descriptors share: the
+key layout of every set, and the table listing one resync reads once.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from agent.errors import DataplaneError
+from agent.linux.nft import wire
+from agent.linux.nft.lib import Nftables
+from agent.linux.nft.pipeline import Inline, Pipeline
+from agent.linux.nft.values import FAMILY, TABLE, NftSet
+
+log = logging.getLogger(__name__)
+T = f"{FAMILY} {TABLE}"
+
+
+class _Prefetch:
+    """``Nftables().list_json(what)`` on a thread of its own, with its own
+    libnftables context (the agent's is not shared across threads)."""
+
+    def __init__(self, what: str) -> None:
+        self._what = what
+        self._out: list | BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="nft-prefetch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        nft = None
+        try:
+            nft = Nftables()
+            self._out = nft.list_json(self._what)
+        except BaseException as e:  # noqa: BLE001 -- re-raised by result()
+            self._out = e
+        finally:
+            if nft is not None:
+                nft.close()
+
+    def result(self) -> list:
+        self._thread.join()
+        if isinstance(self._out, BaseException):
+            raise self._out
+        return self._out
+
+
+class NftBatch:
+    """The batch group shared by the nft descriptors.
+
+    Also the descriptors' shared knowledge: the key layout of every set (for
+    encoding elements on the wire) and, during one resync, the table listing
+    (read once for all four descriptors)."""
+
+    def __init__(self, nft: Nftables) -> None:
+        self.nft = nft
+        self.wire = None
+        self.layouts: dict[str, tuple[list[str], bool]] = {}
+        self._listing: tuple[object, list] | None = None
+        self._prefetch: _Prefetch | None = None
+
+    def prefetch(self) -> None:
+        """Start listing the table now, on another thread, for the next
+        resync's retrieve. At start-up the listing (seconds at 10,000
+        Services, mostly inside libnftables with the GIL released) then
+        overlaps the etcd listing and the build. Any transaction before that
+        retrieve discards it: the listing must not predate a change of ours."""
+        self._prefetch = _Prefetch(f"table {T}")
+
+    def listing(self, ctx) -> list[dict]:
+        if self._listing is None or self._listing[0] is not ctx:
+            pre, self._prefetch = self._prefetch, None
+            self._listing = (ctx, pre.result() if pre else self.nft.list_json(f"table {T}"))
+        return self._listing[1]
+
+    def learn_set(self, v: NftSet) -> None:
+        try:
+            self.layouts[v.name] = wire.set_key_layout(v.spec)
+        except wire.Unsupported:
+            self.layouts.pop(v.name, None)
+
+    #: A run of netlink operations is committed in pieces of this many
+    #: operations; when a transaction has more, each piece is sent on a worker
+    #: thread while the next is encoded (see agent/linux/nft/pipeline.py).
+    PIECE = 2000
+
+    def apply(self, ops, descs, ctx) -> list:
+        self._prefetch = None  # a listing from before this change is stale
+        results: list = [None] * len(ops)
+        run = Pipeline() if len(ops) > self.PIECE else Inline()
+
+        def commit(fn, batch, i, j):
+            def go():
+                # (`is not None`: a wire batch can be empty, and Batch has a length)
+                results[i:j] = (fn(ops[i:j], descs[i:j]) if batch is None
+                                else fn(batch, ops[i:j], descs[i:j]))
+            run.submit(go)
+        try:
+            i = 0
+            while i < len(ops):
+                # the longest run of operations of one kind (wire or text), in order
+                batch = wire.Batch(TABLE) if self._wire_ok() else None
+                j = i
+                while j < len(ops) and j - i < self.PIECE and batch is not None \
+                        and descs[j].wire_ops(ops[j], batch, self):
+                    j += 1
+                if j > i:
+                    commit(self._commit_wire, batch, i, j)
+                    i = j
+                    continue
+                j = i + 1
+                while j < len(ops) and not descs[j].wire_capable(ops[j], self):
+                    j += 1
+                commit(self._commit_text, None, i, j)
+                i = j
+        finally:
+            run.finish()
+        return results
+
+    def _wire_ok(self) -> bool:
+        if self.wire is None:
+            try:
+                self.wire = wire.Wire()
+            except OSError as e:
+                log.warning("nf_tables netlink unavailable (%s); using libnftables only", e)
+                self.wire = False
+        return bool(self.wire)
+
+    def _commit_wire(self, batch, ops, descs) -> list:
+        try:
+            self.wire.commit(batch)
+            return [None] * len(ops)
+        except DataplaneError:
+            return [self._one(op, d) for op, d in zip(ops, descs)]
+
+    def _commit_text(self, ops, descs) -> list:
+        text = [ln for op, d in zip(ops, descs) for ln in d.commands(op)]
+        try:
+            self.nft.run("\n".join(text) + "\n")
+            return [None] * len(ops)
+        except DataplaneError:
+            if len(ops) == 1:
+                return [self._one(ops[0], descs[0])]
+        return [self._one(op, d) for op, d in zip(ops, descs)]
+
+    def _one(self, op, d):
+        try:
+            self.nft.run("\n".join(d.commands(op)) + "\n")
+            return None
+        except DataplaneError as e:
+            return e
