@@ -45,6 +45,9 @@ class Plan:
     pending: dict[str, str] = field(default_factory=dict)
     #: key -> validation error; never attempted.
     invalid: dict[str, str] = field(default_factory=dict)
+    #: keys found in place and equivalent to their desired value (no operation);
+    #: not part of the record, the scheduler's bookkeeping only.
+    unchanged: set[str] = field(default_factory=set, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.operations)

@@ -427,6 +427,8 @@ class Scheduler:
                     plan.operations.append(Operation(OpKind.UPDATE, k, value,
                                                      "value changed" if k in self._actual and actual is self._actual
                                                      else "drift: data plane differs from desired", old=a.value))
+                else:
+                    plan.unchanged.add(k)
                 return
             if k in remove:
                 reason = "re-create: " + remove[k]
@@ -467,7 +469,11 @@ class Scheduler:
                 if k not in retrieved:
                     self._drop_actual(k)
             for k, a in retrieved.items():
-                self._set_actual(k, a.value, a.metadata)
+                # In place and equivalent: keep the desired object as the actual
+                # one -- the retrieved copy would double the memory of a warm
+                # restart and miss the dependency cache (keyed by identity).
+                value = self._desired[k] if k in plan.unchanged else a.value
+                self._set_actual(k, value, a.metadata)
         else:
             plan = self._plan(keys, self._actual)
         errors = self._execute(plan, rec)

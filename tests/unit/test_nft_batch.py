@@ -97,3 +97,20 @@ def test_a_refused_piece_is_retried_one_by_one_and_only_its_bad_op_fails():
     assert [len(c) for c in wire.commits] == [NftBatch.PIECE, 10]
     assert g.nft.runs == [f"cmd op{i}" for i in range(NftBatch.PIECE, 2 * NftBatch.PIECE)
                           if i != NftBatch.PIECE + 3]
+
+
+class Ctx:  # a retrieve pass, as the scheduler makes one
+    pass
+
+
+def test_one_listing_per_retrieve_pass_dropped_with_the_pass():
+    nft = FakeNft()
+    listed = []
+    nft.list_json = lambda what: listed.append(what) or [{"table": {"name": "contiv"}}]
+    g = group(nft=nft)
+    ctx = Ctx()
+    assert g.listing(ctx) is g.listing(ctx) and len(listed) == 1  # shared by the descriptors
+    del ctx  # the pass is over: the (large) listing must not outlive it
+    assert g._listing is None
+    g.listing(Ctx())
+    assert len(listed) == 2  # a new pass reads the table again

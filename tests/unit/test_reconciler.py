@@ -238,3 +238,18 @@ def test_states_of_and_failed_count_agree_with_counts(env):
     assert states == {"fake/iface/ok": "configured", "fake/iface/bad": "failed",
                       "fake/route/10.0.0.0/24": "pending"}
     assert s.failed_count() == s.counts()["failed"] == 1
+
+
+def test_resync_keeps_the_desired_object_for_what_it_found_in_place(env):
+    """A warm restart finds everything in place: the scheduler then holds one
+    copy of each value (the desired one), not the desired and the retrieved."""
+    plane, s, _ = env
+    (k1, v1), (k2, v2) = iface("eth1"), iface("eth2")
+    s.apply({k1: v1, k2: v2})
+    copy = iface("eth1")[1]  # equal, not the same object: what a retrieve returns
+    plane.objects[k1] = (copy, "contiv")
+    plane.objects[k2] = (iface("eth2", mtu=1400)[1], "contiv")  # drifted
+    r = s.resync()
+    assert [(o.kind, o.key) for o in r.plan.operations] == [(OpKind.UPDATE, k2)]
+    assert s.actual()[k1] is v1 and s.actual()[k1] is not copy
+    assert s.actual()[k2] == v2  # repaired: its actual is what was written

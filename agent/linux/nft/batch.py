@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
+from typing import Callable
 
 from agent.errors import DataplaneError
 from agent.linux.nft import wire
@@ -63,7 +65,7 @@ class NftBatch:
         self.nft = nft
         self.wire = None
         self.layouts: dict[str, tuple[list[str], bool]] = {}
-        self._listing: tuple[object, list] | None = None
+        self._listing: tuple[Callable[[], object], list] | None = None  # (ctx ref, listing)
         self._prefetch: _Prefetch | None = None
 
     def prefetch(self) -> None:
@@ -75,10 +77,24 @@ class NftBatch:
         self._prefetch = _Prefetch(f"table {T}")
 
     def listing(self, ctx) -> list[dict]:
-        if self._listing is None or self._listing[0] is not ctx:
+        """The table listing for the retrieve pass ``ctx`` (read once, shared
+        by the descriptors). It is dropped when ``ctx`` is: at 10,000
+        Services it is a hundred megabytes of parsed JSON that nothing needs
+        after the retrieve."""
+        cur = self._listing
+        if cur is None or cur[0]() is not ctx:
             pre, self._prefetch = self._prefetch, None
-            self._listing = (ctx, pre.result() if pre else self.nft.list_json(f"table {T}"))
+            data = pre.result() if pre else self.nft.list_json(f"table {T}")
+            try:
+                ref = weakref.ref(ctx, self._forget)
+            except TypeError:  # a context that takes no weak reference: keep it
+                ref = lambda ctx=ctx: ctx  # noqa: E731
+            self._listing = (ref, data)
         return self._listing[1]
+
+    def _forget(self, ref) -> None:
+        if self._listing is not None and self._listing[0] is ref:
+            self._listing = None
 
     def learn_set(self, v: NftSet) -> None:
         try:
