@@ -74,7 +74,7 @@ def build_router(agent) -> Router:
         return agent.scheduler.dry_run(resync=True).to_dict()
 
     def resync(req: Request):
-        res = agent._resync("resync requested through the API")
+        res = agent.request_resync("resync requested through the API")
         return res.record.to_dict()
 
     def history(req: Request):

@@ -94,6 +94,35 @@ def test_drift_is_reported_by_plan_and_repaired_by_resync(lab2, pods):
     assert c.get("/v1/plan")["operations"] == []
 
 
+def test_pods_added_while_resyncs_run_survive_them(lab2, pods):
+    """Resyncs asked for through the API run on the agent loop while CNI ADDs
+    are served on API threads: every request succeeds, and a resync never
+    removes a pod that was added while it ran (the pods' partitions are read
+    under the lock the ADDs take)."""
+    from concurrent.futures import ThreadPoolExecutor
+    rt = Runtime(lab2.cni_path())
+    names = [f"during{i}" for i in range(4)]
+    for n in names:
+        sysnet.netns_add(lab2.paths.pod_ns("r", n))
+    try:
+        with ThreadPoolExecutor(6) as ex:
+            resyncs = [ex.submit(lab2.client("node1").post, "/v1/resync") for _ in range(2)]
+            adds = {n: ex.submit(rt.add, lab2.conflist("node1"), f"restart-{n}",
+                                 sysnet.netns_path(lab2.paths.pod_ns("r", n))) for n in names}
+            recs = [f.result() for f in resyncs]
+            ips = {n: f.result()["ips"][0]["address"].split("/")[0] for n, f in adds.items()}
+        assert all(r["ok"] and r["description"] == "resync requested through the API" for r in recs), recs
+        assert lab2.client("node1").get("/v1/plan")["operations"] == []
+        for n, ip in ips.items():
+            assert _ping(lab2, "c", ip), f"pod {n} ({ip}) lost"
+    finally:
+        for n in names:
+            try:
+                rt.delete(lab2.conflist("node1"), f"restart-{n}", sysnet.netns_path(lab2.paths.pod_ns("r", n)))
+            finally:
+                sysnet.netns_del(lab2.paths.pod_ns("r", n))
+
+
 def test_foreign_routes_and_links_survive_resync(lab2, pods):
     node_ns = lab2.paths.node_ns("node1")
     subprocess.run(["ip", "-n", node_ns, "route", "add", "203.0.113.0/24", "dev", "eth0"], check=True)

@@ -47,6 +47,9 @@ class _Prefetch:
             if nft is not None:
                 nft.close()
 
+    def wait(self) -> None:
+        self._thread.join()
+
     def result(self) -> list:
         self._thread.join()
         if isinstance(self._out, BaseException):
@@ -75,6 +78,13 @@ class NftBatch:
         overlaps the etcd listing and the build. Any transaction before that
         retrieve discards it: the listing must not predate a change of ours."""
         self._prefetch = _Prefetch(f"table {T}")
+
+    def wait_prefetch(self) -> None:
+        """Let a listing started by :meth:`prefetch` finish (before taking a
+        lock that its consumer would otherwise hold while waiting)."""
+        pre = self._prefetch
+        if pre is not None:
+            pre.wait()
 
     def listing(self, ctx) -> list[dict]:
         """The table listing for the retrieve pass ``ctx`` (read once, shared
