@@ -26,6 +26,50 @@ log = logging.getLogger(__name__)
 T = f"{FAMILY} {TABLE}"
 
 
+def _elem_text(e) -> str:
+    """JSON element key/value -> our text form (``10.96.0.1 . tcp . 80``)."""
+    if isinstance(e, dict):
+        if "concat" in e:
+            return " . ".join(_elem_text(x) for x in e["concat"])
+        if "prefix" in e:
+            return f"{e['prefix']['addr']}/{e['prefix']['len']}"
+        if "range" in e:
+            return f"{_elem_text(e['range'][0])}-{_elem_text(e['range'][1])}"
+        for verdict in ("goto", "jump"):
+            if verdict in e:
+                return f"{verdict} {e[verdict]['target']}"
+        for verdict in ("drop", "accept", "return", "continue"):
+            if verdict in e:
+                return verdict
+    return str(e)
+
+
+def kernel_elements(listing: list[dict]) -> dict[str, list[tuple[str, str, str]]]:
+    """set name -> [(key text, value text, comment)] for every set and map of
+    our table in a JSON listing of it."""
+    out: dict[str, list[tuple[str, str, str]]] = {}
+    for o in listing:
+        for kw in ("set", "map"):
+            s = o.get(kw)
+            if not s or s.get("table") != TABLE:
+                continue
+            items = out.setdefault(s["name"], [])
+            for e in s.get("elem", []):
+                comment = ""
+                if isinstance(e, dict) and "elem" in e:
+                    comment = e["elem"].get("comment", "")
+                    e = e["elem"]["val"]
+                if kw == "map":
+                    k, val = e
+                    if isinstance(k, dict) and "elem" in k:
+                        comment = k["elem"].get("comment", "")
+                        k = k["elem"]["val"]
+                    items.append((_elem_text(k), _elem_text(val), comment))
+                else:
+                    items.append((_elem_text(e), "", comment))
+    return out
+
+
 class _Prefetch:
     """``Nftables().list_json(what)`` on a thread of its own, with its own
     libnftables context (the agent's is not shared across threads)."""
@@ -40,7 +84,9 @@ class _Prefetch:
         nft = None
         try:
             nft = Nftables()
-            self._out = nft.list_json(self._what)
+            listing = nft.list_json(self._what)
+            # parsed here too: what a resync does with the listing under its lock
+            self._out = (listing, kernel_elements(listing))
         except BaseException as e:  # noqa: BLE001 -- re-raised by result()
             self._out = e
         finally:
@@ -50,7 +96,8 @@ class _Prefetch:
     def wait(self) -> None:
         self._thread.join()
 
-    def result(self) -> list:
+    def result(self) -> tuple[list, dict]:
+        """(listing, its elements by set)."""
         self._thread.join()
         if isinstance(self._out, BaseException):
             raise self._out
@@ -68,7 +115,8 @@ class NftBatch:
         self.nft = nft
         self.wire = None
         self.layouts: dict[str, tuple[list[str], bool]] = {}
-        self._listing: tuple[Callable[[], object], list] | None = None  # (ctx ref, listing)
+        # (ctx ref, listing, its elements by set or None until asked for)
+        self._listing: tuple[Callable[[], object], list, dict | None] | None = None
         self._prefetch: _Prefetch | None = None
 
     def prefetch(self) -> None:
@@ -91,16 +139,28 @@ class NftBatch:
         by the descriptors). It is dropped when ``ctx`` is: at 10,000
         Services it is a hundred megabytes of parsed JSON that nothing needs
         after the retrieve."""
+        return self._pass(ctx)[1]
+
+    def elements(self, ctx, sets: set[str]):
+        """(set, key text, value text, comment) of every element of ``sets``
+        in the listing of the retrieve pass ``ctx``."""
+        cur = self._pass(ctx)
+        if cur[2] is None:
+            self._listing = cur = (cur[0], cur[1], kernel_elements(cur[1]))
+        by_set = cur[2]
+        return [(name, k, v, c) for name in sets for k, v, c in by_set.get(name, ())]
+
+    def _pass(self, ctx) -> tuple:
         cur = self._listing
         if cur is None or cur[0]() is not ctx:
             pre, self._prefetch = self._prefetch, None
-            data = pre.result() if pre else self.nft.list_json(f"table {T}")
+            listing, elements = pre.result() if pre else (self.nft.list_json(f"table {T}"), None)
             try:
                 ref = weakref.ref(ctx, self._forget)
             except TypeError:  # a context that takes no weak reference: keep it
                 ref = lambda ctx=ctx: ctx  # noqa: E731
-            self._listing = (ref, data)
-        return self._listing[1]
+            self._listing = cur = (ref, listing, elements)
+        return cur
 
     def _forget(self, ref) -> None:
         if self._listing is not None and self._listing[0] is ref:

@@ -213,47 +213,6 @@ class ChainDescriptor(_NftBase):
         return desired == actual
 
 
-def _elem_text(e) -> str:
-    """JSON element key/value -> our text form (``10.96.0.1 . tcp . 80``)."""
-    if isinstance(e, dict):
-        if "concat" in e:
-            return " . ".join(_elem_text(x) for x in e["concat"])
-        if "prefix" in e:
-            return f"{e['prefix']['addr']}/{e['prefix']['len']}"
-        if "range" in e:
-            return f"{_elem_text(e['range'][0])}-{_elem_text(e['range'][1])}"
-        for verdict in ("goto", "jump"):
-            if verdict in e:
-                return f"{verdict} {e[verdict]['target']}"
-        for verdict in ("drop", "accept", "return", "continue"):
-            if verdict in e:
-                return verdict
-    return str(e)
-
-
-def kernel_elements(listing: list[dict], sets: set[str]):
-    """(set, key text, value text, comment) of every element of ``sets`` in a
-    JSON listing of the table."""
-    for o in listing:
-        for kw in ("set", "map"):
-            s = o.get(kw)
-            if not s or s.get("table") != TABLE or s["name"] not in sets:
-                continue
-            for e in s.get("elem", []):
-                comment = ""
-                if isinstance(e, dict) and "elem" in e:
-                    comment = e["elem"].get("comment", "")
-                    e = e["elem"]["val"]
-                if kw == "map":
-                    k, val = e
-                    if isinstance(k, dict) and "elem" in k:
-                        comment = k["elem"].get("comment", "")
-                        k = k["elem"]["val"]
-                    yield s["name"], _elem_text(k), _elem_text(val), comment
-                else:
-                    yield s["name"], _elem_text(e), "", comment
-
-
 class ElementDescriptor(_NftBase):
     name = "nft-element"
     key_prefix = "nft/element/"
@@ -333,7 +292,7 @@ class ElementDescriptor(_NftBase):
     def retrieve(self, correlate, ctx):
         statics = {v.set for v in correlate.values()}
         out = []
-        for set_name, key_text, val_text, comment in kernel_elements(self.batch_group.listing(ctx), statics):
+        for set_name, key_text, val_text, comment in self.batch_group.elements(ctx, statics):
             ek = element_key(set_name, key_text)
             want = correlate.get(ek)
             refs = want.refs if want is not None and want.value == val_text else ()
@@ -428,7 +387,7 @@ class ElementsDescriptor(ElementDescriptor):
                 owner[(v.set, k)] = vk
         found: dict[str, list] = {}
         listing = self.batch_group.listing(ctx)
-        for set_name, k, val, c in kernel_elements(listing, sets):
+        for set_name, k, val, c in self.batch_group.elements(ctx, sets):
             vk = owner.get((set_name, k)) or elements_key(set_name, self.ORPHANS)
             found.setdefault(vk, []).append((k, val, c))
         # an owner with nothing in an existing set holds the empty group there
