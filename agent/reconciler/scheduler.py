@@ -312,8 +312,15 @@ class Scheduler:
         """
         out: dict[str, _Actual] = {}
         ctx = _RetrieveCtx(out)
+        # desired values by descriptor in one pass (every prefix is "plane/type/")
+        by_prefix: dict[str, dict[str, Any]] = {p: {} for p in self._descs}
+        for k, v in self._desired.items():
+            i = k.find("/", k.find("/") + 1)
+            group = by_prefix.get(k[:i + 1]) if i > 0 else None
+            if group is not None:
+                group[k] = v
         for prefix, desc in self._descs.items():
-            correlate = {k: v for k, v in self._desired.items() if k.startswith(prefix)}
+            correlate = by_prefix[prefix]
             for r in desc.retrieve(correlate, ctx):
                 if not isinstance(r, Retrieved) or not r.key.startswith(prefix):
                     raise TypeError(f"{desc.name}.retrieve returned {r!r}")
