@@ -279,9 +279,13 @@ class Agent:
         """Run a resync on the agent loop and return its result (API threads)."""
         req = _ResyncRequest(why)
         self._q.put(req)
-        if not req.done.wait(timeout):
-            raise Unavailable(f"the agent loop did not run the resync within {timeout:.0f}s",
-                              hint="see the agent's log; it may be stopping")
+        deadline = time.monotonic() + timeout
+        while not req.done.wait(0.2):
+            if self._stop.is_set():  # the loop is gone or going: nobody will run it
+                raise Unavailable("the agent is stopping; the resync did not run")
+            if time.monotonic() > deadline:
+                raise Unavailable(f"the agent loop did not run the resync within {timeout:.0f}s",
+                                  hint="see the agent's log")
         if req.error is not None:
             raise req.error
         return req.result
