@@ -246,11 +246,16 @@ class Agent:
     def _resync(self, why: str, keep: bool = False, built: dict[str, dict] | None = None):
         """Rebuild every partition and resync the data plane against them.
         ``built``: the Services' and policies' partitions, made beforehand
-        (see :meth:`_resync_live`); None builds everything here."""
+        (see :meth:`_resync_live`); None builds everything here, the pods'
+        partitions from their IPAM records in etcd (start-up)."""
         def build() -> dict[str, dict]:
             if built is None:
                 return self._build_all()
-            return {NODE_PARTITION: self._node_values(), **self.podnet.restore_partitions(), **built}
+            # The pods' partitions as CNI keeps them, not re-read from etcd:
+            # nothing here may fail once Services and policies were rebuilt
+            # (their group ids would no longer match the desired state).
+            pods = {n: self.desired.partition(n) for n in self.desired.names("pod/")}
+            return {NODE_PARTITION: self._node_values(), **pods, **built}
         # Under the desired-state lock: a CNI ADD/DEL cannot slip between
         # building the pod partitions (from IPAM) and the scheduler's resync.
         with _gc_paused(keep):
@@ -270,10 +275,13 @@ class Agent:
         taken, and the table listing the retrieve needs runs on a thread
         meanwhile. At 10,000 Services that takes about 1.5 s out of the lock."""
         self._nft_batch.prefetch()
-        with _gc_paused():
-            built = {**self.services.partitions(), **self.policies.partitions()}
-            self._nft_batch.wait_prefetch()
-            return self._resync(why, built=built)
+        try:
+            with _gc_paused():
+                built = {**self.services.partitions(), **self.policies.partitions()}
+                self._nft_batch.wait_prefetch()
+                return self._resync(why, built=built)
+        finally:
+            self._nft_batch.discard_prefetch()  # used, or not to be used later
 
     def request_resync(self, why: str, timeout: float = 300.0):
         """Run a resync on the agent loop and return its result (API threads)."""
@@ -369,7 +377,7 @@ class Agent:
                 elif isinstance(item, _ResyncRequest):
                     try:
                         item.result = self._resync_live(item.why)
-                    except BaseException as e:  # noqa: BLE001 -- handed to the waiting API thread
+                    except Exception as e:  # noqa: BLE001 -- handed to the waiting API thread
                         item.error = e
                     finally:
                         item.done.set()

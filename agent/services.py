@@ -142,11 +142,13 @@ class ServiceSync:
             slices = [bucket[(ns, s)] for s in sorted(self._slices.get(key, ())) if (ns, s) in bucket]
             res = build_service(svc, slices, self.snapshot.objects["pod"], self.node,
                                 nodeport_range=self.nodeport_range)
-        seen = self.problems.setdefault(key, set())
+        # A new set each time, assigned once complete: API threads read it
+        # (describe) while this, the agent loop, builds the next one.
+        seen = self.problems.get(key, frozenset())
+        problems = set(res.problems)
         for p in res.problems:
             if p not in seen:
                 log.warning("%s (skipped)", p)
-        self.problems[key] = set(res.problems)
         for sl in slices:
             for ep in sl.get("endpoints") or []:
                 t = ep.get("targetRef") or {}
@@ -158,9 +160,10 @@ class ServiceSync:
             if limit and len(sp.endpoints) > limit:
                 p = (f"service {ns}/{name}: port {sp.name or sp.protocol}: {len(sp.endpoints)} endpoints, "
                      f"only the first {limit} are used by this data plane")
-                if p not in self.problems[key]:
+                if p not in seen:
                     log.warning("%s", p)
-                self.problems[key].add(p)
+                problems.add(p)
+        self.problems[key] = problems
         values: dict = {}
         sizes, timeouts = Counter(), Counter()
         wanted = set()

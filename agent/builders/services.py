@@ -93,6 +93,14 @@ def _is_ipv4(text) -> bool:
     return True
 
 
+def _version(text: str) -> int:
+    """4 or 6 for an address in text, 0 for anything else."""
+    try:
+        return ipaddress.ip_address(text).version
+    except ValueError:
+        return 0
+
+
 def _valid_port(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535
 
@@ -118,10 +126,9 @@ def build_service(svc: dict, slices: list[dict], pods: dict[tuple[str, str], dic
     cluster_ip = spec.get("clusterIP") or ""
     headless = cluster_ip in ("", "None")
     if not headless and not _is_ipv4(cluster_ip):
-        try:
-            ipaddress.ip_address(cluster_ip)
+        if isinstance(cluster_ip, str) and _version(cluster_ip) == 6:
             out.problems.append(f"service {ref}: IPv6 cluster IP {cluster_ip} is not supported yet")
-        except ValueError:
+        else:
             out.problems.append(f"service {ref}: clusterIP {cluster_ip!r} is not an address")
         return out
     aff = 0

@@ -14,7 +14,7 @@ class FakeWire:
         self.refuse = refuse
 
     def commit(self, b):
-        msgs = [m[2] for m in b.msgs]
+        msgs = [m[2] for m in b.messages()]
         if self.refuse(msgs):
             raise DataplaneError("refused", op="nft-netlink", args={})
         self.commits.append(msgs)
@@ -114,3 +114,64 @@ def test_one_listing_per_retrieve_pass_dropped_with_the_pass():
     assert g._listing is None
     g.listing(Ctx())
     assert len(listed) == 2  # a new pass reads the table again
+
+
+class ElemDesc(Desc):
+    """Appends one element of set ``s`` per op; with ``fail_after``, appends
+    that many of its elements and then finds it cannot encode the rest."""
+
+    def __init__(self, fail_after=None):
+        super().__init__()
+        self.fail_after = fail_after
+
+    def wire_ops(self, op, b, batch):
+        if self.fail_after is None:
+            b.add_elem("s", op.encode().ljust(8, b"\0"))
+            return True
+        for k in range(self.fail_after):
+            b.add_elem("s", f"{op}-{k}".encode().ljust(8, b"\0"))
+        return False
+
+
+def test_an_op_that_gives_up_midway_leaves_nothing_of_itself_in_the_run():
+    g = group()
+    res = g.apply(["e1", "e2", "bad"], [ElemDesc(), ElemDesc(), ElemDesc(fail_after=2)], None)
+    assert res == [None, None, None]
+    (commit,) = g.wire.commits
+    (msg,) = commit  # one element list, still open when "bad" appended to it
+    assert b"e1" in msg and b"e2" in msg and b"bad" not in msg
+    assert g.nft.runs == ["cmd bad"]  # the whole op went as text
+
+
+class SetTextDesc(Desc):
+    """A set that goes as command text; making its text teaches the layout."""
+
+    def __init__(self, group_):
+        super().__init__(wire=False)
+        self.group = group_
+
+    def commands(self, op):
+        self.group.layouts["s"] = (["ipv4_addr"], False)
+        return [f"cmd {op}"]
+
+
+class NeedsLayout(ElemDesc):
+    def wire_ops(self, op, b, batch):
+        return "s" in batch.layouts and super().wire_ops(op, b, batch)
+
+    def wire_capable(self, op, batch):
+        return "s" in batch.layouts
+
+
+def test_a_set_made_by_text_is_known_to_the_encoding_of_later_pieces():
+    """In a pipelined apply the text runs on the worker thread; the set's key
+    layout must be learned when the text is made (the caller's thread), or the
+    elements after it would go as text or not, depending on timing."""
+    g = group()
+    n = 3 * NftBatch.PIECE
+    ops = ["set"] + [f"e{i}" for i in range(n)]
+    descs = [SetTextDesc(g)] + [NeedsLayout()] * n
+    assert g.apply(ops, descs, None) == [None] * (n + 1)
+    assert g.nft.runs == ["cmd set"]  # every element went over netlink, in 3 pieces
+    sent = b"".join(m for c in g.wire.commits for m in c)
+    assert len(g.wire.commits) == 3 and all(f"e{i}\0".encode() in sent for i in range(n))

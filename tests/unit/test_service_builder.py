@@ -384,6 +384,12 @@ CASES = yaml.safe_load(r"""
   ports: []
   problems: ["external IP '198[.]51[.]100[.]1.x00' is not an IPv4 address"]
 
+- id: cluster-ip-that-is-a-number-is-not-an-address
+  spec: {clusterIP: 5, ports: [{name: http, port: 80}]}
+  slices: [WEB]
+  ports: []
+  problems: ["clusterIP 5 is not an address"]
+
 - id: ipv6-cluster-ip-reported
   spec: {clusterIP: "fd00:10:96::1", ports: [{name: http, port: 80}]}
   slices: [WEB]

@@ -405,8 +405,18 @@ def test_a_group_holds_at_most_max_endpoints_and_the_sync_says_so():
         "endpoints": [{"addresses": [e.ip], "conditions": {"ready": True}} for e in eps]}
     sync = ServiceSync(snap, DesiredState(Scheduler()), "node1", R)
     sync._reindex()
-    sync.build(("default", "big"))
+    import logging
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("agent.services").addHandler(handler)
+    try:
+        for _ in range(3):  # rebuilt three times: reported once (the issue: "logged once")
+            sync.build(("default", "big"))
+    finally:
+        logging.getLogger("agent.services").removeHandler(handler)
     assert any("1500 endpoints, only the first 1023" in p for p in sync.problems[("default", "big")])
+    assert sum("only the first 1023" in r.getMessage() for r in records) == 1, [r.getMessage() for r in records]
 
 # --------------------------------------------------------------------------- grouping
 def test_a_port_is_one_value_per_set_and_one_endpoint_change_is_one_value():

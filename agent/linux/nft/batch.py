@@ -177,16 +177,20 @@ class NftBatch:
     #: thread while the next is encoded (see agent/linux/nft/pipeline.py).
     PIECE = 2000
 
+    def discard_prefetch(self) -> None:
+        self._prefetch = None
+
     def apply(self, ops, descs, ctx) -> list:
         self._prefetch = None  # a listing from before this change is stale
         results: list = [None] * len(ops)
         run = Pipeline() if len(ops) > self.PIECE else Inline()
 
-        def commit(fn, batch, i, j):
+        def commit(fn, what, i, j):
+            """``what``: the encoded wire batch, or the command text (both made
+            here, on the caller's thread: making them teaches ``layouts`` the
+            sets' key types, which the encoding of later pieces reads)."""
             def go():
-                # (`is not None`: a wire batch can be empty, and Batch has a length)
-                results[i:j] = (fn(ops[i:j], descs[i:j]) if batch is None
-                                else fn(batch, ops[i:j], descs[i:j]))
+                results[i:j] = fn(what, ops[i:j], descs[i:j])
             run.submit(go)
         try:
             i = 0
@@ -194,20 +198,34 @@ class NftBatch:
                 # the longest run of operations of one kind (wire or text), in order
                 batch = wire.Batch(TABLE) if self._wire_ok() else None
                 j = i
-                while j < len(ops) and j - i < self.PIECE and batch is not None \
-                        and descs[j].wire_ops(ops[j], batch, self):
+                while j < len(ops) and j - i < self.PIECE and batch is not None:
+                    mark = batch.mark()
+                    if not descs[j].wire_ops(ops[j], batch, self):
+                        # it may have appended part of itself first: that part
+                        # must not be sent with the run (it goes as text whole)
+                        batch.rewind(mark)
+                        break
                     j += 1
                 if j > i:
                     commit(self._commit_wire, batch, i, j)
                     i = j
                     continue
-                j = i + 1
-                while j < len(ops) and not descs[j].wire_capable(ops[j], self):
+                # a run for libnftables, its text made op by op: making a set's
+                # text teaches its layout, so the set's elements after it can
+                # end the run and go over netlink
+                text: list[str] = []
+                j = i
+                while j < len(ops) and (j == i or not descs[j].wire_capable(ops[j], self)):
+                    text += descs[j].commands(ops[j])
                     j += 1
-                commit(self._commit_text, None, i, j)
+                commit(self._commit_text, "\n".join(text) + "\n", i, j)
                 i = j
         finally:
-            run.finish()
+            try:
+                run.finish()
+            finally:
+                # and one started while this ran may have seen half of it
+                self._prefetch = None
         return results
 
     def _wire_ok(self) -> bool:
@@ -223,13 +241,12 @@ class NftBatch:
         try:
             self.wire.commit(batch)
             return [None] * len(ops)
-        except DataplaneError:
+        except (DataplaneError, OSError):  # OSError: the socket itself (e.g. ENOBUFS)
             return [self._one(op, d) for op, d in zip(ops, descs)]
 
-    def _commit_text(self, ops, descs) -> list:
-        text = [ln for op, d in zip(ops, descs) for ln in d.commands(op)]
+    def _commit_text(self, text, ops, descs) -> list:
         try:
-            self.nft.run("\n".join(text) + "\n")
+            self.nft.run(text)
             return [None] * len(ops)
         except DataplaneError:
             if len(ops) == 1:

@@ -483,6 +483,22 @@ class Batch:
     def del_elem(self, set_name, key):
         self._elem("DELSETELEM", 0, set_name, key)
 
+    def mark(self) -> tuple:
+        """Where the batch stands now, for :meth:`rewind`."""
+        o = self._open
+        return len(self.msgs), o, (len(o[3]), o[4]) if o is not None else None
+
+    def rewind(self, mark: tuple) -> None:
+        """Drop everything appended since ``mark`` -- what an operation that
+        could not be encoded after all had already added -- including the
+        elements it appended to an element list that was open before it."""
+        n, o, open_state = mark
+        del self.msgs[n:]
+        if o is not None:
+            del o[3][open_state[0]:]
+            o[4] = open_state[1]
+        self._open = o
+
     def messages(self) -> list[tuple[int, int, bytes]]:
         out = []
         for m in self.msgs:
