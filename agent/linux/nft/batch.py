@@ -121,7 +121,7 @@ class NftBatch:
 
     def prefetch(self) -> None:
         """Start listing the table now, on another thread, for the next
-        resync's retrieve. At start-up the listing (seconds at 10,000
+        resync's retrieve. At start-up the listing (most of a second at 10,000
         Services, mostly inside libnftables with the GIL released) then
         overlaps the etcd listing and the build. Any transaction before that
         retrieve discards it: the listing must not predate a change of ours."""
