@@ -23,6 +23,7 @@ from agent.errors import InvalidInput
 from agent.linux.nft import wire
 from agent.linux.nft.batch import T, NftBatch
 from agent.linux.nft.lib import Nftables
+from agent.linux.nft.rules import compile_rule
 from agent.linux.nft.values import (FAMILY, TABLE, TABLE_KEY, NftChain, NftChainState,
                                     NftElement, NftElements, NftSet, NftTable, chain_key,
                                     element_key, elements_key, quote, set_key)
@@ -173,7 +174,7 @@ class ChainDescriptor(_NftBase):
             b.del_chain(v.name)
             return True
         try:
-            rules = [wire.compile_rule(r) for r in v.rendered_rules()]
+            rules = [compile_rule(r) for r in v.rendered_rules()]
         except (wire.Unsupported, KeyError, ValueError):
             return False
         b.add_chain(v.name, v.comment)

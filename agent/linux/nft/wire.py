@@ -9,15 +9,14 @@ one small kernel transaction whatever the table's size, and a full sync of
 tens of thousands of rules is a few batched sendmsg calls.
 
 Rules are compiled from the same text the renderers produce (one grammar,
-:func:`compile_rule`); a rule outside that grammar raises
-:class:`Unsupported` and the caller falls back to libnftables. Base chains,
+:func:`agent.linux.nft.rules.compile_rule`); a rule outside that grammar
+raises :class:`Unsupported` and the caller falls back to libnftables. Base chains,
 sets and interval elements always go through libnftables.
 """
 from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import socket
 import struct
 
@@ -71,208 +70,9 @@ def _udata_comment(text: str) -> bytes:
     return struct.pack("BB", 0, len(raw)) + raw  # NFTNL_UDATA_*_COMMENT = 0
 
 
-def _data(value: bytes) -> bytes:
-    return _nest(1, _nla(1, value))  # NFTA_DATA_VALUE
-
-
 def _verdict_data(code: int, chain: str | None) -> bytes:
     inner = _be32(1, code) + (_str(2, chain) if chain else b"")
     return _nest(2, inner)  # NFTA_DATA_VERDICT
-
-
-def _expr(name: str, *attrs: bytes) -> bytes:
-    return _nest(1, _str(1, name), _nest(2, *attrs))  # NFTA_LIST_ELEM{NAME, DATA}
-
-
-def e_meta_load(key: str, dreg: int) -> bytes:
-    return _expr("meta", _be32(2, META[key]), _be32(1, dreg))
-
-
-def e_meta_set(key: str, sreg: int) -> bytes:
-    return _expr("meta", _be32(2, META[key]), _be32(3, sreg))
-
-
-def e_payload(base: int, offset: int, length: int, dreg: int) -> bytes:
-    return _expr("payload", _be32(1, dreg), _be32(2, base), _be32(3, offset), _be32(4, length))
-
-
-def e_cmp(sreg: int, op: int, data: bytes) -> bytes:
-    return _expr("cmp", _be32(1, sreg), _be32(2, op), _nest(3, _nla(1, data)))
-
-
-def e_imm(dreg: int, data: bytes) -> bytes:
-    return _expr("immediate", _be32(1, dreg), _nest(2, _nla(1, data)))
-
-
-def e_verdict(code: int, chain: str | None = None) -> bytes:
-    # NFTA_IMMEDIATE_DATA { NFTA_DATA_VERDICT { CODE, CHAIN } }
-    return _expr("immediate", _be32(1, REG_VERDICT), _nest(2, _verdict_data(code, chain)))
-
-
-def e_numgen(dreg: int, modulus: int) -> bytes:
-    return _expr("numgen", _be32(1, dreg), _be32(2, modulus), _be32(3, 1))  # NFT_NG_RANDOM
-
-
-def e_dnat(reg_addr: int, reg_proto: int) -> bytes:
-    return _expr("nat", _be32(1, 1), _be32(2, NFPROTO_IPV4), _be32(3, reg_addr), _be32(5, reg_proto),
-                 _be32(7, NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED))
-
-
-def e_lookup(set_name: str, sreg: int) -> bytes:
-    return _expr("lookup", _str(1, set_name), _be32(2, sreg))
-
-
-def e_bitwise_or(reg: int, bits: int) -> bytes:
-    mask = struct.pack("=I", 0xFFFFFFFF & ~bits)
-    xor = struct.pack("=I", bits)
-    return _expr("bitwise", _be32(1, reg), _be32(2, reg), _be32(3, 4), _nest(4, _nla(1, mask)),
-                 _nest(5, _nla(1, xor)))
-
-
-def e_and(reg: int, mask: int) -> bytes:
-    return _expr("bitwise", _be32(1, reg), _be32(2, reg), _be32(3, 4), _nest(4, _nla(1, struct.pack("=I", mask))),
-                 _nest(5, _nla(1, struct.pack("=I", 0))))
-
-
-def e_dynset_update(set_name: str, sreg: int) -> bytes:
-    return _expr("dynset", _str(1, set_name), _be32(3, 1), _be32(4, sreg))  # OP_UPDATE
-
-
-def e_reject(kind: int, code: int) -> bytes:
-    return _expr("reject", _be32(1, kind), _nla(2, struct.pack("B", code)))
-
-
-# ---------------------------------------------------------------- rule grammar
-_IP = r"\d+\.\d+\.\d+\.\d+"
-_COMMENT = re.compile(r'\s+comment\s+"([^"]*)"\s*$')
-_FIELDS = {  # what `@set` lookups in our rules load, and where
-    "ip saddr": ("payload", 1, 12, 4), "ip daddr": ("payload", 1, 16, 4),
-    "meta l4proto": ("meta", "l4proto"), "th dport": ("payload", 2, 2, 2),
-}
-
-
-def _load(field: str, dreg: int) -> bytes:
-    spec = _FIELDS[field]
-    if spec[0] == "meta":
-        return e_meta_load(spec[1], dreg)
-    return e_payload(spec[1], spec[2], spec[3], dreg)
-
-
-def compile_rule(text: str) -> tuple[bytes, str]:
-    """Rule text of our renderers -> (NFTA_RULE_EXPRESSIONS payload, comment)."""
-    comment = ""
-    m = _COMMENT.search(text)
-    if m:
-        comment, text = m.group(1), text[:m.start()]
-    toks = text.split()
-    exprs: list[bytes] = []
-    i = 0
-
-    def take(n: int) -> list[str]:
-        nonlocal i
-        if i + n > len(toks):
-            raise Unsupported(text)
-        out = toks[i:i + n]
-        i += n
-        return out
-
-    while i < len(toks):
-        t = toks[i]
-        if t == "numgen":  # numgen random mod N V
-            _, kind, mod, n, v = take(5)
-            if kind != "random" or mod != "mod":
-                raise Unsupported(text)
-            exprs += [e_numgen(REG1, int(n)), e_cmp(REG1, CMP_EQ, struct.pack("=I", int(v)))]
-        elif t == "meta" and toks[i + 1:i + 2] == ["l4proto"] and toks[i + 2:i + 3] != ["."]:
-            _, _, proto = take(3)
-            exprs += [e_meta_load("l4proto", REG1), e_cmp(REG1, CMP_EQ, bytes([PROTO[proto]]))]
-        elif t == "th" and toks[i + 1:i + 2] == ["dport"]:
-            _, _, ports = take(3)
-            exprs.append(e_payload(2, 2, 2, REG1))
-            lo, _, hi = ports.partition("-")
-            if hi:
-                exprs += [e_cmp(REG1, CMP_GTE, struct.pack(">H", int(lo))),
-                          e_cmp(REG1, CMP_LTE, struct.pack(">H", int(hi)))]
-            else:
-                exprs.append(e_cmp(REG1, CMP_EQ, struct.pack(">H", int(lo))))
-        elif t == "ip" and toks[i + 1:i + 2] in (["saddr"], ["daddr"]):
-            # ip saddr IP | ip saddr @set | ip daddr . meta l4proto . th dport @set
-            fields = [" ".join(take(2))]
-            while toks[i:i + 1] == ["."]:
-                take(1)
-                fields.append(" ".join(take(2)))
-            operand = take(1)[0]
-            for k, f in enumerate(fields):
-                if f not in _FIELDS:
-                    raise Unsupported(text)
-                exprs.append(_load(f, REG1 if k == 0 else 8 + k))
-            if operand.startswith("@"):
-                exprs.append(e_lookup(operand[1:], REG1))
-            elif len(fields) == 1 and re.fullmatch(_IP, operand):
-                exprs.append(e_cmp(REG1, CMP_EQ, ipaddress.IPv4Address(operand).packed))
-            else:
-                raise Unsupported(text)
-        elif t == "dnat" and toks[i + 1:i + 5] == ["ip", "addr", ".", "port"]:
-            # dnat ip addr . port to <key> map @set -- the endpoint comes from a map:
-            # key "meta mark . numgen random mod N" or "ip saddr . meta mark"
-            take(6)  # dnat ip addr . port to
-            rest = toks[i:]
-            if len(rest) < 4 or rest[-2] != "map" or not rest[-1].startswith("@"):
-                raise Unsupported(text)
-            sname, key = rest[-1][1:], " ".join(rest[:-2])
-            if key.startswith("meta mark . numgen random mod "):
-                exprs += [e_meta_load("mark", REG1), e_numgen(9, int(key.rsplit(" ", 1)[1]))]
-            elif key == "ip saddr . meta mark":
-                exprs += [_load("ip saddr", REG1), e_meta_load("mark", 9)]
-            else:
-                raise Unsupported(text)
-            # the map's data (address . port) lands in 32-bit registers 8 and 9
-            exprs += [_expr("lookup", _str(1, sname), _be32(2, REG1), _be32(3, REG1)), e_dnat(REG1, 9)]
-            i = len(toks)
-        elif t == "meta" and toks[i + 1:i + 3] == ["mark", "&"] and toks[i + 4:i + 5] == ["vmap"]:
-            _, _, _, mask, _, sname = take(6)  # meta mark & MASK vmap @set
-            if not sname.startswith("@"):
-                raise Unsupported(text)
-            exprs += [e_meta_load("mark", REG1), e_and(REG1, int(mask, 0)),
-                      _expr("lookup", _str(1, sname[1:]), _be32(2, REG1), _be32(3, REG_VERDICT))]
-        elif t == "dnat":  # dnat to IP:PORT
-            _, to, target = take(3)
-            ip, _, port = target.rpartition(":")
-            if to != "to" or not re.fullmatch(_IP, ip):
-                raise Unsupported(text)
-            exprs += [e_imm(REG1, ipaddress.IPv4Address(ip).packed),
-                      e_imm(REG2, struct.pack(">H", int(port))), e_dnat(REG1, REG2)]
-        elif t == "meta" and toks[i + 1:i + 4] == ["mark", "set", "meta"]:
-            _, _, _, _, _, op, bits = take(7)  # meta mark set meta mark | 0x4000
-            if op != "|":
-                raise Unsupported(text)
-            exprs += [e_meta_load("mark", REG1), e_bitwise_or(REG1, int(bits, 0)),
-                      e_meta_set("mark", REG1)]
-        elif t == "update":  # update @set { ip saddr }
-            _, sname, lb, f1, f2, rb = take(6)
-            if lb != "{" or rb != "}" or not sname.startswith("@"):
-                raise Unsupported(text)
-            exprs += [_load(f"{f1} {f2}", REG1), e_dynset_update(sname[1:], REG1)]
-        elif t in ("goto", "jump"):
-            _, chain = take(2)
-            exprs.append(e_verdict(NFT_GOTO if t == "goto" else NFT_JUMP, chain))
-        elif t in ("accept", "drop", "return"):
-            take(1)
-            exprs.append(e_verdict({"accept": NF_ACCEPT, "drop": NF_DROP, "return": NFT_RETURN}[t]))
-        elif t == "reject":
-            rest = toks[i:]
-            if rest == ["reject"]:
-                exprs.append(e_reject(0, 3))  # ICMP port unreachable
-            elif rest == ["reject", "with", "tcp", "reset"]:
-                exprs.append(e_reject(1, 0))
-            elif rest == ["reject", "with", "icmp", "type", "admin-prohibited"]:
-                exprs.append(e_reject(0, 13))
-            else:
-                raise Unsupported(text)
-            i = len(toks)
-        else:
-            raise Unsupported(text)
-    return b"".join(exprs), comment
 
 
 # ---------------------------------------------------------------- messages
