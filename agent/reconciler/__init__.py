@@ -3,7 +3,8 @@
 It knows only the descriptor protocol (:mod:`agent.reconciler.descriptor`):
 values keyed by strings, each handled by the descriptor that owns the key's
 prefix. Callers hand it desired values; it plans typed operations
-(:mod:`agent.reconciler.plan`), orders them by declared dependencies, executes
+(:mod:`agent.reconciler.plan`, :mod:`agent.reconciler.planner`), orders them
+by declared dependencies, executes
 them, retries temporary failures with backoff and records every transaction
 (:mod:`agent.reconciler.history`).
 """

@@ -27,6 +27,7 @@ from typing import Any, Iterable, Mapping
 from agent.errors import InvalidInput, TemporaryError
 from agent.reconciler.descriptor import Dependency, Descriptor, Retrieved
 from agent.reconciler.history import History, OpRecord, TxnRecord
+from agent.reconciler import planner
 from agent.reconciler.plan import Operation, OpKind, Plan, plain
 
 log = logging.getLogger(__name__)
@@ -329,138 +330,7 @@ class Scheduler:
 
     # ------------------------------------------------------------------ planning
     def _plan(self, keys: set[str] | None, actual: Mapping[str, _Actual]) -> Plan:
-        """Plan over ``keys`` (None: everything) against ``actual`` (not mutated)."""
-        plan = Plan()
-        desired = self._desired
-        if keys is None:
-            keys = set(desired) | set(actual)
-        rdeps_actual: dict[str, set[str]] = {}
-        if actual is not self._actual:
-            for k, a in actual.items():
-                for d in a.deps:
-                    rdeps_actual.setdefault(d.key, set()).add(k)
-        else:
-            rdeps_actual = self._rdeps_actual
-
-        # 1. validation of the desired values in scope
-        invalid: dict[str, str] = {}
-        for k in keys:
-            if k in desired:
-                try:
-                    self.descriptor_for(k).validate(k, desired[k])
-                except InvalidInput as e:
-                    invalid[k] = e.message
-        plan.invalid = invalid
-
-        # 2. what must go: undesired, invalid, or changed beyond update
-        remove: dict[str, str] = {}
-        for k in keys:
-            a = actual.get(k)
-            if a is None:
-                continue
-            if k not in desired:
-                remove[k] = "no longer desired" if k in self._actual else "found in data plane, not desired"
-            elif k in invalid:
-                remove[k] = "desired value is invalid: " + invalid[k]
-            else:
-                desc = self.descriptor_for(k)
-                if not desc.equivalent(k, desired[k], a.value) and desc.needs_recreate(k, a.value, desired[k]):
-                    remove[k] = "value changed; re-created (no in-place update)"
-        # cascade to dependents
-        stack = list(remove)
-        while stack:
-            r = stack.pop()
-            for dep in rdeps_actual.get(r, ()):
-                if dep not in remove:
-                    label = next((d.label for d in actual[dep].deps if d.key == r), "")
-                    remove[dep] = f"dependency {r} ({label}) is removed"
-                    stack.append(dep)
-
-        # 3. deletion order: dependents before what they depend on
-        done: set[str] = set()
-
-        def visit_del(k: str) -> None:
-            if k in done:
-                return
-            done.add(k)
-            for dep in rdeps_actual.get(k, ()):
-                if dep in remove:
-                    visit_del(dep)
-            plan.operations.append(Operation(OpKind.DELETE, k, actual[k].value, remove[k]))
-
-        for k in sorted(remove):
-            visit_del(k)
-
-        # 4. creations and updates in dependency order
-        # The simulated state after each step, as an overlay on ``actual``:
-        # copying ``actual`` would make every transaction O(all values).
-        added: set[str] = set()
-
-        def present(k: str) -> bool:
-            return k in added or (k in actual and k not in remove)
-        cand = [k for k in keys if k in desired and k not in invalid]
-        cand += [k for k in remove if k in desired and k not in invalid and k not in keys]
-        state: dict[str, int] = {}  # 1 visiting, 2 done
-
-        def visit(k: str) -> None:
-            st = state.get(k)
-            if st == 2:
-                return
-            if st == 1:
-                plan.pending[k] = "dependency cycle"
-                return
-            state[k] = 1
-            value = desired[k]
-            missing = None
-            for d in self._deps(k, value):
-                if d.key in desired and d.key not in invalid and not present(d.key):
-                    visit(d.key)
-                if not present(d.key):
-                    missing = d
-                    break
-            state[k] = 2
-            if missing is not None:
-                why = (f"waiting for {missing.key} ({missing.label})")
-                if missing.key in invalid:
-                    why += ": it is invalid"
-                elif missing.key not in desired:
-                    why += ": not desired"
-                plan.pending[k] = why
-                return
-            plan.pending.pop(k, None)
-            if present(k):
-                a = actual[k]
-                if not self.descriptor_for(k).equivalent(k, value, a.value):
-                    plan.operations.append(Operation(OpKind.UPDATE, k, value,
-                                                     "value changed" if k in self._actual and actual is self._actual
-                                                     else "drift: data plane differs from desired", old=a.value))
-                else:
-                    plan.unchanged.add(k)
-                return
-            if k in remove:
-                reason = "re-create: " + remove[k]
-            elif actual is not self._actual and k in self._actual:
-                reason = "drift: missing in data plane"
-            elif k in self._failures:
-                reason = "retry after error: " + self._failures[k].error
-            else:
-                reason = "new desired value"
-            plan.operations.append(Operation(OpKind.CREATE, k, value, reason))
-            added.add(k)
-            # Unblock dependents -- later, from the work list, not recursively:
-            # a recursive visit from here could meet a value still on the DFS
-            # stack (one that is being created right now) and take it for a cycle.
-            for dep in sorted(self._rdeps_desired.get(k, ())):
-                if dep in desired and dep not in invalid and (dep not in state or dep in plan.pending):
-                    state.pop(dep, None)
-                    work.append(dep)
-
-        work = sorted(cand)
-        i = 0
-        while i < len(work):
-            visit(work[i])
-            i += 1
-        return plan
+        return planner.plan(self, keys, actual)
 
     # ------------------------------------------------------------------ execution
     def _run(self, kind: str, description: str, keys: set[str] | None,
