@@ -21,7 +21,7 @@ were seen), and only runs seconds apart see the same load -- re-programming
     KiB buffers for ``--seconds``) and connection rate (short TCP connects:
     connect, server closes, client sees EOF and closes -- one at a time, for
     ``--seconds``), client -> server and client -> server-local. Client and
-    server are this script's own Python workers started with ``ip netns exec``
+    server are Python workers (``bench/traffic.py``) started with ``ip netns exec``
     in the pods' namespaces (``iperf3`` is not among the packages
     scripts/setup.sh installs, so the script does not use it; Python bulk
     transfer is CPU-bound, which makes any per-packet cost *more* visible, not
@@ -79,116 +79,33 @@ error, Ctrl-C or SIGTERM.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import socket
+import platform
+import queue
+import random
+import statistics
+import subprocess
 import sys
 import threading
 import time
-
-BULK_PORT, RATE_PORT = 5201, 5202
-CHUNK = 256 * 1024
-
-
-# --------------------------------------------------------------------------- workers
-# Run inside a pod's network namespace (``ip netns exec NS python bench/policy_scale.py _serve``);
-# kept above the heavy imports so that a worker starts quickly.
-def _serve() -> int:
-    def bulk_conn(c: socket.socket) -> None:
-        buf = bytearray(CHUNK)
-        total = 0
-        with c:
-            while True:
-                n = c.recv_into(buf)
-                if not n:
-                    break
-                total += n
-            c.sendall(f"{total}\n".encode())
-
-    def listener(port: int) -> socket.socket:
-        s = socket.socket()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("0.0.0.0", port))
-        s.listen(1024)
-        return s
-
-    bulk, rate = listener(BULK_PORT), listener(RATE_PORT)
-
-    def bulk_loop() -> None:
-        while True:
-            c, _ = bulk.accept()
-            threading.Thread(target=bulk_conn, args=(c,), daemon=True).start()
-    threading.Thread(target=bulk_loop, daemon=True).start()
-    print("ready", flush=True)
-    while True:  # rate: accept and close at once (the client waits for the EOF)
-        c, _ = rate.accept()
-        c.close()
-
-
-def _bulk(host: str, seconds: float) -> int:
-    buf = memoryview(bytearray(os.urandom(CHUNK)))
-    s = socket.create_connection((host, BULK_PORT), timeout=30)
-    t0 = time.perf_counter()
-    deadline = t0 + seconds
-    sent = 0
-    while time.perf_counter() < deadline:
-        s.sendall(buf)
-        sent += CHUNK
-    s.shutdown(socket.SHUT_WR)
-    ack = s.makefile().readline()
-    dt = time.perf_counter() - t0
-    s.close()
-    got = int(ack)
-    print(json.dumps({"bytes": got, "seconds": dt, "complete": got == sent}))
-    return 0
-
-
-def _rate(host: str, seconds: float) -> int:
-    n = errors = 0
-    t0 = time.perf_counter()
-    deadline = t0 + seconds
-    while time.perf_counter() < deadline:
-        s = socket.socket()
-        s.settimeout(2)
-        try:
-            s.connect((host, RATE_PORT))
-            s.recv(1)
-            n += 1
-        except OSError:
-            errors += 1
-        finally:
-            s.close()
-    print(json.dumps({"connections": n, "errors": errors, "seconds": time.perf_counter() - t0}))
-    return 0
-
-
-if __name__ == "__main__" and len(sys.argv) > 1 and sys.argv[1] in ("_serve", "_bulk", "_rate"):
-    if sys.argv[1] == "_serve":
-        sys.exit(_serve())
-    sys.exit({"_bulk": _bulk, "_rate": _rate}[sys.argv[1]](sys.argv[2], float(sys.argv[3])))
-
-# --------------------------------------------------------------------------- the bench
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import queue  # noqa: E402
-import random  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import types  # noqa: E402
-from pathlib import Path  # noqa: E402
+import types
+from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+TRAFFIC = str(Path(__file__).resolve().parent / "traffic.py")  # the pod-side workers
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from common import cpu_seconds, require_root, rss_kib, run_bench  # noqa: E402 -- bench/ helpers
+from policy_world import NODES, policy, scale_labels, valid, world  # noqa: E402 -- bench/ module
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
-from lab import objects, ops  # noqa: E402
+from lab import ops  # noqa: E402
 from lab.cluster import Lab, stop_processes  # noqa: E402
 from lab.kube import Kube  # noqa: E402
 
-NODES = ("node1", "node2")
 LABEL_KINDS = {"version": "no policy refers to it",
                "role": "leaves the peer sets of a few policies, enters a few others'",
                "group": "moves between peer sets of many policies"}
@@ -205,61 +122,6 @@ def summary(xs: list[float]) -> dict:
     s = sorted(xs)
     return {"n": len(s), "p50": statistics.median(s), "p90": s[min(len(s) - 1, int(0.9 * len(s)))],
             "mean": statistics.fmean(s), "min": s[0], "max": s[-1]}
-
-
-# --------------------------------------------------------------------------- objects
-def namespace(name: str, labels: dict) -> dict:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
-
-
-def pod(ns: str, name: str, node: str, labels: dict) -> dict:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "spec": {"nodeName": node, "containers": [{"name": "main", "image": "lab", "ports": [
-                {"name": "http", "containerPort": 8080}]}]}}
-
-
-def scale_labels(i: int) -> dict:
-    return {"app": f"w{i}", "group": f"g{i % 10}", "role": f"r{i % 25}"}
-
-
-def world(n_pods: int) -> list[dict]:
-    objs = [namespace("perf", {"team": "perf"}), namespace("scale", {"team": "scale"}),
-            pod("perf", "client", "node1", {"app": "client", "role": "client"}),
-            pod("perf", "server", "node2", {"app": "server"}),
-            pod("perf", "server-local", "node1", {"app": "server"})]
-    objs += [pod("scale", f"w{i}", NODES[i % 2], scale_labels(i)) for i in range(n_pods)]
-    return objs
-
-
-def policy(i: int, n_pods: int, pod_cidr: str) -> dict:
-    """Selects one scale pod (app=w<i % pods>); two ingress rules, one egress rule."""
-    base = pod_cidr.split("/")[0].rsplit(".", 2)[0]  # "10.1"
-    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
-            "metadata": {"name": f"p-{i:05d}", "namespace": "scale"},
-            "spec": {
-                "podSelector": {"matchLabels": {"app": f"w{i % n_pods}"}},
-                "policyTypes": ["Ingress", "Egress"],
-                "ingress": [
-                    {"from": [{"podSelector": {"matchLabels": {"group": f"g{(i + 1) % 10}"}}},
-                              {"podSelector": {"matchLabels": {"role": f"r{i % 250}"}}},
-                              {"namespaceSelector": {"matchLabels": {"team": "perf"}},
-                               "podSelector": {"matchLabels": {"role": "client"}}}],
-                     "ports": [{"port": 8080}, {"port": "http"}]},
-                    {"from": [{"ipBlock": {"cidr": f"{base}.0.0/16",
-                                           "except": [f"{base}.{i % 2 + 1}.0/28"]}},
-                              {"namespaceSelector": {"matchExpressions": [
-                                  {"key": "team", "operator": "In", "values": ["ops", "perf"]}]}}],
-                     "ports": [{"port": 9000, "endPort": 9100}, {"port": 53, "protocol": "UDP"}]}],
-                "egress": [
-                    {"to": [{"podSelector": {"matchExpressions": [
-                        {"key": "group", "operator": "In", "values": [f"g{i % 10}", f"g{(i + 3) % 10}"]}]}},
-                            {"ipBlock": {"cidr": "192.168.56.0/24"}}],
-                     "ports": [{"port": 53, "protocol": "UDP"}, {"port": 8080}]}]}}
-
-
-def valid(objs: list[dict]) -> list[dict]:
-    return [objects.validate(json.loads(json.dumps(o))) for o in objs]
 
 
 # --------------------------------------------------------------------------- bench
@@ -314,7 +176,7 @@ class Rig:
         self.kube.apply(valid(world(self.args.pods)), timeout=600)
         apply_s = time.perf_counter() - t0
         for ref in PAIRS.values():
-            p = subprocess.Popen(["ip", "netns", "exec", self.ns(ref), sys.executable, __file__, "_serve"],
+            p = subprocess.Popen(["ip", "netns", "exec", self.ns(ref), sys.executable, TRAFFIC, "serve"],
                                  stdout=subprocess.PIPE, text=True)
             self.servers.append(p)
             if p.stdout.readline().strip() != "ready":
@@ -329,7 +191,7 @@ class Rig:
         return self.kube.pod(ref)["status"]["podIP"]
 
     def worker(self, mode: str, dst: str) -> dict:
-        p = subprocess.run(["ip", "netns", "exec", self.ns("perf/client"), sys.executable, __file__,
+        p = subprocess.run(["ip", "netns", "exec", self.ns("perf/client"), sys.executable, TRAFFIC,
                             mode, self.ip(dst), str(self.args.seconds)],
                            capture_output=True, text=True, timeout=self.args.seconds + 60)
         if p.returncode != 0:
@@ -377,11 +239,11 @@ class Bench:
             order = conds[r % len(conds):] + conds[:r % len(conds)]
             for pair, dst in pairs[r % 2:] + pairs[:r % 2]:
                 for c, rig in order:
-                    b = rig.worker("_bulk", dst)
+                    b = rig.worker("bulk", dst)
                     res[c][pair]["gbit_s"].append(b["bytes"] * 8 / b["seconds"] / 1e9)
                     res[c][pair]["incomplete"] += not b["complete"]
                 for c, rig in order:
-                    x = rig.worker("_rate", dst)
+                    x = rig.worker("rate", dst)
                     res[c][pair]["conn_s"].append(x["connections"] / x["seconds"])
                     res[c][pair]["rate_errors"] += x["errors"]
         for c, _ in conds:
