@@ -2,9 +2,9 @@
 
 One two-node lab (real etcd, real agents, real contiv-cni, real packets) is
 shared by the tests of this module, in file order: up, apply, probe, re-apply,
-delete, bad input, apply timeout, namespace delete, down. Half-created labs (``up`` killed or
-interrupted) get labs of their own. Every lab is removed at the end, also when
-a test fails.
+delete, bad input, apply timeout, namespace delete, down. Half-created labs (``up`` killed,
+interrupted or timed out) are in test_lab_cleanup.py. Every lab is removed at the end, also
+when a test fails.
 
 "Nothing else changed" is checked with sentinels that a sloppy ``lab down``
 would hit: a namespace, a process and a file of a *neighbour* lab whose name
@@ -19,206 +19,19 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lab.cluster import _cmdline
 from lab.paths import LAB_ROOT
+from tests.e2e.labtools import (FREE_PORT, NS, Neighbour, PODS, TCP_PORT, UDP_PORT, WAIT,
+                                agent, assert_one_line_error, cli, host_links, kube_pod,
+                                lab_status, leftovers, netns_names, pod_manifest, probe_api,
+                                probe_json, status_json, unique, wait_until, write)
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
-
-REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-m", "contivctl.main"]
-NS = "e2e"
-PODS = {"a1": "node1", "a2": "node1", "b1": "node2", "b2": "node2"}
-TCP_PORT, UDP_PORT, FREE_PORT = 8080, 5353, 9
-WAIT = "30"  # --timeout for apply/delete: a liveness bound, not a performance claim
-
-
-# --------------------------------------------------------------------------- helpers
-def cli(*args: str, stdin: str | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(CLI + list(args), input=stdin, capture_output=True, text=True, cwd=REPO,
-                          timeout=timeout, env={**os.environ, "NO_COLOR": "1"})
-
-
-def unique(prefix: str) -> str:
-    return prefix + secrets.token_hex(3)
-
-
-def assert_one_line_error(r: subprocess.CompletedProcess, status: int, *needles: str) -> str:
-    """Exit ``status``; stderr is one ``error:`` line (plus at most one ``hint:``
-    line), no traceback, and mentions every needle. Returns the error line."""
-    assert r.returncode == status, (r.returncode, r.stdout, r.stderr)
-    lines = r.stderr.strip().splitlines()
-    assert "Traceback" not in r.stderr, r.stderr
-    assert lines and lines[0].startswith("error: "), r.stderr
-    assert len(lines) == 1 or (len(lines) == 2 and lines[1].startswith("hint: ")), r.stderr
-    for n in needles:
-        assert n in r.stderr, (n, r.stderr)
-    return lines[0]
-
-
-def netns_names() -> set[str]:
-    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
-def host_links() -> set[str]:
-    out = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True, check=True).stdout
-    # name and MAC: a link re-created under the same name would show up too
-    return {" ".join(line.split()[:1] + line.split()[2:3]) for line in out.splitlines() if line.strip()}
-
-
-def lab_pids(name: str) -> set[int]:
-    """Live processes whose command line names the lab's runtime directory."""
-    needle = f"{LAB_ROOT / name}/"
-    return {int(d) for d in os.listdir("/proc") if d.isdigit() and needle in _cmdline(int(d)) + " "}
-
-
-def lab_files(name: str) -> set[str]:
-    root = LAB_ROOT / name
-    out = set()
-    for d, dirs, files in os.walk(root):
-        out.update(os.path.relpath(os.path.join(d, f), root) for f in dirs + files)
-    return out | ({"."} if root.exists() else set())
-
-
-@dataclass(frozen=True)
-class Leftovers:
-    netns: frozenset
-    processes: frozenset
-    files: frozenset
-
-    def empty(self) -> bool:
-        return not (self.netns or self.processes or self.files)
-
-
-def leftovers(name: str) -> Leftovers:
-    return Leftovers(frozenset(n for n in netns_names() if n.startswith(f"{name}-")),
-                     frozenset(lab_pids(name)), frozenset(lab_files(name)))
-
-
-class Neighbour:
-    """What a lab named ``<name>x`` would own: a namespace, a process, a file.
-    ``lab down --name <name>`` must leave all three alone."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name + "x"
-        self.netns = f"{self.name}-keep"
-        self.dir = LAB_ROOT / self.name
-        self.proc: subprocess.Popen | None = None
-
-    def create(self) -> "Neighbour":
-        subprocess.run(["ip", "netns", "add", self.netns], check=True)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "keep").write_text("keep\n")
-        self.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)",
-                                      str(self.dir / "keep")])
-        return self
-
-    def intact(self) -> bool:
-        return (self.netns in netns_names() and (self.dir / "keep").exists()
-                and self.proc is not None and self.proc.poll() is None)
-
-    def remove(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
-        for f in (self.dir / "keep", self.dir):
-            try:
-                f.rmdir() if f.is_dir() else f.unlink()
-            except FileNotFoundError:
-                pass
-
-
-def pod_manifest(labels: dict[str, dict] | None = None, only: list[str] | None = None) -> str:
-    """The namespace and the four pods (two pinned per node), each serving a
-    TCP and a UDP port; ``only``: just these pods, no namespace."""
-    labels = labels or {}
-    docs = [] if only else [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}]
-    for pod, node in PODS.items():
-        if only and pod not in only:
-            continue
-        docs.append({"apiVersion": "v1", "kind": "Pod",
-                     "metadata": {"name": pod, "namespace": NS,
-                                  "labels": labels.get(pod, {"app": pod[0]})},
-                     "spec": {"nodeName": node, "containers": [{
-                         "name": "main", "image": "lab",
-                         "ports": [{"name": "http", "containerPort": TCP_PORT},
-                                   {"name": "dns", "containerPort": UDP_PORT, "protocol": "UDP"}]}]}})
-    return yaml.safe_dump_all(docs, sort_keys=False)
-
-
-def write(tmp: Path, text: str, name: str = "m.yaml") -> str:
-    p = tmp / name
-    p.write_text(text)
-    return str(p)
-
-
-def status_json(name: str) -> dict:
-    r = cli("lab", "status", "--name", name, "-o", "json")
-    assert r.returncode in (0, 1), r.stderr
-    return json.loads(r.stdout)
-
-
-def probe_json(name: str, src: str, dst: str, *extra: str) -> tuple[int, dict]:
-    r = cli("lab", "probe", "--name", name, src, dst, "-o", "json", *extra)
-    assert r.returncode in (0, 1), (r.returncode, r.stderr)
-    return r.returncode, json.loads(r.stdout)
-
-
-# In-process views (lab.ops, the functions behind the CLI) for the checks *around*
-# the behaviour under test: each CLI call costs an interpreter start.
-def lab_status(name: str) -> dict:
-    from lab.cluster import Lab
-    from lab.ops import status
-    return status(Lab(name))
-
-
-def probe_api(name: str, src: str, dst: str, port: int | None = None, protocol: str = "TCP",
-              timeout: float = 2.0) -> dict:
-    from lab.cluster import Lab
-    from lab.kube import Kube
-    from lab.ops import run_probe
-    k = Kube(Lab(name))
-    try:
-        return run_probe(k, src, dst, port, protocol, timeout).to_dict()
-    finally:
-        k.close()
-
-
-def kube_pod(name: str, ref: str) -> dict | None:
-    from lab.cluster import Lab
-    from lab.kube import Kube
-    k = Kube(Lab(name))
-    try:
-        ns, _, pod = ref.partition("/")
-        return k.get("pod", ns, pod)
-    finally:
-        k.close()
-
-
-def agent(name: str, node: str, path: str) -> dict:
-    from lab.cluster import Lab
-    return Lab(name).client(node).get(path)
-
-
-def wait_until(cond, what: str, limit: float = 30.0):
-    """Poll ``cond`` until it returns something truthy (a liveness bound only)."""
-    deadline = time.monotonic() + limit
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- the shared lab
@@ -600,90 +413,3 @@ def test_down_removes_everything_and_nothing_else(env):
     assert "removed 0 process(es), 0 namespace(s)" in again.stderr
     assert_one_line_error(cli("lab", "status", "--name", env.name), 3, "`contivctl lab up`")
     assert env.name not in cli("lab", "list").stdout.split()
-
-
-# --------------------------------------------------------------------------- half-created labs
-def _start_up(name: str) -> subprocess.Popen:
-    # its own process group, as a shell job would be: Ctrl-C goes to the group
-    return subprocess.Popen(CLI + ["lab", "up", "--name", name, "--nodes", "2"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def _reached(name: str, stage: str) -> bool:
-    if stage == "namespaces":
-        return any(n.startswith(f"{name}-") for n in netns_names())
-    return any("etcd" in _cmdline(p) for p in lab_pids(name))  # etcd started, agents next
-
-
-@pytest.fixture
-def half():
-    """A lab name for a half-created lab, plus the host state before; always cleaned up."""
-    name = unique("h")
-    neighbour = Neighbour(name)
-    links = host_links()
-    procs: list[subprocess.Popen] = []
-    try:
-        neighbour.create()
-        yield name, links, neighbour, procs
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-            p.communicate()
-        from lab.cluster import Lab
-        Lab(name).down()
-        neighbour.remove()
-
-
-@pytest.mark.parametrize("stage", ["namespaces", "etcd"])
-def test_down_cleans_up_after_up_was_killed(half, stage):
-    name, links, neighbour, procs = half
-    p = _start_up(name)
-    procs.append(p)
-    wait_until(lambda: _reached(name, stage) or p.poll() is not None, f"lab up to reach {stage}")
-    p.send_signal(signal.SIGKILL)
-    p.communicate()
-    assert p.returncode == -signal.SIGKILL, "lab up finished before it could be killed"
-    left = leftovers(name)
-    assert left.netns and left.files  # really half-created
-    if stage == "etcd":
-        assert left.processes
-    r = cli("lab", "down", "--name", name, "-o", "json")
-    assert r.returncode == 0, r.stderr
-    removed = json.loads(r.stdout)
-    assert removed["namespaces"] >= len(left.netns) and removed["files"] is True, removed
-    assert removed["processes"] >= len(left.processes), removed
-    assert leftovers(name).empty(), leftovers(name)
-    assert host_links() == links
-    assert neighbour.intact()
-
-
-@pytest.mark.parametrize("stage", ["namespaces", "etcd"])
-def test_ctrl_c_during_up_cleans_up_by_itself(half, stage):
-    name, links, neighbour, procs = half
-    p = _start_up(name)
-    procs.append(p)
-    wait_until(lambda: _reached(name, stage) or p.poll() is not None, f"lab up to reach {stage}")
-    os.killpg(p.pid, signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 130, (p.returncode, err)  # 128 + SIGINT, as shells report it
-    assert f"lab {name}: failed; cleaning up" in err and "Traceback" not in err, err
-    # no `lab down`: the interrupted command removed what it had made
-    assert leftovers(name).empty(), leftovers(name)
-    assert host_links() == links
-    assert neighbour.intact()
-
-
-def test_agents_that_miss_the_deadline_are_quoted_before_the_clean_up(half):
-    """The clean-up after a failed `lab up` removes the agents' logs, so the
-    error must carry what they said; and nothing may be left behind."""
-    name, links, neighbour, _ = half
-    # no Python agent answers its health check within 1 ms of being started
-    r = cli("lab", "up", "--name", name, "--nodes", "1", "--timeout", "0.001")
-    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
-    assert f"lab {name}: failed; cleaning up" in r.stderr
-    assert "agents not ready after" in r.stderr and "node1 agent.log (end)" in r.stderr, r.stderr
-    assert leftovers(name).empty(), leftovers(name)
-    assert host_links() == links
-    assert neighbour.intact()
