@@ -52,12 +52,26 @@ def half():
         neighbour.remove()
 
 
-@pytest.mark.parametrize("stage", ["namespaces", "etcd"])
-def test_down_cleans_up_after_up_was_killed(half, stage):
-    name, links, neighbour, procs = half
+def _up_until(half, stage: str) -> subprocess.Popen:
+    """`lab up` of the half lab, running, once it has reached ``stage``."""
+    name, _, _, procs = half
     p = _start_up(name)
     procs.append(p)
     wait_until(lambda: _reached(name, stage) or p.poll() is not None, f"lab up to reach {stage}")
+    return p
+
+
+def _assert_nothing_left(half) -> None:
+    name, links, neighbour, _ = half
+    assert leftovers(name).empty(), leftovers(name)
+    assert host_links() == links
+    assert neighbour.intact()
+
+
+@pytest.mark.parametrize("stage", ["namespaces", "etcd"])
+def test_down_cleans_up_after_up_was_killed(half, stage):
+    name = half[0]
+    p = _up_until(half, stage)
     p.send_signal(signal.SIGKILL)
     p.communicate()
     assert p.returncode == -signal.SIGKILL, "lab up finished before it could be killed"
@@ -70,36 +84,28 @@ def test_down_cleans_up_after_up_was_killed(half, stage):
     removed = json.loads(r.stdout)
     assert removed["namespaces"] >= len(left.netns) and removed["files"] is True, removed
     assert removed["processes"] >= len(left.processes), removed
-    assert leftovers(name).empty(), leftovers(name)
-    assert host_links() == links
-    assert neighbour.intact()
+    _assert_nothing_left(half)
 
 
 @pytest.mark.parametrize("stage", ["namespaces", "etcd"])
 def test_ctrl_c_during_up_cleans_up_by_itself(half, stage):
-    name, links, neighbour, procs = half
-    p = _start_up(name)
-    procs.append(p)
-    wait_until(lambda: _reached(name, stage) or p.poll() is not None, f"lab up to reach {stage}")
+    name = half[0]
+    p = _up_until(half, stage)
     os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, (p.returncode, err)  # 128 + SIGINT, as shells report it
     assert f"lab {name}: failed; cleaning up" in err and "Traceback" not in err, err
     # no `lab down`: the interrupted command removed what it had made
-    assert leftovers(name).empty(), leftovers(name)
-    assert host_links() == links
-    assert neighbour.intact()
+    _assert_nothing_left(half)
 
 
 def test_agents_that_miss_the_deadline_are_quoted_before_the_clean_up(half):
     """The clean-up after a failed `lab up` removes the agents' logs, so the
     error must carry what they said; and nothing may be left behind."""
-    name, links, neighbour, _ = half
+    name = half[0]
     # no Python agent answers its health check within 1 ms of being started
     r = cli("lab", "up", "--name", name, "--nodes", "1", "--timeout", "0.001")
     assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
     assert f"lab {name}: failed; cleaning up" in r.stderr
     assert "agents not ready after" in r.stderr and "node1 agent.log (end)" in r.stderr, r.stderr
-    assert leftovers(name).empty(), leftovers(name)
-    assert host_links() == links
-    assert neighbour.intact()
+    _assert_nothing_left(half)
