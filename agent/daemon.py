@@ -20,6 +20,8 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 
 from agent.builders.nodes import node_transport, vtep_mac
@@ -64,16 +66,14 @@ def _gc_paused(keep: bool = False):
             gc.enable()
 
 
-class _ResyncRequest:
+class _ResyncRequest(Future):
     """A resync asked for through the API. It runs on the agent loop, the only
     thread that rebuilds Services and policies (ServiceSync and PolicySync are
-    not thread-safe); the API thread waits for ``done``."""
+    not thread-safe); the API thread waits for its result."""
 
     def __init__(self, why: str) -> None:
+        super().__init__()
         self.why = why
-        self.done = threading.Event()
-        self.result = None
-        self.error: BaseException | None = None
 
 
 VXLAN_OVERHEAD = 50
@@ -117,19 +117,18 @@ class Agent:
             self._init_dataplane()
             self._register()
             phase("register")
+            # What start-up builds lives as long as the agent: the collector is
+            # paused while it is built and never walks it afterwards (frozen).
             with _gc_paused(keep=True):
                 revision = self._relist()
-            phase("list")
-            res = self._resync("start-up resync", keep=True)
-            phase("sync")
-            self._start_watch(revision + 1)
-            self._start_api()
-            self.ready = True
-            self._report()
-            phase("serve")
-            # What start-up built lives as long as the agent: keep the
-            # collector from walking it again (it still collects new objects).
-            gc.freeze()
+                phase("list")
+                res = self._resync("start-up resync")
+                phase("sync")
+                self._start_watch(revision + 1)
+                self._start_api()
+                self.ready = True
+                self._report()
+                phase("serve")
             self._loop = threading.Thread(target=self._run, name="agent-loop", daemon=True)
             self._loop.start()
             log.info("agent %s ready: node IP %s, subnet %s, revision %d", self.cfg.node,
@@ -243,7 +242,7 @@ class Agent:
                            mtu=self.mtu, underlay_dev=self.underlay.ifname)
         return self._render_node(t)
 
-    def _resync(self, why: str, keep: bool = False, built: dict[str, dict] | None = None):
+    def _resync(self, why: str, built: dict[str, dict] | None = None):
         """Rebuild every partition and resync the data plane against them.
         ``built``: the Services' and policies' partitions, made beforehand
         (see :meth:`_resync_live`); None builds everything here, the pods'
@@ -258,7 +257,7 @@ class Agent:
             return {NODE_PARTITION: self._node_values(), **pods, **built}
         # Under the desired-state lock: a CNI ADD/DEL cannot slip between
         # building the pod partitions (from IPAM) and the scheduler's resync.
-        with _gc_paused(keep):
+        with _gc_paused():
             res = self.desired.resync(build, description=why)
         self.last_resync = {"time": time.time(), "seq": res.record.seq,
                             "operations": len(res.plan.operations), "errors": len(res.errors)}
@@ -288,15 +287,16 @@ class Agent:
         req = _ResyncRequest(why)
         self._q.put(req)
         deadline = time.monotonic() + timeout
-        while not req.done.wait(0.2):
+        while True:
+            try:
+                return req.result(timeout=0.2)  # raises what the resync raised
+            except FutureTimeout:
+                pass
             if self._stop.is_set():  # the loop is gone or going: nobody will run it
                 raise Unavailable("the agent is stopping; the resync did not run")
             if time.monotonic() > deadline:
                 raise Unavailable(f"the agent loop did not run the resync within {timeout:.0f}s",
                                   hint="see the agent's log")
-        if req.error is not None:
-            raise req.error
-        return req.result
 
     # ------------------------------------------------------------------ watch
     def _start_watch(self, from_revision: int) -> None:
@@ -376,11 +376,9 @@ class Agent:
                         self._q.put(after)  # handled on the next turn (rare: a watch error)
                 elif isinstance(item, _ResyncRequest):
                     try:
-                        item.result = self._resync_live(item.why)
+                        item.set_result(self._resync_live(item.why))
                     except Exception as e:  # noqa: BLE001 -- handed to the waiting API thread
-                        item.error = e
-                    finally:
-                        item.done.set()
+                        item.set_exception(e)
                 elif isinstance(item, Compacted):
                     log.warning("watch revision compacted; relisting")
                     self._rewatch(relist=True)

@@ -63,8 +63,6 @@ the lab) is removed on exit, also on error, Ctrl-C or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -87,13 +85,12 @@ from common import (cpu_seconds, git_revision, require_root, stop_signals_interr
 from lab import sysnet  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 from lab.cniexec import Runtime  # noqa: E402
+from lab.nsthread import setns  # noqa: E402
 
 REF_DIR = "/usr/lib/cni"
 CNI_VERSION = "1.0.0"  # the newest version the Debian reference plugins speak
 IFNAME = "eth0"
 K8S_NS = "bench"
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 
 
 # --------------------------------------------------------------------------- namespaces
@@ -109,19 +106,14 @@ class NetnsSwitch:
         self._home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
         self._fds: dict[str, int] = {}
 
-    def _setns(self, fd: int) -> None:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, f"setns: {os.strerror(e)}")
-
     def enter(self, name: str) -> None:
         fd = self._fds.get(name)
         if fd is None:
             fd = self._fds[name] = os.open(sysnet.netns_path(name), os.O_RDONLY)
-        self._setns(fd)
+        setns(fd, name)
 
     def home(self) -> None:
-        self._setns(self._home)
+        setns(self._home, "the bench's own")
 
     def close(self) -> None:
         try:

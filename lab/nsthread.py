@@ -17,6 +17,13 @@ _libc = ctypes.CDLL(None, use_errno=True)
 T = TypeVar("T")
 
 
+def setns(fd: int, what: str = "") -> None:
+    """Move the calling thread into the network namespace open at ``fd``."""
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"cannot enter network namespace {what or fd}: {os.strerror(e)}")
+
+
 def in_netns(netns: str, fn: Callable[[], T]) -> T:
     """``fn()`` run inside the network namespace at path ``netns``."""
     box: list = []
@@ -25,8 +32,7 @@ def in_netns(netns: str, fn: Callable[[], T]) -> T:
         try:
             fd = os.open(netns, os.O_RDONLY)
             try:
-                if _libc.setns(fd, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), f"cannot enter network namespace {netns}")
+                setns(fd, netns)
             finally:
                 os.close(fd)
             box.append(fn())

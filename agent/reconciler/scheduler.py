@@ -224,7 +224,7 @@ class Scheduler:
         """How many values are in state ``failed`` (``counts()["failed"]``), in
         O(failures) rather than O(values): the agent reports it after every change."""
         with self._lock:
-            return sum(1 for k in self._failures if k in self._desired and k not in self._invalid)
+            return sum(1 for k in self._failures if self._key_state_enum(k) is ValueState.FAILED)
 
     def counts(self) -> dict[str, int]:
         with self._lock:
