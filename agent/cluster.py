@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import logging
 import threading
-
-try:  # a C JSON decoder: the start-up listing of a large cluster is mostly JSON
-    from orjson import JSONDecodeError as _JSONError
-    from orjson import loads as _loads
-except ImportError:  # pragma: no cover -- the standard library does the same, slower
-    from json import JSONDecodeError as _JSONError
-    from json import loads as _loads
 from dataclasses import dataclass
+
+import orjson  # a C JSON decoder: the start-up listing of a large cluster is mostly JSON
 
 from agent.errors import InvalidInput
 from agent.model import keys
@@ -71,10 +66,10 @@ class ClusterSnapshot:
                 bucket.pop((ref.namespace, ref.name), None)
                 return Change(ref.kind, ref.namespace, ref.name, True)
             try:
-                obj = _loads(ev.value)
+                obj = orjson.loads(ev.value)
                 if not isinstance(obj, dict):
                     raise ValueError("not a JSON object")
-            except (ValueError, _JSONError) as e:
+            except ValueError as e:  # orjson.JSONDecodeError is one
                 self._bad(ev.key, f"not a JSON object: {e}")
                 return None
             bucket[(ref.namespace, ref.name)] = obj

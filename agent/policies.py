@@ -75,9 +75,13 @@ class PolicySync:
     def _policy_objs(self) -> dict[str, dict]:
         return {f"{ns}/{n}": o for (ns, n), o in self.snapshot.objects["networkpolicy"].items()}
 
-    def _ns_labels(self) -> dict:
-        return {n: (o.get("metadata") or {}).get("labels") or {}
-                for (_, n), o in self.snapshot.objects["namespace"].items()}
+    def _ns_labels(self, only: set[str] | None = None) -> dict:
+        """Namespace name -> labels (of ``only`` those namespaces if given)."""
+        objs = self.snapshot.objects["namespace"]
+        if only is None:
+            return {n: (o.get("metadata") or {}).get("labels") or {} for (_, n), o in objs.items()}
+        return {n: (objs[("", n)].get("metadata") or {}).get("labels") or {}
+                for n in only if ("", n) in objs}
 
     def _index_policy(self, ref: str, obj: dict | None) -> None:
         old = self._shapes.pop(ref, None)
@@ -129,7 +133,9 @@ class PolicySync:
         new = pod_info(obj) if obj is not None else None
         if new == old:
             return
-        ns_labels = self._ns_labels()
+        # only the pod's own namespace is ever looked up (namespaceSelectors):
+        # not every namespace's labels on every pod event
+        ns_labels = self._ns_labels({p.namespace for p in (old, new) if p is not None})
         memo_old: dict = {}
         memo_new: dict = {}
         if old is not None and new is not None and (old.ip, old.ports, old.node, old.namespace) == \

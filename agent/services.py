@@ -246,6 +246,8 @@ class ServiceSync:
         if lb_key != self._lb_last:
             parts[LB] = self._lb_values()
             self._lb_last = lb_key
+        if not parts:  # e.g. a pod no Service uses, on another node: no transaction
+            return len(dirty)
         what = ", ".join(f"{k[0]}/{k[1]}" for k in sorted(dirty)[:3]) + (" ..." if len(dirty) > 3 else "")
         res = self.desired.set_partitions(parts, description=f"services: {what}" if dirty
                                           else "services: local pods")

@@ -27,18 +27,14 @@ of its rules opens anything.
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass, field
 from typing import Iterable
 
-try:  # idents are computed for every peer of every policy: a C encoder
-    import orjson
+import orjson  # idents are computed for every peer of every policy: a C encoder
 
-    def _canonical(x) -> str:
-        return orjson.dumps(x, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
-except ImportError:  # pragma: no cover -- the same text, slower
-    def _canonical(x) -> str:
-        return json.dumps(x, sort_keys=True, separators=(",", ":"), default=str)
+
+def _canonical(x) -> str:
+    return orjson.dumps(x, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str).decode()
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 

@@ -212,8 +212,3 @@ def build_service(svc: dict, slices: list[dict], pods: dict[tuple[str, str], dic
                                      ext_local, int_local))
     return out
 
-
-def service_slices(slices: dict[tuple[str, str], dict], namespace: str, name: str) -> list[dict]:
-    """The EndpointSlices of Service namespace/name (by the service-name label)."""
-    return [s for (ns, _), s in slices.items() if ns == namespace and
-            ((s.get("metadata") or {}).get("labels") or {}).get("kubernetes.io/service-name") == name]

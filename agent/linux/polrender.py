@@ -102,13 +102,6 @@ def render_policy(cp: CompiledPolicy, pods: dict[str, PodInfo]) -> dict[str, obj
         rules: list[str] = []
         refs: list[str] = []
 
-        def new_set(name: str, spec: str, elements: list[str]) -> str:
-            out[set_key(name)] = NftSet(name, spec)
-            for e in elements:
-                out[element_key(name, e)] = NftElement(name, e)
-            refs.append(set_key(name))
-            return name
-
         for r in (x for x in cp.rules if x.direction == direction):
             note = f'comment "{cp.ref} {direction}[{r.index}]"'
             peer_matches = []
@@ -130,8 +123,9 @@ def render_policy(cp: CompiledPolicy, pods: dict[str, PodInfo]) -> dict[str, obj
                     _peer_pods(r, pods)
                 elems = sorted({f"{d.ip} . {p.protocol.lower()} . {d.named_port(p.name, p.protocol)}"
                                 for d in dsts if d.named_port(p.name, p.protocol)})
-                sname = new_set(f"pn-{pid}-{direction[0]}{r.index}-{k}",
-                                "type ipv4_addr . inet_proto . inet_service;", elems)
+                sname = f"pn-{pid}-{direction[0]}{r.index}-{k}"
+                out.update(render_peer_set(sname, "type ipv4_addr . inet_proto . inet_service;", elems))
+                refs.append(set_key(sname))
                 for pm in peer_matches:
                     rules.append(" ".join(filter(None, [
                         pm, f"ip daddr . meta l4proto . th dport @{sname}", verdict, note])))

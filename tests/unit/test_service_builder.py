@@ -19,8 +19,7 @@ import re
 import pytest
 import yaml
 
-from agent.builders.services import (DEFAULT_AFFINITY_TIMEOUT, NODEPORT_RANGE, build_service,
-                                     service_slices)
+from agent.builders.services import DEFAULT_AFFINITY_TIMEOUT, NODEPORT_RANGE, build_service
 
 NODE = "node1"
 NS = "default"
@@ -512,17 +511,3 @@ def test_builder_does_not_mutate_its_input():
     before = copy.deepcopy((svc, slices))
     build_service(svc, slices, pods(*PODS), NODE)
     assert (svc, slices) == before
-
-
-def test_service_slices_selects_by_label_and_namespace():
-    a = slice_("web", {"name": "web-0"})
-    b = slice_("web", {"name": "web-1"})
-    other = slice_("db", {"name": "db-0"})
-    elsewhere = {**slice_("web", {"name": "web-0"}), "metadata": {
-        "namespace": "prod", "name": "web-0", "labels": {"kubernetes.io/service-name": "web"}}}
-    unlabelled = {"metadata": {"namespace": NS, "name": "web-9"}}
-    store = {(NS, "web-0"): a, (NS, "web-1"): b, (NS, "db-0"): other, ("prod", "web-0"): elsewhere,
-             (NS, "web-9"): unlabelled}
-    assert service_slices(store, NS, "web") == [a, b]
-    assert service_slices(store, "prod", "web") == [elsewhere]
-    assert service_slices(store, NS, "nosuch") == []

@@ -12,6 +12,7 @@ import ipaddress
 import re
 import struct
 
+from agent.linux.nft.values import RULE_COMMENT
 from agent.linux.nft.wire import (CMP_EQ, CMP_GTE, CMP_LTE, META, NF_ACCEPT, NF_DROP,
                                   NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED, NFPROTO_IPV4,
                                   NFT_GOTO, NFT_JUMP, NFT_RETURN, PROTO, REG1, REG2, REG_VERDICT,
@@ -83,7 +84,6 @@ def e_reject(kind: int, code: int) -> bytes:
 
 # ---------------------------------------------------------------- rule grammar
 _IP = r"\d+\.\d+\.\d+\.\d+"
-_COMMENT = re.compile(r'\s+comment\s+"([^"]*)"\s*$')
 _FIELDS = {  # what `@set` lookups in our rules load, and where
     "ip saddr": ("payload", 1, 12, 4), "ip daddr": ("payload", 1, 16, 4),
     "meta l4proto": ("meta", "l4proto"), "th dport": ("payload", 2, 2, 2),
@@ -100,7 +100,7 @@ def _load(field: str, dreg: int) -> bytes:
 def compile_rule(text: str) -> tuple[bytes, str]:
     """Rule text of our renderers -> (NFTA_RULE_EXPRESSIONS payload, comment)."""
     comment = ""
-    m = _COMMENT.search(text)
+    m = RULE_COMMENT.search(text)
     if m:
         comment, text = m.group(1), text[:m.start()]
     toks = text.split()

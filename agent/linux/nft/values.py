@@ -19,7 +19,8 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-_RULE_COMMENT = re.compile(r'\s+comment\s+"([^"]*)"\s*$')
+#: a rule's trailing ``comment "..."`` (also what the netlink rule compiler strips)
+RULE_COMMENT = re.compile(r'\s+comment\s+"([^"]*)"\s*$')
 
 FAMILY = "ip"
 #: longest comment we write (nftables allows 128 bytes)
@@ -89,7 +90,7 @@ class NftChain:
             return ()
         first = self.rules[0]
         tag = f"#{self.digest}"
-        m = _RULE_COMMENT.search(first)
+        m = RULE_COMMENT.search(first)
         text = m.group(1) if m else ""
         body = first[:m.start()] if m else first
         comment = f"{text[:COMMENT_MAX - len(tag) - 1]} {tag}".strip()

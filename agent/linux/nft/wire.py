@@ -309,9 +309,6 @@ class Batch:
                 out.append(m)
         return out
 
-    def __len__(self) -> int:
-        return len(self.msgs)
-
 
 class Wire:
     """A NETLINK_NETFILTER socket that commits :class:`Batch` es."""
@@ -358,8 +355,6 @@ class Wire:
                         errors.append((seq - first - 1, -code))
                     pending.discard(seq)
                 off += (ln + 3) & ~3
-            if errors and not pending:
-                break
             if errors:
                 # after an error the kernel aborts the batch: no more acks come
                 break
