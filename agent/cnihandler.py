@@ -202,28 +202,33 @@ class CNIHandler:
             return CNIResponse(0, b"")
         result = self.podnet.add(cid, ifname, netns, pod_namespace=args.get("K8S_POD_NAMESPACE", ""),
                                  pod_name=args.get("K8S_POD_NAME", ""), mtu=conf.get("mtu") or 0)
-        return CNIResponse(0, json.dumps(shape_result(version, result, netns, ifname,
-                                                      conf.get("dns"))).encode())
+        return CNIResponse(0, json.dumps(shape_result(version, result, conf.get("dns"))).encode())
 
 
-def shape_result(version: str, r: PodResult, netns: str, ifname: str, dns=None) -> dict:
-    """The ADD result in the layout of ``version`` (0.3.x/0.4.0 carry ips[].version)."""
+def shape_result(version: str, r: PodResult, dns=None) -> dict:
+    """The ADD result in the layout of ``version`` (0.3.x/0.4.0 carry ips[].version);
+    the interfaces are the data plane's (:meth:`agent.dataplane.Dataplane.pod_interfaces`)."""
     legacy = _version_tuple(version) < (1, 0, 0)
-    host = {"name": r.host_if, "mac": r.host_mac}
-    pod = {"name": ifname, "mac": r.pod_mac, "sandbox": netns}
-    if _version_tuple(version) >= (1, 1, 0):
-        host["mtu"] = pod["mtu"] = r.mtu
+    interfaces = []
+    for i in r.interfaces:
+        entry = {"name": i.name, "mac": i.mac}
+        if i.sandbox:
+            entry["sandbox"] = i.sandbox
+        if _version_tuple(version) >= (1, 1, 0):
+            entry["mtu"] = r.mtu
+        interfaces.append(entry)
+    pod_index = len(interfaces) - 1  # the addresses are the pod's, its interface is last
     ips, routes = [], []
     for cidr in r.allocation.ips:
         v6 = ":" in cidr
         gw = next((g for g in r.gateways if (":" in g) == v6), None)
-        entry = {"address": cidr, "interface": 1}
+        entry = {"address": cidr, "interface": pod_index}
         if gw:
             entry["gateway"] = gw
             routes.append({"dst": "::/0" if v6 else "0.0.0.0/0", "gw": gw})
         if legacy:
             entry = {"version": "6" if v6 else "4", **entry}
         ips.append(entry)
-    out = {"cniVersion": version, "interfaces": [host, pod], "ips": ips, "routes": routes,
+    out = {"cniVersion": version, "interfaces": interfaces, "ips": ips, "routes": routes,
            "dns": dns if isinstance(dns, dict) else {}}
     return out

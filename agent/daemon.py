@@ -11,6 +11,11 @@ Start-up (:meth:`Agent.start`), in order:
 
 Stopping leaves the data plane as it is: pods keep working while the agent
 restarts, and the next start-up's resync repairs whatever changed meanwhile.
+
+The daemon is data-plane neutral: it meets its data plane only through
+:class:`agent.dataplane.Dataplane` (chosen by name from the configuration).
+The local API is served through :class:`agent.facade.AgentFacade`, never by
+reaching into this object.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 
+from agent import dataplane
 from agent.builders.nodes import node_transport, vtep_mac
 from agent.cluster import ClusterSnapshot
 from agent.cnihandler import E_NOT_AVAILABLE, E_NOT_AVAILABLE_LIMITED, CNIHandler
@@ -35,8 +41,8 @@ from agent.ipam.subnets import SubnetAllocator
 from agent.model import keys
 from agent.model.records import AgentStatus, NodeInfo
 from agent.podnet import PodNetwork
-from agent.reconciler import Scheduler
 from agent.policies import PolicySync
+from agent.reconciler import Scheduler
 from agent.services import ServiceSync
 from agent.store import Compacted, WatchBatch, open_store
 
@@ -76,19 +82,35 @@ class _ResyncRequest(Future):
         self.why = why
 
 
-VXLAN_OVERHEAD = 50
 NODE_PARTITION = "node"
 HEARTBEAT = 10.0
 
 
 class Agent:
+    """The node agent. Every attribute exists from construction; what needs
+    etcd and the node's subnet claim (``store``, ``node_info``, ``ipam``,
+    ``podnet``, ``cni``) is None until :meth:`start` has made it."""
+
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg.validated()
+        self.plane = dataplane.create(self.cfg.dataplane)  # unopened until start()
         self.snapshot = ClusterSnapshot()
         self.started = time.time()
         self.ready = False
         self.applied_revision = 0
         self.last_resync: dict = {}
+        self.facts: dataplane.NodeFacts | None = None
+        self.node_info: NodeInfo | None = None
+        self.store = None
+        self.ipam: PodIPAM | None = None
+        self.podnet: PodNetwork | None = None
+        self.cni: CNIHandler | None = None
+        self.scheduler = Scheduler(history_size=self.cfg.history_size)
+        self.desired = DesiredState(self.scheduler)
+        self.services = ServiceSync(self.snapshot, self.desired, self.cfg.node,
+                                    self.plane.service_renderer())
+        self.policies = PolicySync(self.snapshot, self.desired, self.cfg.node,
+                                   self.plane.policy_renderer())
         self._q: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._watch = None
@@ -96,8 +118,8 @@ class Agent:
         self._api = None
         self._loop: threading.Thread | None = None
         self._relist_pending = False
-        self.store = None
-        self.node_info: NodeInfo | None = None
+        #: why the agent stopped by itself (a FatalError); None while it runs
+        self.fatal: FatalError | None = None
 
     # ------------------------------------------------------------------ start-up
     def start(self) -> "Agent":
@@ -114,7 +136,7 @@ class Agent:
                 t = now
             self._connect()
             phase("connect")
-            self._init_dataplane()
+            self._open_dataplane()
             self._register()
             phase("register")
             # What start-up builds lives as long as the agent: the collector is
@@ -162,50 +184,25 @@ class Agent:
                     raise
                 time.sleep(0.5)
 
-    def _init_dataplane(self) -> None:
-        if self.cfg.dataplane != "linux":
-            raise FatalError(f"data plane {self.cfg.dataplane!r} is not available in this build",
-                             hint="use --dataplane linux")
-        from agent import linux  # noqa: PLC0415 -- pyroute2 only when needed
-        from agent.linux import polrender, render, svcrender, values
-        from agent.linux.hostinfo import detect_underlay
-        from agent.linux.netns import Netlink
-        from agent.linux.nft.descriptors import descriptors as nft_descriptors
-        from agent.linux.nft.lib import Nftables
-        self.underlay = detect_underlay(self.cfg.underlay_if, self.cfg.node_ip)
-        self.mtu = self.cfg.mtu or (self.underlay.mtu - VXLAN_OVERHEAD)
-        self.netlink = Netlink()
-        self.nft = Nftables()
-        nft_descs = nft_descriptors(self.nft)
-        self._nft_batch = nft_descs[0].batch_group
-        # the start-up resync's retrieve lists our table; start that now
-        self._nft_batch.prefetch()
-        self.scheduler = Scheduler(linux.descriptors(self.netlink) + nft_descs,
-                                   history_size=self.cfg.history_size)
-        self.desired = DesiredState(self.scheduler)
-        self._render_node = lambda t: {**render.render_node(t), **svcrender.render_base(
-            t.me.gateways[0], render.VXLAN_DEV), **polrender.render_base()}
-        self._polrender = polrender
-        self._render_pod = render.render_pod
-        self._svcrender = svcrender
-        self._host_ifname = values.host_ifname
-        self._link_key = values.veth_key
+    def _open_dataplane(self) -> None:
+        self.facts = self.plane.open(self.cfg)
+        for d in self.plane.descriptors():
+            self.scheduler.register(d)
+        # the start-up resync's retrieve reads the data plane; start that now
+        self.plane.prefetch()
 
     def _register(self) -> None:
         subnet = SubnetAllocator(self.store, self.cfg.pod_cidr, self.cfg.node_prefix).claim(self.cfg.node)
         self.node_info = NodeInfo(
-            name=self.cfg.node, index=subnet.index, node_ip=self.underlay.ip,
+            name=self.cfg.node, index=subnet.index, node_ip=self.facts.node_ip,
             pod_subnets=(str(subnet.subnet),), gateways=(subnet.gateway,),
             vtep_mac=vtep_mac(subnet.index), dataplane=self.cfg.dataplane,
-            node_ips=self.underlay.all_ips)
+            node_ips=self.facts.node_ips)
         self.store.put(keys.node_key(self.cfg.node), self.node_info.to_json().encode())
         self.ipam = PodIPAM(self.store, self.cfg.node, subnet.subnet, reserved=[subnet.gateway])
-        self.podnet = PodNetwork(self.ipam, self.desired, lambda: self.node_info, mtu=self.mtu,
-                                 render=self._render_pod, host_ifname=self._host_ifname,
-                                 link_key=self._link_key)
+        self.podnet = PodNetwork(self.ipam, self.desired, lambda: self.node_info, mtu=self.facts.mtu,
+                                 plane=self.plane)
         self.cni = CNIHandler(self.podnet, self.cni_status)
-        self.services = ServiceSync(self.snapshot, self.desired, self.cfg.node, self._svcrender)
-        self.policies = PolicySync(self.snapshot, self.desired, self.cfg.node, self._polrender)
 
     def _relist(self) -> int:
         """Load the whole watched state; returns the revision of the listing.
@@ -239,8 +236,8 @@ class Agent:
         with self.snapshot.lock:
             registry = list(self.snapshot.nodes.values())
         t = node_transport(self.node_info, registry, vni=self.cfg.vxlan_vni, port=self.cfg.vxlan_port,
-                           mtu=self.mtu, underlay_dev=self.underlay.ifname)
-        return self._render_node(t)
+                           mtu=self.facts.mtu, underlay_dev=self.facts.underlay)
+        return self.plane.render_node(t)
 
     def _resync(self, why: str, built: dict[str, dict] | None = None):
         """Rebuild every partition and resync the data plane against them.
@@ -273,14 +270,14 @@ class Agent:
         policies -- which only this thread changes -- are rebuilt before it is
         taken, and the table listing the retrieve needs runs on a thread
         meanwhile. At 10,000 Services that takes about 1.5 s out of the lock."""
-        self._nft_batch.prefetch()
+        self.plane.prefetch()
         try:
             with _gc_paused():
                 built = {**self.services.partitions(), **self.policies.partitions()}
-                self._nft_batch.wait_prefetch()
+                self.plane.wait_prefetch()
                 return self._resync(why, built=built)
         finally:
-            self._nft_batch.discard_prefetch()  # used, or not to be used later
+            self.plane.discard_prefetch()  # used, or not to be used later
 
     def request_resync(self, why: str, timeout: float = 300.0):
         """Run a resync on the agent loop and return its result (API threads)."""
@@ -400,6 +397,13 @@ class Agent:
                 if now >= next_beat:
                     self._report()
                     next_beat = now + HEARTBEAT
+                if self.scheduler.fatal is not None:
+                    raise self.scheduler.fatal
+            except FatalError as e:
+                # never retried: the agent stops rather than act on a broken view
+                log.error("fatal: %s%s; the agent stops", e.message, f" ({e.hint})" if e.hint else "")
+                self.fatal = e
+                self._stop.set()
             except ContivError as e:
                 log.warning("agent loop: %s", e.message)
             except Exception:  # noqa: BLE001 -- the loop must survive one bad event
@@ -427,6 +431,9 @@ class Agent:
     def cni_status(self) -> tuple[int, str]:
         if not self.ready:
             return E_NOT_AVAILABLE, f"agent on {self.cfg.node} is starting"
+        why = self.plane.ready()
+        if why:
+            return E_NOT_AVAILABLE, f"data plane {self.plane.name}: {why}"
         # only the node's own values: asking for the state of every value (every
         # Service's map elements) made this O(cluster size) -- ~1 s at 10,000 Services
         states = self.scheduler.states_of(self.desired.partition(NODE_PARTITION))
@@ -439,11 +446,10 @@ class Agent:
         return 0, ""
 
     def status(self) -> AgentStatus:
-        failed = self.scheduler.failed_count() if hasattr(self, "scheduler") else 0
         return AgentStatus(node=self.cfg.node, applied_revision=self.applied_revision,
                            ready=self.ready, pid=os.getpid(), started=self.started,
                            heartbeat=time.time(), dataplane=self.cfg.dataplane,
-                           failed_values=failed, version=VERSION)
+                           failed_values=self.scheduler.failed_count(), version=VERSION)
 
     def _report(self) -> None:
         try:
@@ -455,9 +461,15 @@ class Agent:
     def _start_api(self) -> None:
         from agent.api.routes import build_router  # noqa: PLC0415
         from agent.api.server import APIServer  # noqa: PLC0415
-        self._api = APIServer(self.cfg.socket, build_router(self)).start()
+        from agent.facade import AgentFacade  # noqa: PLC0415
+        self._api = APIServer(self.cfg.socket, build_router(AgentFacade(self))).start()
 
     # ------------------------------------------------------------------ stop
+    def request_stop(self) -> None:
+        """Ask a running agent to stop (safe from a signal handler): :meth:`wait`
+        returns, and the caller then calls :meth:`stop`."""
+        self._stop.set()
+
     def stop(self) -> None:
         """Stop serving and watching; leave the data plane in place."""
         self._stop.set()
@@ -474,10 +486,7 @@ class Agent:
             self._report()
         if self.store is not None:
             self.store.close()
-        if getattr(self, "netlink", None):
-            self.netlink.close()
-        if getattr(self, "nft", None):
-            self.nft.close()
+        self.plane.close()
         if self._etcd:
             self._etcd.stop()
             self._etcd = None
@@ -488,11 +497,14 @@ class Agent:
 
 
 def run(cfg: AgentConfig) -> None:
-    """Run until SIGTERM/SIGINT (installed by the caller)."""
+    """Run until SIGTERM/SIGINT (installed by the caller); raises the
+    FatalError that stopped the agent by itself, if one did."""
     agent = Agent(cfg)
     agent.start()
     try:
         agent.wait()
     finally:
         agent.stop()
+    if agent.fatal is not None:
+        raise agent.fatal
 

@@ -8,6 +8,7 @@ The type of an error decides what happens next (DESIGN.md rule 6):
 * :class:`FatalError` -- the agent cannot continue (e.g. the data plane is gone).
 * :class:`NotFound` -- a named object does not exist (maps to HTTP 404).
 * :class:`Conflict` -- a compare-and-swap lost a race (a kind of temporary error).
+* :class:`NotSupported` -- the data plane cannot do this (a diagnostic it has no source for).
 
 The CLI maps each class to a one-line message, a hint and an exit status;
 the API maps it to an HTTP status and a JSON error body.
@@ -32,7 +33,10 @@ class ContivError(Exception):
         self.hint = hint
 
     def to_dict(self) -> dict:
-        out = {"error": type(self).__name__, "message": self.message}
+        # the nearest class of this module names the error: a client knows
+        # these (a data plane's own subclass travels as its base class)
+        base = next(c for c in type(self).__mro__ if c.__module__ == __name__)
+        out = {"error": base.__name__, "message": self.message}
         if self.hint:
             out["hint"] = self.hint
         return out
@@ -90,3 +94,11 @@ class Exhausted(ContivError):
 
     http_status = 507
     exit_status = 6
+
+
+class NotSupported(ContivError):
+    """The data plane (or this build) cannot do what was asked; ``message``
+    says why, e.g. a diagnostic the data plane has no source for."""
+
+    http_status = 501
+    exit_status = 7

@@ -2,7 +2,8 @@
 attachments. Independent of the CNI wire format (see :mod:`agent.cnihandler`)
 and of the data plane (the renderer is injected).
 
-ADD = allocate (etcd CAS) -> render -> one scheduler transaction. If any of
+ADD = allocate (etcd CAS) -> render (the data plane's
+:meth:`~agent.dataplane.Dataplane.render_pod`) -> one scheduler transaction. If any of
 the pod's values fails, the pod's partition is removed again and the address
 released before the error goes up: a failed ADD leaks nothing (DESIGN.md
 rule 11). Each ADD records a timing breakdown, queryable per pod.
@@ -14,14 +15,17 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from agent.builders.pods import PodAttachment, pod_attachment
+from agent.builders.pods import pod_attachment
+from agent.dataplane import Dataplane, PodInterface
 from agent.desired import DesiredState
 from agent.errors import ContivError, DataplaneError, InvalidInput
 from agent.ipam.pods import PodIPAM
 from agent.model import names
+from agent.model.api import PodStatus
 from agent.model.records import Allocation, NodeInfo
 
 log = logging.getLogger(__name__)
@@ -31,39 +35,46 @@ def partition_name(container_id: str, ifname: str) -> str:
     return f"pod/{container_id}/{ifname}"
 
 
+def _settled(commit) -> bool:
+    """Whether a reservation's transaction wrote it (False if it failed: an
+    etcd that did not answer leaves the outcome open, and a retried ADD finds
+    whatever it wrote)."""
+    try:
+        return commit.result()[0]
+    except Exception:  # noqa: BLE001 -- the ADD's own error is the one to report
+        return False
+
+
+class _LostReservation(Exception):
+    """A reserved address's transaction lost to another writer (not an error:
+    the ADD goes the serial way)."""
+
+
 @dataclass(slots=True)
 class PodResult:
     """What ADD produced, in data-plane terms the CNI layer shapes into a result."""
 
     allocation: Allocation
-    host_if: str
-    host_mac: str
-    pod_mac: str
+    interfaces: tuple[PodInterface, ...]  # the pod's own last
     gateways: tuple[str, ...]
     mtu: int
     timings: dict[str, float] = field(default_factory=dict)
 
 
 class PodNetwork:
-    """See the module docstring.
-
-    ``render`` maps a :class:`PodAttachment` to data-plane values;
-    ``host_ifname`` names the host side of a pod interface (deterministic, so
-    that DEL finds it without the allocation); ``veth_key`` gives the key whose
-    metadata holds the interfaces' MACs.
-    """
+    """See the module docstring. ``plane`` renders pods and names their
+    interfaces (:class:`agent.dataplane.Dataplane`)."""
 
     def __init__(self, ipam: PodIPAM, desired: DesiredState, node: Callable[[], NodeInfo], *,
-                 mtu: int, render: Callable[[PodAttachment], dict],
-                 host_ifname: Callable[[str, str], str], link_key: Callable[[str], str],
-                 timing_history: int = 512) -> None:
+                 mtu: int, plane: Dataplane, timing_history: int = 512) -> None:
         self.ipam = ipam
         self.desired = desired
         self.node = node
         self.mtu = mtu
-        self.render = render
-        self.host_ifname = host_ifname
-        self.link_key = link_key
+        self.plane = plane
+        # runs the etcd transactions of reserved addresses while ADDs program
+        # the data plane (a few: ADDs of different pods run concurrently)
+        self._commits = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ipam-commit")
         self.timings: collections.OrderedDict[str, dict] = collections.OrderedDict()
         self._timing_history = timing_history
         # One lock per attachment: the runtime may retry an ADD while the first
@@ -87,47 +98,76 @@ class PodNetwork:
             raise InvalidInput(f"network namespace {netns} does not exist")
         with self._lock(container_id, ifname):
             t0 = time.perf_counter()
+            alloc = self.ipam.reserve(container_id, ifname, netns=netns, pod_namespace=pod_namespace,
+                                      pod_name=pod_name, mtu=mtu)
+            if alloc is not None:
+                # The node owns its subnet: the address is chosen here and its
+                # etcd transaction runs while the data plane is programmed;
+                # the answer waits for both (nothing is lost if the agent dies
+                # right after answering).
+                try:
+                    return self._program(alloc, True, t0, self._commits.submit(self._commit, alloc))
+                except _LostReservation:
+                    pass  # another writer had the address or this attachment: the serial path
             alloc, created = self.ipam.allocate(container_id, ifname, netns=netns,
                                                 pod_namespace=pod_namespace, pod_name=pod_name,
                                                 mtu=mtu)
-            t1 = time.perf_counter()
             if not created and alloc.netns != netns:
                 raise InvalidInput(f"container {container_id} interface {ifname} is already "
                                    f"attached in {alloc.netns}",
                                    hint="a container ID and interface name identify one attachment")
-            try:
-                att = pod_attachment(alloc, self.node(), self.mtu)
-                values = self.render(att)
-                t2 = time.perf_counter()
-                res = self.desired.set_partition(partition_name(container_id, ifname), values,
-                                                 description=f"cni add {alloc.pod_ref}")
-                t3 = time.perf_counter()
-                failed = res.failed(values)
-                if failed:
-                    # Name the root cause: a value that really failed, not one
-                    # merely pending on it (those sort first by key, e.g.
-                    # linux/podroute/... before linux/veth/...).
-                    key, why = min(failed.items(),
-                                   key=lambda kv: (kv[0] not in res.errors, kv[0]))
-                    raise DataplaneError(f"pod {alloc.pod_ref}: {key}: {why}")
-                meta = self.desired.scheduler.metadata(self.link_key(self.host_ifname(container_id, ifname))) or {}
-            except BaseException:
-                if created:
-                    self._undo(container_id, ifname, alloc)
-                raise
-            timings = {"ipam_ms": (t1 - t0) * 1000, "render_ms": (t2 - t1) * 1000,
-                       "dataplane_ms": (t3 - t2) * 1000, "total_ms": (t3 - t0) * 1000}
-            if created:  # a repeated ADD is answered from the record; its timing is not news
-                self._record_timing(alloc, "add", timings)
-            return PodResult(alloc, self.host_ifname(container_id, ifname), meta.get("mac", ""),
-                             meta.get("pod_mac", ""), att.gateways, att.mtu, timings)
+            return self._program(alloc, created, t0, None)
 
-    def _undo(self, container_id: str, ifname: str, alloc: Allocation) -> None:
+    def _commit(self, alloc: Allocation) -> tuple[bool, float]:
+        t = time.perf_counter()
+        return self.ipam.commit(alloc), (time.perf_counter() - t) * 1000
+
+    def _program(self, alloc: Allocation, created: bool, t0: float, commit) -> PodResult:
+        """Render and program an allocation's values; ``commit``: the future of
+        its etcd transaction when that runs meanwhile (None: already written)."""
+        t1 = time.perf_counter()
+        part = partition_name(alloc.container_id, alloc.ifname)
+        written = commit is None
         try:
-            self.desired.set_partition(partition_name(container_id, ifname), {},
+            att = pod_attachment(alloc, self.node(), self.mtu)
+            values = self.plane.render_pod(att)
+            t2 = time.perf_counter()
+            res = self.desired.set_partition(part, values, description=f"cni add {alloc.pod_ref}")
+            t3 = time.perf_counter()
+            ipam_ms = (t1 - t0) * 1000
+            if commit is not None:
+                written, ipam_ms = commit.result()
+                if not written:
+                    raise _LostReservation
+            failed = res.failed(values)
+            if failed:
+                # Name the root cause: a value that really failed, not one
+                # merely pending on it (those sort first by key, e.g.
+                # linux/podroute/... before linux/veth/...).
+                key, why = min(failed.items(), key=lambda kv: (kv[0] not in res.errors, kv[0]))
+                raise DataplaneError(f"pod {alloc.pod_ref}: {key}: {why}")
+            interfaces = self.plane.pod_interfaces(att, self.desired.scheduler.metadata)
+        except BaseException as e:
+            if commit is not None and not written and not isinstance(e, _LostReservation):
+                written = _settled(commit)  # failed before its outcome was known: learn it
+            if created:
+                self._undo(alloc, release=written)
+            raise
+        t4 = time.perf_counter()
+        timings = {"ipam_ms": ipam_ms, "render_ms": (t2 - t1) * 1000,
+                   "dataplane_ms": (t3 - t2) * 1000, "total_ms": (t4 - t0) * 1000}
+        if created:  # a repeated ADD is answered from the record; its timing is not news
+            self._record_timing(alloc, "add", timings)
+        return PodResult(alloc, interfaces, att.gateways, att.mtu, timings)
+
+    def _undo(self, alloc: Allocation, *, release: bool) -> None:
+        """Take a failed ADD back: its values, and its allocation if written."""
+        try:
+            self.desired.set_partition(partition_name(alloc.container_id, alloc.ifname), {},
                                        description=f"undo failed add {alloc.pod_ref}")
         finally:
-            self.ipam.release(container_id, ifname)
+            if release:
+                self.ipam.release(alloc.container_id, alloc.ifname)
 
     # ------------------------------------------------------------------ DEL
     def delete(self, container_id: str, ifname: str) -> Allocation | None:
@@ -167,7 +207,7 @@ class PodNetwork:
         part = self.desired.partition(partition_name(container_id, ifname))
         if not part:
             problems.append("the agent has no desired state for this attachment")
-        plan = self.desired.scheduler.dry_run(resync=True)
+        plan = self.desired.scheduler.dry_run(resync=True, keys=part)
         for op in plan.operations:
             if op.key in part:
                 problems.append(f"{op.key}: {op.reason}")
@@ -199,23 +239,22 @@ class PodNetwork:
         node = self.node()
         out = {}
         for a in self.ipam.list():
-            out[partition_name(a.container_id, a.ifname)] = self.render(
+            out[partition_name(a.container_id, a.ifname)] = self.plane.render_pod(
                 pod_attachment(a, node, self.mtu))
         return out
 
-    def pods(self) -> list[dict]:
+    def pods(self) -> list[PodStatus]:
         """Local attachments with their data-plane state, for diagnostics."""
-        states = {s["key"]: s["state"] for s in self.desired.scheduler.state()}
         out = []
         for a in self.ipam.list():
             keys = self.desired.partition(partition_name(a.container_id, a.ifname))
+            states = self.desired.scheduler.states_of(keys)
             bad = sorted({states.get(k, "missing") for k in keys} - {"configured"})
-            out.append({"pod": a.pod_ref, "namespace": a.pod_namespace, "name": a.pod_name,
-                        "container_id": a.container_id, "ifname": a.ifname, "ips": list(a.ips),
-                        "netns": a.netns, "host_if": self.host_ifname(a.container_id, a.ifname),
-                        "created": a.created,
-                        "dataplane": ",".join(bad) if bad else ("ok" if keys else "missing"),
-                        "timings": self.timings.get(f"{a.container_id}/{a.ifname}", {})})
+            out.append(PodStatus(
+                a.pod_ref, a.pod_namespace, a.pod_name, a.container_id, a.ifname, tuple(a.ips),
+                a.netns, self.plane.pod_host_if(a.container_id, a.ifname), a.created,
+                ",".join(bad) if bad else ("ok" if keys else "missing"),
+                self.timings.get(f"{a.container_id}/{a.ifname}", {})))
         return out
 
     def _record_timing(self, alloc: Allocation, op: str, timings: dict) -> None:

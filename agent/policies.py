@@ -1,9 +1,10 @@
 """Keeps NetworkPolicy enforcement current, incrementally.
 
-Partitions: ``pol/<ns>/<name>`` (a policy's chains and sets, rendered only
-when it selects a pod of this node), ``polpod/<ns>/<name>`` (a local pod's
-dispatch elements) and ``polgroups`` (the group chains in use). Everything a
-flush changes goes to the scheduler as one transaction.
+Data-plane neutral: it compiles policies (:mod:`agent.builders.policies`),
+knows which policies select which pod and which pods each peer admits, and
+hands each change as a :class:`agent.dataplane.PolicyDelta` to the data
+plane's :class:`agent.dataplane.PolicyRenderer`, whose partitions (names
+starting with ``pol``) go to the scheduler as one transaction per flush.
 
 What a pod change costs:
 
@@ -18,32 +19,29 @@ What a pod change costs:
 * which policies select which local pod is an index too, so dispatch and the
   group chains never scan all policies for all pods.
 
-Peer sets are shared: every policy (rendered here) whose peer selects the
-same thing uses one set, in partition ``polset/<name>``, kept while some
-policy uses it. A pod entering or leaving a peer is one element of that set,
-however many policies are written with the peer.
-
-The renderer (``agent.linux.polrender`` for the Linux data plane) provides
-``render_policy``, ``peer_set``, ``peer_set_name``, ``render_peer_set``, ``peer_element``,
-``render_dispatch`` and ``render_groups``.
+A pod entering or leaving a peer is a *move* of that peer (its ident names
+what it selects, shared by every policy written with it): the renderer can
+make it one element of one shared set (nftables) however many policies
+share the peer.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from agent import policyindex as pi
-from agent.builders.policies import CompiledPolicy, Peer, PodInfo, PolicyError, PolicyModel, pod_info
+from agent.builders.policies import CompiledPolicy, PodInfo, PolicyError, PolicyModel, pod_info
 from agent.cluster import Change, ClusterSnapshot
+from agent.dataplane import PolicyDelta, PolicyRenderer
 from agent.desired import DesiredState
+from agent.errors import InvalidInput
+from agent.model import api as rec
 
 log = logging.getLogger(__name__)
-GROUPS = "polgroups"
 
 
 class PolicySync:
     def __init__(self, snapshot: ClusterSnapshot, desired: DesiredState, node: str,
-                 renderer: Any) -> None:
+                 renderer: PolicyRenderer) -> None:
         self.snapshot = snapshot
         self.desired = desired
         self.node = node
@@ -63,13 +61,6 @@ class PolicySync:
         self._named: set[str] = set()  # policies resolving named ports on peers (egress)
         self._selecting: dict[str, set[str]] = {}  # pod ref -> policies selecting it
         self._peer_moves: list[tuple[str, str, bool]] = []  # (peer ident, pod ref, joined)
-        self._groups_last: set = set()
-        self._groups_stale = False
-        # shared peer sets: name -> (spec, elements); name -> policies using it;
-        # policy -> names it uses (only policies rendered here use sets)
-        self._sets: dict[str, tuple[str, frozenset]] = {}
-        self._set_users: dict[str, set[str]] = {}
-        self._uses: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------ inputs
     def _policy_objs(self) -> dict[str, dict]:
@@ -170,7 +161,6 @@ class PolicySync:
             self._peer_moves += [(ident, ref, now) for ident, now in moved.items()]
         else:
             # appeared, gone, or moved: every policy it matters to is recompiled
-            self._groups_stale = True
             for pref, shape in self._shapes.items():
                 if pref in self._named or pi.matters(shape, old, ns_labels, memo_old) or \
                         pi.matters(shape, new, ns_labels, memo_new):
@@ -199,43 +189,6 @@ class PolicySync:
         p = self.pods.get(ref)
         return p is not None and p.node == self.node
 
-    def _rendered_here(self, cp: CompiledPolicy) -> bool:
-        return any(self._local(r) for r in cp.selected)
-
-    def _policy_values(self, cp: CompiledPolicy, changed_sets: set[str]) -> dict:
-        """The policy's own values; records the shared sets it uses (those whose
-        elements or users changed go to ``changed_sets``)."""
-        here = self._rendered_here(cp)
-        sets: dict[str, tuple[str, frozenset]] = {}
-        for rule in cp.rules if here else ():
-            for pe in rule.peers or ():
-                name, spec, elems = self.r.peer_set(pe, self.pods)
-                sets[name] = (spec, elems)
-        self._use(cp.ref, sets, changed_sets)
-        return self.r.render_policy(cp, self.pods) if here else {}
-
-    def _use(self, ref: str, sets: dict[str, tuple[str, frozenset]], changed: set[str]) -> None:
-        old = self._uses.pop(ref, set())
-        if sets:
-            self._uses[ref] = set(sets)
-        for name in old - sets.keys():
-            users = self._set_users.get(name, set())
-            users.discard(ref)
-            if not users:
-                self._set_users.pop(name, None)
-                self._sets.pop(name, None)
-                changed.add(name)
-        for name, content in sets.items():
-            self._set_users.setdefault(name, set()).add(ref)
-            if self._sets.get(name) != content:
-                # freshly compiled from the current pods: this is the truth
-                self._sets[name] = content
-                changed.add(name)
-
-    def _set_parts(self, names: set[str]) -> dict[str, dict]:
-        return {f"polset/{n}": self.r.render_peer_set(n, *self._sets[n]) if n in self._sets else {}
-                for n in names}
-
     def _set_compiled(self, ref: str, cp: CompiledPolicy | None) -> set[str]:
         """Install a compiled policy (None: gone); returns pods whose selection changed."""
         old = self.compiled.pop(ref, None)
@@ -255,22 +208,11 @@ class PolicySync:
         return tuple(sorted(r for r in self._selecting.get(pod_ref, ())
                             if policy_type in self.compiled[r].types))
 
-    def _dispatch(self, ref: str) -> dict:
+    def _dispatch(self, ref: str) -> tuple[PodInfo | None, tuple[str, ...], tuple[str, ...]]:
+        """A pod's entry of :attr:`PolicyDelta.dispatch` (None: not a local pod)."""
         if not self._local(ref):
-            return {}
-        return self.r.render_dispatch(self.pods[ref], self._policies_of(ref, "Ingress"),
-                                     self._policies_of(ref, "Egress"))
-
-    def _group_set(self) -> set:
-        groups = set()
-        for ref in self._selecting:
-            if not self._local(ref):
-                continue
-            for d, t in (("ingress", "Ingress"), ("egress", "Egress")):
-                g = self._policies_of(ref, t)
-                if g:
-                    groups.add((d, g))
-        return groups
+            return None, (), ()
+        return self.pods[ref], self._policies_of(ref, "Ingress"), self._policies_of(ref, "Egress")
 
     def load_pods(self) -> None:
         with self.snapshot.lock:
@@ -299,25 +241,25 @@ class PolicySync:
         model = self._model(list(objs.values()))
         self.compiled.clear()
         self._selecting.clear()
-        self._sets.clear()
-        self._set_users.clear()
-        self._uses.clear()
         for c in model.policies:
             self._report(c)
             self._set_compiled(c.ref, c)
-        changed: set[str] = set()
-        parts = {f"pol/{c.ref}": self._policy_values(c, changed) for c in model.policies}
-        parts.update(self._set_parts(changed))
-        for ref in self.pods:
-            parts[f"polpod/{ref}"] = self._dispatch(ref)
-        self._groups_last = self._group_set()
-        parts[GROUPS] = self.r.render_groups(self._groups_last)
+        delta = PolicyDelta(full=True)
+        for c in model.policies:
+            self._add_policy(delta, c.ref, c)
+        delta.dispatch = {ref: self._dispatch(ref) for ref in self.pods}
+        parts, _ = self.r.render(delta, self.pods)
         for name in self.desired.names("pol"):
             parts.setdefault(name, {})
         self.dirty_policies.clear()
         self.dirty_pods.clear()
         self._peer_moves.clear()
         return parts
+
+    def _add_policy(self, delta: PolicyDelta, ref: str, cp: CompiledPolicy | None) -> None:
+        delta.policies[ref] = cp
+        if cp is not None and any(self._local(r) for r in cp.selected):
+            delta.here.add(ref)
 
     def flush(self) -> int:
         if not self.dirty_policies and not self.dirty_pods and not self._peer_moves:
@@ -329,31 +271,22 @@ class PolicySync:
             with self.snapshot.lock:
                 objs = self._policy_objs()
             model = self._model([])
-        parts: dict[str, dict] = {}
-        changed_sets: set[str] = set()
+        delta = PolicyDelta()
         for ref in sorted(dirty_p):
             obj = objs.get(ref)
             if obj is None:
                 dirty_pods |= self._set_compiled(ref, None)
-                self._use(ref, {}, changed_sets)
-                parts[f"pol/{ref}"] = {}
+                self._add_policy(delta, ref, None)
                 self.reported.pop(ref, None)
                 continue
             cp = model.compile(obj)
             self._report(cp)
             dirty_pods |= self._set_compiled(ref, cp)
-            parts[f"pol/{ref}"] = self._policy_values(cp, changed_sets)
-        patches = self._apply_moves(moves, changed_sets)
-        parts.update(self._set_parts(changed_sets))
-        for ref in sorted(dirty_pods):
-            parts[f"polpod/{ref}"] = self._dispatch(ref)
-        # the groups follow which policies select which local pod: only a
-        # recompile or a pod appearing, going or moving can change them
-        groups = self._group_set() if dirty_p or self._groups_stale else self._groups_last
-        self._groups_stale = False
-        if groups != self._groups_last:
-            parts[GROUPS] = self.r.render_groups(groups)
-            self._groups_last = groups
+            self._add_policy(delta, ref, cp)
+        delta.moves = [(ident, self.pods[ref], joined) for ident, ref, joined in moves
+                       if ref in self.pods]
+        delta.dispatch = {ref: self._dispatch(ref) for ref in dirty_pods}
+        parts, patches = self.r.render(delta, self.pods)
         what = sorted(dirty_p)[:3] or sorted(dirty_pods)[:3] or sorted({m[1] for m in moves})[:3]
         res = self.desired.set_partitions(parts, patches=patches,
                                           description="network policies: " + ", ".join(what))
@@ -362,58 +295,23 @@ class PolicySync:
                         "; ".join(f"{k}: {e}" for k, e in sorted(res.errors.items())[:3]))
         return len(dirty_p) + len(dirty_pods) + len(moves)
 
-    def _apply_moves(self, moves, changed_sets: set[str]) -> dict[str, tuple[dict, set]]:
-        """Pods entering/leaving peers: patch the elements of the shared sets in
-        use -- once per set, however many policies share it. Sets re-rendered
-        whole in this flush (``changed_sets``) were compiled from the current
-        pods already. (Compiled policies keep the peer pods of their last
-        compile: nothing reads them before the next one, and ``explain``
-        compiles afresh.)"""
-        patches: dict[str, tuple[dict, set]] = {}
-        for ident, pod_ref, joined in moves:
-            pod = self.pods.get(pod_ref)
-            if pod is not None:
-                name = self.r.peer_set_name(Peer("pods", ident=ident))
-                self._move_element(name, pod.ip, joined, patches, changed_sets)
-        return patches
-
-    def _move_element(self, name: str, ip: str, joined: bool, patches: dict, changed_sets: set[str]) -> None:
-        content = self._sets.get(name)
-        if content is None:  # no policy rendered here uses it
-            return
-        elems = content[1] | {ip} if joined else content[1] - {ip}
-        if elems == content[1]:
-            return  # another policy's move already did it
-        self._sets[name] = (content[0], elems)
-        if name in changed_sets:
-            return
-        key, value = self.r.peer_element(name, ip)
-        up, rm = patches.setdefault(f"polset/{name}", ({}, set()))
-        if joined:
-            up[key] = value
-            rm.discard(key)
-        else:
-            rm.add(key)
-            up.pop(key, None)
-
     # ------------------------------------------------------------ diagnostics
     def model(self) -> PolicyModel:
         with self.snapshot.lock:
             objs = list(self._policy_objs().values())
         return self._model(objs)
 
-    def describe(self, namespace: str | None = None, pod: str | None = None) -> list[dict]:
+    def describe(self, namespace: str | None = None, pod: str | None = None) -> list[rec.PodPolicies]:
         m = self.model()
         out = []
         for ref, p in sorted(m.pods.items()):
             if (namespace and p.namespace != namespace) or (pod and ref != pod and p.name != pod):
                 continue
-            out.append(m.effective(p))
+            out.append(rec.PodPolicies.from_dict(m.effective(p)))
         return out
 
-    def explain(self, src: str, dst: str, port: int, protocol: str) -> dict:
+    def explain(self, src: str, dst: str, port: int, protocol: str) -> rec.Explanation:
         try:
-            return self.model().explain(src, dst, port, protocol)
+            return rec.Explanation.from_dict(self.model().explain(src, dst, port, protocol))
         except PolicyError as e:
-            from agent.errors import InvalidInput  # noqa: PLC0415
             raise InvalidInput(str(e)) from None

@@ -52,7 +52,7 @@ answering VERSION (interpreter + plugin code, no I/O), ``contiv-cni``
 answering STATUS (adds the unix-socket HTTP round trip through the agent's API
 server with a trivial handler), and ``bridge`` answering VERSION (the Go
 runtime's start-up). The agent's own ADD breakdown (``ipam_ms``,
-``render_ms``, ``dataplane_ms``, ``total_ms``) is read from ``GET /v1/pods``
+``render_ms``, ``dataplane_ms``, ``total_ms``) is read from the agent's ``pods()``
 after each ADD (untimed). After the run: the agent's resident memory
 (``VmRSS``/``VmHWM``) and its CPU use over an idle window (``--idle-seconds``),
 in % of one core -- to show there is no busy loop.
@@ -80,12 +80,12 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
+from agent.nsenter import setns  # noqa: E402
 from common import (cpu_seconds, git_revision, require_root, stop_signals_interrupt,  # noqa: E402 -- bench/ helpers
                     uninterruptible, write_json)
 from lab import sysnet  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 from lab.cniexec import Runtime  # noqa: E402
-from lab.nsthread import setns  # noqa: E402
 
 REF_DIR = "/usr/lib/cni"
 CNI_VERSION = "1.0.0"  # the newest version the Debian reference plugins speak
@@ -276,26 +276,26 @@ class Bench:
         return out
 
     def _agent_timing(self, cid: str) -> dict | None:
-        for p in self.client.get("/v1/pods")["pods"]:
-            if p["container_id"] == cid:
-                return (p.get("timings") or {}).get("add")
+        for p in self.client.pods().pods:
+            if p.container_id == cid:
+                return (p.timings or {}).get("add")
         return None
 
     def _txn_timings(self, cid: str) -> dict[str, float]:
-        """From the agent's transaction history (GET /v1/history): the veth
+        """From the agent's transaction history (``history()``): the veth
         create of this pod's ADD, and its DEL transaction with the veth delete.
-        (/v1/pods cannot give DEL figures: the record goes with the allocation.)"""
+        (``pods()`` cannot give DEL figures: the record goes with the allocation.)"""
         want = {f"cni add {K8S_NS}/{cid[:12]}": "add", f"cni del {cid}/{IFNAME}": "del"}
         out = {}
-        for t in self.client.get("/v1/history", limit=16)["transactions"]:
-            kind = want.get(t["description"])
+        for t in self.client.history(limit=16).transactions:
+            kind = want.get(t.description)
             if kind is None:
                 continue
-            veth = [o["duration_ms"] for o in t["operations"] if o["key"].startswith("linux/veth/")]
+            veth = [o.duration_ms for o in t.operations if o.key.startswith("linux/veth/")]
             if kind == "add" and veth:
                 out["add_veth_create_ms"] = veth[0]
             if kind == "del":
-                out["del_txn_ms"] = t["duration_ms"]
+                out["del_txn_ms"] = t.duration_ms
                 if veth:
                     out["del_veth_delete_ms"] = veth[0]
         return out
@@ -423,7 +423,7 @@ def render(r: dict) -> str:
     out.append("")
     A = r["agent_breakdown_ms"]
     if A.get("total_ms"):
-        out.append("contiv ADD inside the agent (GET /v1/pods timings), ms:")
+        out.append("contiv ADD inside the agent (its pods() timings), ms:")
         out.append(f"{'':<34}{'p50':>8}{'p90':>8}{'mean':>8}{'min':>8}")
         for k, label in (("ipam_ms", "ipam (one etcd txn)"), ("render_ms", "render"),
                          ("dataplane_ms", "dataplane (netlink txn)"),
@@ -435,7 +435,7 @@ def render(r: dict) -> str:
         out.append("  (overhead = plugin wall time - agent total, per ADD: interpreter start, plugin "
                    "code, HTTP round trip, agent request parsing and result shaping)")
         if A.get("del_txn_ms"):
-            out.append("contiv DEL inside the agent (GET /v1/history), ms:")
+            out.append("contiv DEL inside the agent (its history()), ms:")
             for k, label in (("del_txn_ms", "dataplane txn"),
                              ("del_veth_delete_ms", "  of which veth delete")):
                 s = A.get(k)

@@ -1,6 +1,7 @@
 """What every benchmark in bench/ does the same way: run as root, turn Ctrl-C
 and SIGTERM into one clean-up path, keep a second Ctrl-C from cutting the
-clean-up short, and write the figures as JSON."""
+clean-up short, show progress through long phases, and write the figures as
+JSON."""
 from __future__ import annotations
 
 import json
@@ -8,8 +9,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 
 def _interrupt(signum, frame):
@@ -96,3 +99,47 @@ def git_revision(repo: Path) -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return rev + ("+dirty" if dirty else "")
+
+
+@contextmanager
+def progress(what: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    """Progress through a long phase that prints nothing by itself; yields
+    ``advance(n=1)``. On a terminal (stderr): a ``rich`` bar (a spinner with the
+    elapsed time when ``total`` is None), gone once the phase ends. Otherwise
+    (a log file, CI): plain lines -- one at the start, one per tenth of
+    ``total`` done. Both end with one line giving the phase's wall time.
+
+    With a ``total`` the bar is redrawn only when ``advance`` is called (no
+    drawing thread competes with what a step measures); without one, a
+    thread redraws the elapsed time once a second."""
+    t0 = time.monotonic()
+    if sys.stderr.isatty():
+        from rich.console import Console  # noqa: PLC0415 -- only benches that show progress pay for it
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn,  # noqa: PLC0415
+                                   TextColumn, TimeElapsedColumn)
+        cols = [SpinnerColumn(), TextColumn("{task.description}")]
+        if total is not None:
+            cols += [BarColumn(), MofNCompleteColumn()]
+        with Progress(*cols, TimeElapsedColumn(), console=Console(stderr=True), transient=True,
+                      auto_refresh=total is None, refresh_per_second=1) as bar:
+            task = bar.add_task(what, total=total)
+
+            def advance(n: int = 1) -> None:
+                bar.advance(task, n)
+                bar.refresh()
+            bar.refresh()
+            yield advance
+    else:
+        print(f"  {what}" + (f": 0/{total}" if total is not None else " ..."), file=sys.stderr, flush=True)
+        state = {"done": 0, "tenth": 0}
+
+        def advance(n: int = 1) -> None:
+            state["done"] += n
+            if total:
+                tenth = min(10, state["done"] * 10 // total)
+                if tenth > state["tenth"]:
+                    state["tenth"] = tenth
+                    print(f"  {what}: {state['done']}/{total}, {time.monotonic() - t0:.0f}s",
+                          file=sys.stderr, flush=True)
+        yield advance
+    print(f"  {what}: done in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)

@@ -26,7 +26,7 @@ lab's kubelet wrapped by a timer: pod namespace creation (``ip netns add`` + ``l
 ADD/DEL (the real ``contiv-cni`` process talking to the agent), the responder call, etcd
 writes, endpoint sync and the final wait for every agent to apply the revision. Steps run on
 the lab's worker threads (``lab.kube.WORKERS``) in parallel, so their sums are thread-seconds,
-not wall time; the table gives both. Inside the agent, ``GET /v1/pods`` gives each ADD's
+not wall time; the table gives both. Inside the agent, its ``pods()`` gives each ADD's
 ``ipam_ms``/``render_ms``/``dataplane_ms``. CPU seconds (utime+stime) over the apply are read
 for the agents, etcd and the responder from ``/proc``, and for this process and the processes
 it spawned (``ip``, ``contiv-cni``) from ``getrusage``: with 2 CPUs, CPU-seconds / wall says how
@@ -229,9 +229,9 @@ class Bench:
 
     def check_gone(self) -> None:
         for n in self.lab.state().nodes:
-            ipam = self.lab.client(n.name).get("/v1/ipam")
-            if ipam["used"]:
-                raise Failure(f"{n.name}: {ipam['used']} address(es) still allocated after delete")
+            ipam = self.lab.client(n.name).ipam()
+            if ipam.used:
+                raise Failure(f"{n.name}: {ipam.used} address(es) still allocated after delete")
         if [x for x in sysnet.netns_list(self.lab.paths.ns_prefix) if "-pod-" in x]:
             raise Failure("pod namespaces left after delete")
 
@@ -276,8 +276,8 @@ class Bench:
     def agent_add_timings(self) -> dict[str, dict]:
         vals: dict[str, list[float]] = defaultdict(list)
         for n in self.lab.state().nodes:
-            for p in self.lab.client(n.name).get("/v1/pods")["pods"]:
-                for k, v in ((p.get("timings") or {}).get("add") or {}).items():
+            for p in self.lab.client(n.name).pods().pods:
+                for k, v in ((p.timings or {}).get("add") or {}).items():
                     vals[k].append(v)
         return {k: summary(v) for k, v in vals.items()}
 

@@ -38,7 +38,7 @@ were seen), and only runs seconds apart see the same load -- re-programming
 (b) Programming ``--policies`` policies over the pods: the wall time of
     ``Kube.apply`` (the lab API server: validation, etcd writes) until both
     agents report they applied the last revision, and the agents'
-    transactions from ``/v1/history`` (count, summed and largest
+    transactions from their ``history()`` (count, summed and largest
     ``duration_ms``, the nft operations' share; a thread collects the
     history while the apply runs, as the agent keeps only its last 256).
     Applied, deleted (timed the same way) and applied again (a second
@@ -62,8 +62,9 @@ were seen), and only runs seconds apart see the same load -- re-programming
     between peer sets of hundreds of policies). Target <= 20 ms.
 
 Where the time goes: the same compile/render path the agent runs
-(``agent.policies.PolicySync`` over a snapshot of the lab's etcd, with a
-stand-in for the scheduler), timed here per step: a full build of node1's
+(``agent.policies.PolicySync`` with the agent's ``NftPolicyRenderer``, over a
+snapshot of the lab's etcd, with a stand-in for the scheduler), timed here per
+step: a full build of node1's
 policy partitions, one label change of each kind and the arrival of one new
 pod that no policy selects or names (``on_change`` -- the scan of every policy
 for the pod's membership -- and ``flush``, split into compile, render,
@@ -73,6 +74,11 @@ transaction, above).
 Correctness check of what was measured: after the policies are programmed, a
 sample of client -> scale-pod and server -> scale-pod probes must agree with ``policies explain``
 (with at least one denied and one allowed); a failed check aborts the run.
+
+The agents are asked through the typed client (``agent.api.client.AgentClient``).
+Long silent phases (labs coming up, applying the policies, the data-plane
+rounds, waiting for an agent) show a progress bar on stderr when it is a
+terminal, plain lines otherwise.
 
 Everything (the labs, the worker processes) is removed on exit, also on
 error, Ctrl-C or SIGTERM.
@@ -90,7 +96,6 @@ import subprocess
 import sys
 import threading
 import time
-import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -98,7 +103,7 @@ TRAFFIC = str(Path(__file__).resolve().parent / "traffic.py")  # the pod-side wo
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import cpu_seconds, require_root, rss_kib, run_bench  # noqa: E402 -- bench/ helpers
+from common import cpu_seconds, progress, require_root, rss_kib, run_bench  # noqa: E402 -- bench/ helpers
 from policy_world import NODES, policy, scale_labels, valid, world  # noqa: E402 -- bench/ module
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
@@ -126,7 +131,7 @@ def summary(xs: list[float]) -> dict:
 
 # --------------------------------------------------------------------------- bench
 class HistoryCollector:
-    """Polls each agent's ``/v1/history`` while a long change runs: the agent keeps
+    """Polls each agent's ``history()`` while a long change runs: the agent keeps
     only its last transactions (``history_size``), a thousand policies make more."""
 
     def __init__(self, bench: "Bench", since: dict[str, int]) -> None:
@@ -139,12 +144,12 @@ class HistoryCollector:
 
     def poll(self) -> None:
         for n in NODES:
-            got = self.bench.client(n).get("/v1/history", limit=10000, since=self.last[n])["transactions"]
+            got = self.bench.client(n).history(limit=10000, since=self.last[n]).transactions
             # the agent keeps 256 transactions by default: a full page may have lost some
             self.lost = self.lost or len(got) >= 256
             self.records[n] += got
             if got:
-                self.last[n] = got[-1]["seq"]
+                self.last[n] = got[-1].seq
 
     def _loop(self) -> None:
         while not self._stop.wait(0.5):
@@ -222,6 +227,7 @@ class Bench:
         self.out: dict = {"machine": machine(), "args": vars(args)}
 
     def client(self, node: str, timeout: float = 120.0, rig: "Rig | None" = None):
+        """A node's agent (:class:`agent.api.contract.NodeAPI`) in lab B (or ``rig``)."""
         from agent.api.client import AgentClient
         lab = (rig or self.rig).lab
         return AgentClient(lab.state().node(node).socket, timeout=timeout)
@@ -235,17 +241,21 @@ class Bench:
         res: dict = {c: {p: {"gbit_s": [], "conn_s": [], "rate_errors": 0, "incomplete": 0}
                          for p in PAIRS} for c, _ in conds}
         pairs = list(PAIRS.items())
-        for r in range(self.args.reps):
-            order = conds[r % len(conds):] + conds[:r % len(conds)]
-            for pair, dst in pairs[r % 2:] + pairs[:r % 2]:
-                for c, rig in order:
-                    b = rig.worker("bulk", dst)
-                    res[c][pair]["gbit_s"].append(b["bytes"] * 8 / b["seconds"] / 1e9)
-                    res[c][pair]["incomplete"] += not b["complete"]
-                for c, rig in order:
-                    x = rig.worker("rate", dst)
-                    res[c][pair]["conn_s"].append(x["connections"] / x["seconds"])
-                    res[c][pair]["rate_errors"] += x["errors"]
+        with progress(f"data plane {' vs '.join(c for c, _ in conds)}: traffic runs",
+                      self.args.reps * len(pairs) * len(conds) * 2) as advance:
+            for r in range(self.args.reps):
+                order = conds[r % len(conds):] + conds[:r % len(conds)]
+                for pair, dst in pairs[r % 2:] + pairs[:r % 2]:
+                    for c, rig in order:
+                        b = rig.worker("bulk", dst)
+                        res[c][pair]["gbit_s"].append(b["bytes"] * 8 / b["seconds"] / 1e9)
+                        res[c][pair]["incomplete"] += not b["complete"]
+                        advance()
+                    for c, rig in order:
+                        x = rig.worker("rate", dst)
+                        res[c][pair]["conn_s"].append(x["connections"] / x["seconds"])
+                        res[c][pair]["rate_errors"] += x["errors"]
+                        advance()
         for c, _ in conds:
             say(f"  {c}: " + "; ".join(
                 f"{pair} {statistics.median(res[c][pair]['gbit_s']):.2f} Gbit/s, "
@@ -257,8 +267,8 @@ class Bench:
     def last_seq(self, rig: "Rig | None" = None) -> dict[str, int]:
         out = {}
         for n in NODES:
-            h = self.client(n, rig=rig).get("/v1/history", limit=1)["transactions"]
-            out[n] = h[-1]["seq"] if h else 0
+            h = self.client(n, rig=rig).history(limit=1).transactions
+            out[n] = h[-1].seq if h else 0
         return out
 
     def policy_txns(self, since: dict[str, int], collected: dict | None = None,
@@ -270,16 +280,16 @@ class Bench:
             if collected is not None:
                 hist = collected[n]
             else:
-                hist = self.client(n, rig=rig).get("/v1/history", limit=10000,
-                                                   since=since[n])["transactions"]
-            mine = [t for t in hist if t["description"].startswith("network policies")]
-            ops_ms = [sum(o["duration_ms"] for o in t["operations"]) for t in mine]
-            out[n] = {"transactions": len(mine), "operations": sum(len(t["operations"]) for t in mine),
-                      "sum_ms": sum(t["duration_ms"] for t in mine),
-                      "max_ms": max((t["duration_ms"] for t in mine), default=0.0),
-                      "ops_ms": sum(ops_ms), "ok": all(t["ok"] for t in mine),
-                      "durations": [t["duration_ms"] for t in mine],
-                      "other": [(t["description"], t["duration_ms"]) for t in hist if t not in mine]}
+                hist = self.client(n, rig=rig).history(limit=10000, since=since[n]).transactions
+            mine = [t for t in hist if t.description.startswith("network policies")]
+            ops_ms = [sum(o.duration_ms for o in t.operations) for t in mine]
+            seqs = {t.seq for t in mine}
+            out[n] = {"transactions": len(mine), "operations": sum(len(t.operations) for t in mine),
+                      "sum_ms": sum(t.duration_ms for t in mine),
+                      "max_ms": max((t.duration_ms for t in mine), default=0.0),
+                      "ops_ms": sum(ops_ms), "ok": all(t.ok for t in mine),
+                      "durations": [t.duration_ms for t in mine],
+                      "other": [(t.description, t.duration_ms) for t in hist if t.seq not in seqs]}
         return out
 
     def timed_write(self, rig: "Rig", key: str, value: dict) -> dict:
@@ -318,7 +328,8 @@ class Bench:
         pols = valid([policy(i, pods, self.lab.state().pod_cidr) for i in range(n)])
         since = self.last_seq()
         say(f"applying {n} policies")
-        with HistoryCollector(self, since) as hc:
+        with progress(f"applying {n} policies, until both agents applied them"), \
+                HistoryCollector(self, since) as hc:
             t0 = time.perf_counter()
             self.kube.apply(pols, timeout=3600)
             apply_s = time.perf_counter() - t0
@@ -330,7 +341,8 @@ class Bench:
         since = self.last_seq()
         pols = self.kube.list("networkpolicy")
         say(f"deleting {len(pols)} policies")
-        with HistoryCollector(self, since) as hc:
+        with progress(f"deleting {len(pols)} policies, until both agents applied it"), \
+                HistoryCollector(self, since) as hc:
             t0 = time.perf_counter()
             self.kube.delete(pols, timeout=3600)
             delete_s = time.perf_counter() - t0
@@ -357,25 +369,27 @@ class Bench:
             t0 = time.perf_counter()
             node.pid = self.lab._start_agent(st, node)
             st.save(self.lab.paths)
-            while True:
-                if not _pid_alive(node.pid):
-                    raise RuntimeError("agent exited during start-up: see its log")
-                try:
-                    if self.client("node1", timeout=120).get("/v1/health").get("ready"):
-                        break
-                except ContivError:
-                    pass
-                if time.perf_counter() - t0 > 1800:
-                    raise RuntimeError("agent not ready after 30 min")
-                time.sleep(0.02)
-            ready_s = time.perf_counter() - t0
-            hist = self.client("node1").get("/v1/history", limit=10000)["transactions"]
-            rec = [t for t in hist if t["description"] == "start-up resync"][-1]
-            res[kind] = {"ready_s": ready_s, "resync_ms": rec["duration_ms"],
-                         "operations": len(rec["operations"]), "ok": rec["ok"],
-                         "ops_ms": sum(o["duration_ms"] for o in rec["operations"])}
+            with progress(f"{kind} start of node1's agent (until ready)"):
+                while True:
+                    if not _pid_alive(node.pid):
+                        raise RuntimeError("agent exited during start-up: see its log")
+                    try:
+                        # a starting agent answers ready=False; before its socket exists, Unavailable
+                        if self.client("node1", timeout=120).health().ready:
+                            break
+                    except ContivError:
+                        pass
+                    if time.perf_counter() - t0 > 1800:
+                        raise RuntimeError("agent not ready after 30 min")
+                    time.sleep(0.02)
+                ready_s = time.perf_counter() - t0
+            hist = self.client("node1").history(limit=10000).transactions
+            rec = [t for t in hist if t.description == "start-up resync"][-1]
+            res[kind] = {"ready_s": ready_s, "resync_ms": rec.duration_ms,
+                         "operations": len(rec.operations), "ok": rec.ok,
+                         "ops_ms": sum(o.duration_ms for o in rec.operations)}
             say(f"  {kind} start of node1's agent: ready in {ready_s:.1f}s, start-up resync "
-                f"{rec['duration_ms']:.0f} ms, {len(rec['operations'])} operations")
+                f"{rec.duration_ms:.0f} ms, {len(rec.operations)} operations")
         self.out["restart"] = res
 
     def nft_fixed_cost(self) -> None:
@@ -405,12 +419,11 @@ class Bench:
         for ref in refs:
             for src in ("perf/client", "perf/server"):
                 r = ops.run_probe(self.kube, src, ref, 8080, "TCP", 1.0)
-                e = c.post("/v1/policies/explain", {"src": src, "dst": ref, "port": 8080,
-                                                    "protocol": "TCP"})
-                if r.connected != e["allowed"]:
+                e = c.explain(src, ref, 8080, "TCP")
+                if r.connected != e.allowed:
                     raise RuntimeError(f"probe and explain disagree on {src} -> {ref}:8080: "
-                                       f"{r.connected} vs {e['verdict']}")
-                verdicts.append(e["allowed"])
+                                       f"{r.connected} vs {e.verdict}")
+                verdicts.append(e.allowed)
         if not (any(verdicts) and not all(verdicts)):
             raise RuntimeError(f"the sample proves nothing: verdicts {verdicts}")
         for ref in ("perf/server", "perf/server-local"):
@@ -455,6 +468,7 @@ class Bench:
         from agent.builders import policies as pb
         from agent.cluster import Change, ClusterSnapshot
         from agent.linux import polrender
+        from agent.linux.polstate import NftPolicyRenderer
         from agent.policies import PolicySync
         from agent.store.base import Event
 
@@ -473,14 +487,19 @@ class Bench:
             def names(self, prefix=""):  # nothing applied yet: no partition to empty
                 return []
         timers: dict[str, float] = {}
+        inside: set[str] = set()
 
         def timed(name, fn):
             def wrap(*a, **kw):
+                if name in inside:  # render_policy renders its named-port sets: count it once
+                    return fn(*a, **kw)
+                inside.add(name)
                 t = time.perf_counter()
                 try:
                     return fn(*a, **kw)
                 finally:
                     timers[name] = timers.get(name, 0.0) + time.perf_counter() - t
+                    inside.discard(name)
             return wrap
         snap = ClusterSnapshot()
         kvs, _ = self.kube.store.list(keys.ROOT)
@@ -488,15 +507,16 @@ class Bench:
             if kv.key.startswith(keys.WATCHED):
                 snap.apply(Event(kv.key, kv.value, kv.mod_revision))
         desired = Desired()
-        renderer = types.SimpleNamespace(
-            render_policy=timed("render", polrender.render_policy),
-            peer_set=timed("peer_sets", polrender.peer_set), peer_set_name=polrender.peer_set_name,
-            render_peer_set=timed("render", polrender.render_peer_set),
-            render_dispatch=timed("dispatch", polrender.render_dispatch),
-            render_groups=timed("groups", polrender.render_groups), peer_element=polrender.peer_element)
-        sync = PolicySync(snap, desired, "node1", renderer)
+        # the agent's renderer, as the agent makes it; the polrender steps it calls
+        # (through the module) timed in place, as PolicyModel.compile is
+        steps = {"render_policy": "render", "peer_set": "peer_sets", "render_peer_set": "render",
+                 "render_dispatch": "dispatch", "render_groups": "groups"}
+        orig_steps = {f: getattr(polrender, f) for f in steps}
+        sync = PolicySync(snap, desired, "node1", NftPolicyRenderer())
         orig_compile = pb.PolicyModel.compile
         pb.PolicyModel.compile = timed("compile", orig_compile)
+        for f, name in steps.items():
+            setattr(polrender, f, timed(name, orig_steps[f]))
         try:
             t = time.perf_counter()
             parts = sync.partitions()
@@ -537,13 +557,16 @@ class Bench:
             return out
         finally:
             pb.PolicyModel.compile = orig_compile
+            for f, fn in orig_steps.items():
+                setattr(polrender, f, fn)
 
     # ---- the run
     def run(self) -> dict:
         a = self.args
         for rig in (self.base, self.rig):
             say(f"lab {rig.lab.name}: up, 2 nodes, {a.pods} scale pods + 3 perf pods")
-            self.out.setdefault("pods_apply_s", {})[rig.lab.name] = rig.up()
+            with progress(f"lab {rig.lab.name}: up, pods running"):
+                self.out.setdefault("pods_apply_s", {})[rig.lab.name] = rig.up()
         self.kube = self.rig.kube
         # apply, delete, apply again: the deletion is timed early, before the agents'
         # first periodic resync (300 s after their start)

@@ -6,7 +6,7 @@ Run as root from the repository::
     .venv/bin/python bench/resync_contention.py [--services 10000] [--resyncs 3] [--json FILE]
 
 The agent resyncs its whole desired state every ``resync_interval`` (300 s)
-and on ``POST /v1/resync``; CNI requests need the desired-state lock that the
+and when asked through its API (``resync()``); CNI requests need the desired-state lock that the
 resync holds for part of the time. This measures what a pod start meets:
 
 * a one-node lab (real etcd, the real agent) holding ``--services`` Services x
@@ -18,6 +18,9 @@ resync holds for part of the time. This measures what a pod start meets:
   back to back, the same way. Reported: the resync's wall time, how many ADDs
   were served meanwhile, the slowest and the median, and their ratios to the
   quiet median.
+
+Writing the Services and waiting for the agent to start next to them show a
+progress bar on stderr when it is a terminal, plain lines otherwise.
 
 Every pod is deleted and every namespace and lab removed on exit, also on
 error or Ctrl-C.
@@ -72,7 +75,8 @@ class Bench:
         self.lab.lab.up(nodes=1)
         self.lab.store = self.lab.lab.store()
         self.lab.stop_agent()
-        svc.write(self.lab.store, [op for i in range(self.args.services) for op in svc.puts(i)])
+        svc.write(self.lab.store, [op for i in range(self.args.services) for op in svc.puts(i)],
+                  f"writing {self.args.services:,} Services + slices to etcd")
         self.lab.start_agent()
         conflist = json.loads((self.lab.lab.paths.cni_conf_dir(svc.NODE) / CONF_NAME).read_text())
         self.conf = json.dumps(dict(conflist["plugins"][0], cniVersion=conflist["cniVersion"],
@@ -86,7 +90,7 @@ class Bench:
 
             def resync():
                 try:
-                    box["record"] = self.lab.client(timeout=600).post("/v1/resync")
+                    box["record"] = self.lab.client(timeout=600).resync()
                 finally:
                     done.set()
             th = threading.Thread(target=resync)
@@ -97,8 +101,9 @@ class Bench:
                 lat.append(self.add())
             th.join()
             wall = time.perf_counter() - t0
-            rec = box.get("record") or {}
-            self.out["resyncs"].append({"wall_s": wall, "adds_s": lat, "ok": rec.get("ok")})
+            rec = box.get("record")
+            self.out["resyncs"].append({"wall_s": wall, "adds_s": lat,
+                                        "ok": rec.ok if rec is not None else None})
             svc.say(f"resync {k + 1}: {wall:.2f} s, {len(lat)} ADDs meanwhile, slowest "
                     f"{max(lat) * 1000:.0f} ms")
         return self.out

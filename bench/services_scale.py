@@ -21,29 +21,35 @@ Measured at each size:
 (a) full sync, twice: **cold** (the ``ip contiv`` table deleted first:
     everything is programmed) and **warm** (the table left in place, as after
     an agent restart: the resync should find nothing to do). Timed from the
-    agent process start until ``/v1/health`` answers ready, and -- through an
+    agent process start until the agent's ``health()`` says ready, and -- through an
     etcd watch, so without polling the agent -- from the agent's node record
     (written once interpreter, imports, netlink and the subnet claim are done)
     to its first "ready" status report (right after the start-up resync, the
     watch and the API server): *the sync*. The agent's own record of its
-    start-up resync (``/v1/history``) gives the reconciler's share
+    start-up resync (``history()``) gives the reconciler's share
     (``duration_ms``: planning + execution, not the retrieve) and the
     nftables share (the sum of the operations' ``duration_ms``; operations
     of one batch share its transaction's time equally). The other phases are
     timed separately with the agent's own code: interpreter + imports, the
     etcd listing, folding it into a snapshot, building and rendering every
-    Service (``ServiceSync.partitions``), and (inside the node's namespace)
+    Service (``ServiceSync.partitions`` with the agent's ``NftServiceRenderer``),
+    and (inside the node's namespace)
     the descriptors' ``retrieve`` of the table.
 (b) one change, incremental: one endpoint address of one Service's slice is
     changed in etcd (``--changes`` times, alternating two addresses), and the
     time from just before the put until the agent reports (``/contiv/status/
     node1``, received through an etcd watch, so no polling load on the agent)
     an applied revision at least the put's. The agent's transaction for it
-    comes from ``/v1/history``. Likewise ``--adds`` times "add one Service
+    comes from ``history()``. Likewise ``--adds`` times "add one Service
     (and its slice) next to N" -- kube-proxy's published anchor -- and the
     removal of those Services again.
 (c) the agent's VmRSS after each step, and the latency of one
-    ``GET /v1/health`` (the lab and CNI STATUS call it).
+    ``health()`` call (the lab and CNI STATUS call it).
+
+The API calls are the typed client's (``agent.api.client.AgentClient``).
+Long silent phases (writing the objects, waiting for the agent, the timed
+changes) show a progress bar on stderr when it is a terminal, plain lines
+otherwise.
 
 The run ends with a table and the ratios of one change at the largest size
 against the smallest. Targets (from the issue): full sync of 10,000 Services
@@ -71,7 +77,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import require_root, rss_kib, run_bench  # noqa: E402 -- bench/ helpers
+from common import progress, require_root, rss_kib, run_bench  # noqa: E402 -- bench/ helpers
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
 from agent.store.base import Delete, Put  # noqa: E402
@@ -127,10 +133,17 @@ def puts(i: int, variant: int = 0) -> list[Put]:
             Put(keys.k8s_key("endpointslice", NS, sl["metadata"]["name"]), json.dumps(sl).encode())]
 
 
-def write(store, ops: list) -> int:
+def write(store, ops: list, what: str = "") -> int:
+    """``ops`` in transactions of ``CHUNK``; with ``what``, progress is shown."""
     rev = 0
-    for k in range(0, len(ops), CHUNK):
-        rev = store.txn([], ops[k:k + CHUNK])[1]
+    if not what:
+        for k in range(0, len(ops), CHUNK):
+            rev = store.txn([], ops[k:k + CHUNK])[1]
+        return rev
+    with progress(what, len(ops)) as advance:
+        for k in range(0, len(ops), CHUNK):
+            rev = store.txn([], ops[k:k + CHUNK])[1]
+            advance(len(ops[k:k + CHUNK]))
     return rev
 
 
@@ -157,6 +170,7 @@ class Bench:
         return self.lab.state().node(NODE)
 
     def client(self, timeout: float = 30.0):
+        """The node's agent (:class:`agent.api.contract.NodeAPI`)."""
         from agent.api.client import AgentClient
         return AgentClient(self.node.socket, timeout=timeout)
 
@@ -192,26 +206,27 @@ class Bench:
         n.pid = self.lab._start_agent(st, n)
         st.save(self.lab.paths)
         deadline = t0 + timeout
-        while True:
-            if not _pid_alive(n.pid):
-                tail = self.lab.paths.agent_log(NODE).read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"agent exited during start-up:\n{tail}")
-            try:
-                h = self.client(timeout=60).get("/v1/health")
-                if h.get("ready"):
-                    break
-            except ContivError:
-                pass
-            if time.perf_counter() > deadline:
-                raise RuntimeError("agent not ready in time")
-            time.sleep(0.01)
-        ready_s = time.perf_counter() - t0
+        with progress("agent start-up (until ready)"):
+            while True:
+                if not _pid_alive(n.pid):
+                    tail = self.lab.paths.agent_log(NODE).read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"agent exited during start-up:\n{tail}")
+                try:
+                    # a starting agent answers ready=False; before its socket exists, Unavailable
+                    if self.client(timeout=60).health().ready:
+                        break
+                except ContivError:
+                    pass
+                if time.perf_counter() > deadline:
+                    raise RuntimeError("agent not ready in time")
+                time.sleep(0.01)
+            ready_s = time.perf_counter() - t0
         deadline = time.perf_counter() + 10
         while len(marks) < 2 and time.perf_counter() < deadline:
             time.sleep(0.01)
         w.cancel()
-        hist = self.client(timeout=120).get("/v1/history", limit=10000)["transactions"]
-        (rec,) = [t for t in hist if t["description"] == "start-up resync"]
+        hist = self.client(timeout=120).history(limit=10000).transactions
+        (rec,) = [t for t in hist if t.description == "start-up resync"]
         phases = [ln.split("start-up: ", 1)[1] for ln in self.lab.paths.agent_log(NODE).read_text(
             errors="replace").splitlines() if "start-up: " in ln]
         say(f"  agent: {phases[-1] if phases else '(no start-up line in its log)'}")
@@ -226,7 +241,7 @@ class Bench:
         xs = []
         for _ in range(n):
             t = time.perf_counter()
-            c.get("/v1/health")
+            c.health()
             xs.append((time.perf_counter() - t) * 1000)
         return statistics.median(xs)
 
@@ -253,19 +268,20 @@ class Bench:
         finally:
             w.cancel()
         e2e_ms = (t - t0) * 1000
-        hist = self.client().get("/v1/history", limit=20)["transactions"]
+        hist = self.client().history(limit=20).transactions
         # "service ns/name" (one transaction per Service) or "services: ns/name, ..."
-        mine = [h for h in hist if describe in h["description"]]
+        mine = [h for h in hist if describe in h.description]
         return {"e2e_ms": e2e_ms, "revision": rev, "txn": txn_summary(mine[-1]) if mine else None}
 
     # ---- phases timed outside the agent
     def offline_phases(self, n: int) -> dict:
         """The agent's start-up work before the data plane, with its own code, here:
         the etcd listing, folding it into a cluster snapshot, and building every
-        Service's values (``ServiceSync.partitions``: builder, renderer, group ids)."""
+        Service's values (``ServiceSync.partitions``: builder, and the agent's nftables
+        renderer with its group ids)."""
         from agent.cluster import ClusterSnapshot
         from agent.desired import DesiredState
-        from agent.linux import svcrender
+        from agent.linux.svcstate import NftServiceRenderer
         from agent.reconciler import Scheduler
         from agent.services import ServiceSync
         from agent.store.base import Event
@@ -278,7 +294,7 @@ class Bench:
             if kv.key.startswith(keys.WATCHED):
                 snap.apply(Event(kv.key, kv.value, kv.mod_revision))
         decode_s = time.perf_counter() - t
-        sync = ServiceSync(snap, DesiredState(Scheduler()), NODE, svcrender)
+        sync = ServiceSync(snap, DesiredState(Scheduler()), NODE, NftServiceRenderer())
         t = time.perf_counter()
         parts = sync.partitions()
         build_s = time.perf_counter() - t
@@ -327,10 +343,11 @@ class Bench:
         return json.loads(p.stdout)
 
     def import_time(self) -> float:
+        # what a Linux agent imports by the time it serves (agent.linux.plane picks the renderers)
         code = ("import time; t = time.perf_counter(); import contivctl.main, agent.daemon, agent.store.etcd, "
-                "agent.api.server, agent.api.routes; from agent import linux; "
-                "from agent.linux import render, svcrender, netns; import agent.linux.nft.descriptors; "
-                "print(time.perf_counter() - t)")
+                "agent.api.server, agent.api.routes, agent.facade; from agent import linux; "
+                "from agent.linux import plane, render, svcrender, svcstate, polstate, netns; "
+                "import agent.linux.nft.descriptors; print(time.perf_counter() - t)")
         t = time.perf_counter()
         p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
         return time.perf_counter() - t, float(p.stdout)
@@ -347,7 +364,7 @@ class Bench:
             self.stop_agent()
             ops = [op for i in range(have, n) for op in puts(i)]
             t = time.perf_counter()
-            write(self.store, ops)
+            write(self.store, ops, f"writing {n - have:,} Services + slices to etcd")
             r["etcd_write_s"] = time.perf_counter() - t
             have = n
             subprocess.run(["ip", "netns", "exec", self.node.netns, "nft", "delete", "table", "ip", "contiv"],
@@ -366,18 +383,23 @@ class Bench:
             # (b) one endpoint change, then add/remove one Service
             target = n // 2 + 1 if (n // 2 + 1) % 10 else n // 2 + 3  # no local endpoint
             changes = []
-            for k in range(self.args.changes):
-                changes.append(self.timed_change(puts(target, variant=(k % 2) + 1)[1:],
-                                                 f"{NS}/{svc_name(target)}"))
-            write(self.store, puts(target)[1:])  # back to the original slice
-            r["change"] = changes
             adds, dels = [], []
             extra = [100000 + n + k for k in range(self.args.adds)]
-            for i in extra:
-                adds.append(self.timed_change(puts(i), f"{NS}/{svc_name(i)}"))
-            for i in extra:
-                dels.append(self.timed_change(
-                    [Delete(op.key) for op in puts(i)[::-1]], f"{NS}/{svc_name(i)}"))
+            with progress("timed changes: endpoint changes, Service adds and removals",
+                          self.args.changes + 2 * len(extra)) as advance:
+                for k in range(self.args.changes):
+                    changes.append(self.timed_change(puts(target, variant=(k % 2) + 1)[1:],
+                                                     f"{NS}/{svc_name(target)}"))
+                    advance()
+                write(self.store, puts(target)[1:])  # back to the original slice
+                for i in extra:
+                    adds.append(self.timed_change(puts(i), f"{NS}/{svc_name(i)}"))
+                    advance()
+                for i in extra:
+                    dels.append(self.timed_change(
+                        [Delete(op.key) for op in puts(i)[::-1]], f"{NS}/{svc_name(i)}"))
+                    advance()
+            r["change"] = changes
             r["add"], r["remove"] = adds, dels
             r["rss_kib"] = rss_kib(self.node.pid)
             r["health_ms_after"] = self.health_ms()
@@ -393,15 +415,16 @@ class Bench:
         self.lab.down()
 
 
-def txn_summary(rec: dict) -> dict:
-    ops = rec["operations"]
+def txn_summary(rec) -> dict:
+    """The figures of one agent transaction (an ``agent.model.api.TxnRecord``)."""
+    ops = rec.operations
     by: dict[str, list] = {}
     for o in ops:
-        kind = o["key"].split("/")[1] + ":" + o["op"]
-        by.setdefault(kind, []).append(o["duration_ms"])
-    ops_ms = sum(o["duration_ms"] for o in ops)
-    return {"duration_ms": rec["duration_ms"], "operations": len(ops), "ops_ms": round(ops_ms, 3),
-            "plan_ms": round(rec["duration_ms"] - ops_ms, 3), "ok": rec["ok"],
+        kind = o.key.split("/")[1] + ":" + o.op
+        by.setdefault(kind, []).append(o.duration_ms)
+    ops_ms = sum(o.duration_ms for o in ops)
+    return {"duration_ms": rec.duration_ms, "operations": len(ops), "ops_ms": round(ops_ms, 3),
+            "plan_ms": round(rec.duration_ms - ops_ms, 3), "ok": rec.ok,
             "by_kind": {k: len(v) for k, v in sorted(by.items())}}
 
 
@@ -469,7 +492,7 @@ def report(out: dict) -> str:
     row("remove one Service, e2e p50 (ms)", lambda r: p([c["e2e_ms"] for c in r["remove"]], "p50"))
     row("agent RSS after (MiB)", lambda r: r["rss_kib"] / 1024, "{:.0f}")
     row("agent RSS after cold start (MiB)", lambda r: r["cold"]["rss_kib"] / 1024, "{:.0f}")
-    row("GET /v1/health (ms)", lambda r: r["health_ms_after"], "{:.1f}")
+    row("agent health() call (ms)", lambda r: r["health_ms_after"], "{:.1f}")
     row("offline: etcd list (s)", lambda r: r["offline"]["etcd_list_s"], "{:.3f}")
     row("offline: decode into snapshot (s)", lambda r: r["offline"]["decode_s"], "{:.3f}")
     row("offline: build + render every Service (s)", lambda r: r["offline"]["build_render_s"], "{:.3f}")

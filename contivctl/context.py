@@ -1,4 +1,5 @@
-"""Process-wide CLI settings set by the root callback (debug, socket)."""
+"""Process-wide CLI settings set by the root callback (debug, socket), and the
+pieces every command group shares."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,6 +14,8 @@ class _Ctx:
     socket_given: bool = False  # --socket or CONTIV_SOCKET was set explicitly
 
     def client(self, socket: str | None = None):
+        """The agent at ``socket`` (default: the global ``--socket``): an
+        :class:`agent.api.client.AgentClient`, the typed ``NodeAPI``."""
         from agent.api.client import AgentClient  # noqa: PLC0415
         return AgentClient(socket or self.socket)
 
@@ -22,6 +25,13 @@ ctx = _Ctx()
 #: The ``-o/--output`` option every data command takes.
 OUTPUT = typer.Option("table", "--output", "-o", help="table | wide | json | yaml",
                       case_sensitive=False)
+
+
+def new_app(**kw) -> typer.Typer:
+    """A command group. Help is click's plain text, not typer's rich panels:
+    those import ``typer.rich_utils`` (rich.markdown, markdown-it, pygments),
+    which alone took ~45 ms of every ``--help`` (docs/performance.md)."""
+    return typer.Typer(rich_markup_mode=None, **kw)
 
 
 def check_output(fmt: str) -> str:

@@ -14,27 +14,20 @@ Exit statuses (documented in docs/cli.md):
 """
 from __future__ import annotations
 
-import sys
-import traceback
-
-from contivctl.output import color_enabled
+from contivctl import output
 
 
 def report(e: BaseException, *, debug: bool = False) -> int:
+    """Print ``e`` on stderr (``error: ...``, red on a terminal) and return
+    the exit status its class stands for."""
     from agent.errors import ContivError  # noqa: PLC0415 -- tiny module, no heavy imports
     if debug:
-        traceback.print_exception(e, file=sys.stderr)
-    red = "\033[31m" if color_enabled() else ""
-    reset = "\033[0m" if red else ""
+        output.traceback(e)
     if isinstance(e, ContivError):
-        sys.stderr.write(f"{red}error:{reset} {e.message}\n")
-        if e.hint:
-            sys.stderr.write(f"hint: {e.hint}\n")
+        output.error(e.message, e.hint)
         return e.exit_status
     if isinstance(e, KeyboardInterrupt):
-        sys.stderr.write("interrupted\n")
+        output.message("interrupted")
         return 130
-    sys.stderr.write(f"{red}error:{reset} {type(e).__name__}: {e}\n")
-    if not debug:
-        sys.stderr.write("hint: rerun with --debug for the traceback\n")
+    output.error(f"{type(e).__name__}: {e}", None if debug else "rerun with --debug for the traceback")
     return 1

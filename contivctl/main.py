@@ -1,4 +1,9 @@
-"""Entry point of ``contivctl``: the command tree and the error boundary."""
+"""Entry point of ``contivctl``: the command tree and the error boundary.
+
+Importing this module must stay cheap (``contivctl --help``): only typer and
+the command modules, whose own imports happen inside the commands.
+tests/unit/test_cli_imports.py checks which modules stay out.
+"""
 from __future__ import annotations
 
 import sys
@@ -7,15 +12,16 @@ import typer
 
 from contivctl import __version__
 from contivctl.commands import agent, diag, install, lab
-from contivctl.context import ctx
+from contivctl.context import ctx, new_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Kubernetes node networking: agent, CNI, lab and diagnostics.")
+app = new_app(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+              help="Kubernetes node networking: agent, CNI, lab and diagnostics.")
 
 
 def _version(value: bool) -> None:
     if value:
-        print(f"contivctl {__version__}")
+        from contivctl.output import line  # noqa: PLC0415
+        line(f"contivctl {__version__}")
         raise typer.Exit()
 
 
@@ -44,14 +50,14 @@ def completion(shell: str = typer.Argument(..., help="bash | zsh | fish")) -> No
     """Print the shell completion script (also in completions/)."""
     from agent.errors import InvalidInput  # noqa: PLC0415
     from contivctl.completion import SHELLS  # noqa: PLC0415
+    from contivctl.output import text  # noqa: PLC0415
     if shell not in SHELLS:
         raise InvalidInput(f"unknown shell {shell!r}; use one of {', '.join(SHELLS)}")
-    sys.stdout.write(SHELLS[shell]())
+    text(SHELLS[shell]())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (see contivctl.errors)."""
-    from contivctl.errors import report  # noqa: PLC0415
     try:
         # Standalone mode: typer prints usage errors itself and exits with 2.
         app(args=argv, prog_name="contivctl")
@@ -59,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except BaseException as e:  # noqa: BLE001 -- the one place errors become exit statuses
+        from contivctl.errors import report  # noqa: PLC0415
         return report(e, debug=ctx.debug)
 
 

@@ -32,6 +32,9 @@ from lab.paths import LabPaths, check_lab_name
 
 ETCD_PORT = 2379
 
+#: A progress callback: (what, done, total), e.g. ("nodes ready", 2, 3).
+Step = Callable[[str, int, int], None]
+
 
 @dataclass
 class NodeState:
@@ -170,9 +173,15 @@ class Lab:
     # ------------------------------------------------------------------ up
     def up(self, *, nodes: int = 3, dataplane: str = "linux", pod_cidr: str = "10.1.0.0/16",
            underlay: str = "192.168.56.0/24", timeout: float = 60.0,
-           progress: Callable[[str], None] | None = None) -> tuple[LabState, bool]:
-        """Create the lab; returns (state, created). An existing lab is left as is."""
+           progress: Callable[[str], None] | None = None,
+           step: Step | None = None) -> tuple[LabState, bool]:
+        """Create the lab; returns (state, created). An existing lab is left as is.
+
+        ``progress`` receives one message per phase; ``step`` (what, done,
+        total) counts ``nodes started`` and ``nodes ready``. The library
+        prints nothing: the caller decides how to show them."""
         say = progress or (lambda _m: None)
+        tick = step or (lambda _w, _d, _t: None)
         if self.exists():
             return self.state(), False
         if not 1 <= nodes <= 32:
@@ -208,10 +217,11 @@ class Lab:
             st.save(self.paths)
             self._install_cni(st)
             say("agents")
-            for n in st.nodes:
+            for i, n in enumerate(st.nodes, 1):
                 n.pid = self._start_agent(st, n)
+                tick("nodes started", i, nodes)
             st.save(self.paths)
-            self._wait_agents(st, timeout, say)
+            self._wait_agents(st, timeout, say, tick)
             from lab.responder import start_responder  # noqa: PLC0415
             st.responder_pid = start_responder(self.paths)
             st.complete = True
@@ -269,10 +279,13 @@ class Lab:
             log.close()
         return p.pid
 
-    def _wait_agents(self, st: LabState, timeout: float, say: Callable[[str], None]) -> None:
+    def _wait_agents(self, st: LabState, timeout: float, say: Callable[[str], None],
+                     step: Step | None = None) -> None:
         from agent.api.client import AgentClient  # noqa: PLC0415
         deadline = time.monotonic() + timeout
         pending = {n.name for n in st.nodes}
+        if step:
+            step("nodes ready", 0, len(st.nodes))
         last: dict[str, str] = {}
         while pending:
             for n in st.nodes:
@@ -282,9 +295,14 @@ class Lab:
                     raise Unavailable(f"the agent of {n.name} exited during start-up:\n"
                                       f"{self._log_tail(n.name, 800)}")
                 try:
-                    AgentClient(n.socket, timeout=2).get("/v1/health")
-                    pending.discard(n.name)
-                    say(f"agent {n.name} ready")
+                    h = AgentClient(n.socket, timeout=2).health()
+                    if h.ready:
+                        pending.discard(n.name)
+                        say(f"agent {n.name} ready")
+                        if step:
+                            step("nodes ready", len(st.nodes) - len(pending), len(st.nodes))
+                    else:
+                        last[n.name] = h.message
                 except Exception as e:  # noqa: BLE001 -- not up yet; say why if it stays so
                     last[n.name] = getattr(e, "message", str(e))
             if pending and time.monotonic() > deadline:
@@ -303,20 +321,28 @@ class Lab:
             return f"(unreadable: {e.strerror})"
 
     # ------------------------------------------------------------------ down
-    def down(self) -> dict:
-        """Remove every process, namespace and file of the lab; idempotent."""
+    def down(self, step: Step | None = None) -> dict:
+        """Remove every process, namespace and file of the lab; idempotent.
+
+        ``step`` (what, done, total) counts ``processes stopped`` and
+        ``namespaces removed``."""
+        tick = step or (lambda _w, _d, _t: None)
         removed = {"processes": 0, "namespaces": 0, "files": False}
         # Every lab process (agents, etcd, responder) names the lab directory on
         # its command line; matching on that, not on recorded pids, also finds
         # the processes of a lab whose state file never got written.
         pids = set(lab_processes(self.paths.root))
+        tick("processes stopped", 0, len(pids))
         stop_processes(sorted(pids))
+        tick("processes stopped", len(pids), len(pids))
         removed["processes"] = len(pids)
-        for ns in sysnet.netns_list(self.paths.ns_prefix):
+        namespaces = sysnet.netns_list(self.paths.ns_prefix)
+        for i, ns in enumerate(namespaces, 1):
             # namespaces must be empty of processes first: kill stragglers in them
             stop_processes(self._pids_in_netns(ns), timeout=2)
             sysnet.netns_del(ns)
             removed["namespaces"] += 1
+            tick("namespaces removed", i, len(namespaces))
         if self.paths.root.exists():
             import shutil  # noqa: PLC0415
             shutil.rmtree(self.paths.root, ignore_errors=True)

@@ -33,7 +33,7 @@ from agent.model import keys
 from agent.model.records import AgentStatus
 from agent.store.base import Delete, ModRevisionIs
 from lab import objects, sysnet
-from lab.cluster import Lab, LabState
+from lab.cluster import Lab, LabState, Step
 from lab.cniexec import Runtime
 from lab.responder import ResponderClient
 
@@ -59,7 +59,11 @@ def obj_key(obj: dict) -> str:
 class Kube:
     """See the module docstring. One instance per command; state lives in etcd."""
 
-    def __init__(self, lab: Lab, progress: Callable[[str], None] | None = None) -> None:
+    def __init__(self, lab: Lab, progress: Callable[[str], None] | None = None,
+                 step: Step | None = None) -> None:
+        """``progress`` receives messages, ``step`` (what, done, total) counts
+        what ``apply``/``delete`` have done (``objects applied``, ``objects
+        deleted``, ``agents synced``); both optional, the lab prints nothing."""
         self.lab = lab
         self.state: LabState = lab.state()
         if not self.state.complete:
@@ -69,6 +73,8 @@ class Kube:
         self.runtime = Runtime(lab.cni_path())
         self.responder = ResponderClient(lab.paths.responder_socket)
         self.say = progress or (lambda _m: None)
+        self.step = step or (lambda _w, _d, _t: None)
+        self._done = self._total = 0  # what apply/delete have done, for step
         self.revision = 0
 
     # ------------------------------------------------------------------ helpers
@@ -111,6 +117,8 @@ class Kube:
         with self.locked():
             results = []
             objs = objects.order_for_apply(objs)
+            self._done, self._total = 0, len(objs)
+            self.step("objects applied", 0, self._total)
             namespaces = {o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"} | \
                 {o["metadata"]["name"] for o in self.list("namespace")} | {"default"}
             for o in objs:
@@ -131,13 +139,19 @@ class Kube:
                 new = self._stamp(o, old)
                 if old is not None and self._same(old, new):
                     results.append({"object": objects.ref(o), "action": "unchanged"})
+                    self._applied()
                     continue
                 self._put(new)
                 results.append({"object": objects.ref(o), "action": "configured" if old else "created"})
+                self._applied()
             results += self._apply_pods(pods)
             self._sync_endpoints()
             self.wait_agents(timeout)
             return results
+
+    def _applied(self, what: str = "objects applied") -> None:
+        self._done += 1
+        self.step(what, self._done, self._total)
 
     @staticmethod
     def _same(old: dict, new: dict) -> bool:
@@ -235,6 +249,7 @@ class Kube:
                 else:
                     self._put(new)
                     results.append({"object": objects.ref(pod), "action": "configured"})
+                self._applied()
                 continue
             if node is None:
                 node = min(counts, key=lambda n: (counts[n], n))
@@ -258,6 +273,7 @@ class Kube:
                                     "node": p["spec"]["nodeName"]})
                 except Exception as e:  # noqa: BLE001 -- collected, reported together
                     errors.append(f"{objects.ref(p)}: {getattr(e, 'message', e)}")
+                self._applied()
         if errors:
             raise TemporaryError("; ".join(sorted(errors)))
         return sorted(results, key=lambda r: r["object"])
@@ -306,11 +322,14 @@ class Kube:
         with self.locked():
             results = []
             pods = []
+            objs = list(objs)
+            self._done, self._total = 0, len(objs)
             for o in objs:
                 md = o["metadata"]
                 cur = self.get(o["kind"], md.get("namespace", ""), md["name"])
                 if cur is None:
                     results.append({"object": objects.ref(o), "action": "not found"})
+                    self._applied("objects deleted")
                     continue
                 if o["kind"] == "Pod":
                     pods.append(cur)
@@ -323,11 +342,14 @@ class Kube:
                 else:
                     self._delete_key(obj_key(cur))
                 results.append({"object": objects.ref(o), "action": "deleted"})
+                self._applied("objects deleted")
             # A Namespace and its Pods named in the same file: stop each pod once
             # (not twice, concurrently, with two CNI DELs).
             pods = list({obj_key(p): p for p in pods}.values())
+            self._done, self._total = 0, len(pods)
             with concurrent.futures.ThreadPoolExecutor(WORKERS) as ex:
-                list(ex.map(self._stop_pod, pods))
+                for _ in ex.map(self._stop_pod, pods):
+                    self._applied("pods stopped")
             self._sync_endpoints()
             self.wait_agents(timeout)
             return results
@@ -412,6 +434,7 @@ class Kube:
         while True:
             revs = self.agent_revisions()
             lag = sorted(n for n, r in revs.items() if r < self.revision)
+            self.step("agents synced", len(revs) - len(lag), len(revs))
             if not lag:
                 return
             if time.monotonic() > deadline:

@@ -7,21 +7,13 @@ it never runs anything else, and no other thread ever changes namespace.
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 from typing import Callable, TypeVar
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from agent.nsenter import setns
+
 T = TypeVar("T")
-
-
-def setns(fd: int, what: str = "") -> None:
-    """Move the calling thread into the network namespace open at ``fd``."""
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"cannot enter network namespace {what or fd}: {os.strerror(e)}")
 
 
 def in_netns(netns: str, fn: Callable[[], T]) -> T:

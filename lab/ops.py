@@ -8,7 +8,7 @@ from pathlib import Path
 
 from agent.errors import InvalidInput, NotFound
 from lab import objects
-from lab.cluster import Lab, _pid_alive
+from lab.cluster import Lab, Step, _pid_alive
 from lab.kube import Kube
 from lab.probe import ProbeResult, probe
 
@@ -116,7 +116,8 @@ def run_probe(kube: Kube, src: str, dst: str, port: int | None, protocol: str,
 
 
 def matrix(kube: Kube, port: int, protocol: str, namespaces: list[str] | None,
-           timeout: float) -> dict[str, dict[str, bool]]:
+           timeout: float, step: Step | None = None) -> dict[str, dict[str, bool]]:
+    """Probe every pod pair; ``step`` (what, done, total) counts ``probes``."""
     pods = [p for p in kube.list("pod") if p.get("status", {}).get("podIP")
             and (not namespaces or p["metadata"]["namespace"] in namespaces)]
     refs = [(f"{p['metadata']['namespace']}/{p['metadata']['name']}", p) for p in pods]
@@ -130,8 +131,10 @@ def matrix(kube: Kube, port: int, protocol: str, namespaces: list[str] | None,
         r = probe(netns, dp["status"]["podIP"], port, protocol, timeout, src=s, dst=d)
         return s, d, r.connected
     with concurrent.futures.ThreadPoolExecutor(min(64, max(1, len(jobs)))) as ex:
-        for s, d, ok in ex.map(one, jobs):
+        for i, (s, d, ok) in enumerate(ex.map(one, jobs), 1):
             out[s][d] = ok
+            if step:
+                step("probes", i, len(jobs))
     return out
 
 
@@ -145,8 +148,10 @@ def status(lab: Lab) -> dict:
         row = {"node": n.name, "ip": n.ip, "agent_pid": n.pid, "running": _pid_alive(n.pid),
                "ready": False, "applied_revision": revs.get(n.name, 0), "pods": 0}
         try:
-            h = AgentClient(n.socket, timeout=3).get("/v1/health")
-            row["ready"] = h["ready"]
+            h = AgentClient(n.socket, timeout=3).health()
+            row["ready"] = h.ready
+            if not h.ready:
+                row["error"] = h.message
         except Exception as e:  # noqa: BLE001 -- reported in the row
             row["error"] = getattr(e, "message", str(e))
         nodes.append(row)

@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# the layering contracts (setup.cfg [importlinter]): a broken layer fails CI
+.venv/bin/lint-imports --no-cache >/dev/null || { .venv/bin/lint-imports --no-cache; exit 1; }
 report=$(mktemp /tmp/contivctl-junit.XXXXXX.xml)
 trap 'rm -f "$report"' EXIT
 set +e

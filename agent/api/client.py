@@ -1,4 +1,11 @@
-"""Python client of the agent's local API (used by contivctl and the lab)."""
+"""The remote :class:`~agent.api.contract.NodeAPI`: a node's agent over its
+unix socket. Used by the CLI, the lab, the tests and the benchmarks; it
+returns the typed records of :mod:`agent.model.api` and raises the typed
+errors the agent answered with (the class name travels in the error body).
+
+The CNI plugin does not use it: it must stay standard-library only and
+cheap to start, so it speaks the same protocol by hand (``cni/plugin.py``).
+"""
 from __future__ import annotations
 
 import http.client
@@ -7,11 +14,13 @@ import socket
 from urllib.parse import urlencode
 
 from agent import errors
+from agent.api.contract import CNI_HEADERS, CNI_PATH, ENDPOINTS, Endpoint
 from agent.config import DEFAULT_SOCKET
+from agent.model import api as rec
 
-_BY_NAME = {c.__name__: c for c in (errors.InvalidInput, errors.NotFound, errors.TemporaryError,
-                                    errors.Conflict, errors.Unavailable, errors.FatalError,
-                                    errors.DataplaneError, errors.Exhausted)}
+#: every typed error, by the class name the agent puts in its error body
+_BY_NAME = {c.__name__: c for c in vars(errors).values()
+            if isinstance(c, type) and issubclass(c, errors.ContivError)}
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -27,14 +36,96 @@ class _UnixConnection(http.client.HTTPConnection):
 
 
 class AgentClient:
+    """A node's agent at ``socket_path``; see :class:`agent.api.contract.NodeAPI`."""
+
     def __init__(self, socket_path: str = DEFAULT_SOCKET, timeout: float = 30.0) -> None:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def request(self, method: str, path: str, *, params: dict | None = None, body: bytes | None = None,
-                headers: dict | None = None) -> tuple[int, dict, bytes]:
-        if params:
-            path = f"{path}?{urlencode({k: v for k, v in params.items() if v is not None})}"
+    # ------------------------------------------------------------ NodeAPI
+    def health(self) -> rec.Health:
+        """Answers a not-ready agent's record too (HTTP 503 carries it)."""
+        return self._call(ENDPOINTS["health"], _answers=(503,))
+
+    def status(self) -> rec.NodeStatus:
+        return self._call(ENDPOINTS["status"])
+
+    def ipam(self) -> rec.IpamInfo:
+        return self._call(ENDPOINTS["ipam"])
+
+    def ipam_gc(self, valid: list[dict] | None = None) -> rec.GcResult:
+        return self._call(ENDPOINTS["ipam_gc"], valid=valid)
+
+    def pods(self) -> rec.PodList:
+        return self._call(ENDPOINTS["pods"])
+
+    def nodes(self) -> rec.NodeList:
+        return self._call(ENDPOINTS["nodes"])
+
+    def state(self, prefix: str = "") -> rec.StateList:
+        return self._call(ENDPOINTS["state"], prefix=prefix)
+
+    def desired(self, prefix: str = "") -> rec.DesiredValues:
+        return self._call(ENDPOINTS["desired"], prefix=prefix)
+
+    def plan(self) -> rec.PlanRecord:
+        return self._call(ENDPOINTS["plan"])
+
+    def resync(self) -> rec.TxnRecord:
+        return self._call(ENDPOINTS["resync"])
+
+    def history(self, limit: int = 50, since: int = 0) -> rec.History:
+        return self._call(ENDPOINTS["history"], limit=limit, since=since)
+
+    def services(self, namespace: str | None = None, name: str | None = None) -> rec.ServiceList:
+        return self._call(ENDPOINTS["services"], namespace=namespace, name=name)
+
+    def policies(self, namespace: str | None = None, pod: str | None = None) -> rec.PolicyList:
+        return self._call(ENDPOINTS["policies"], namespace=namespace, pod=pod)
+
+    def explain(self, src: str, dst: str, port: int, protocol: str = "TCP") -> rec.Explanation:
+        return self._call(ENDPOINTS["explain"], src=src, dst=dst, port=port, protocol=protocol)
+
+    def cni(self, env: dict[str, str], body: bytes) -> rec.CNIReply:
+        headers = {h: env[k] for k, h in CNI_HEADERS.items() if k in env}
+        status, hdrs, raw = self._request("POST", CNI_PATH, body=body, headers=headers)
+        if status >= 400:
+            self._raise(status, raw)
+        return rec.CNIReply(int(hdrs.get("x-cni-exit", "1")), raw)
+
+    # ------------------------------------------------------------ transport
+    def _call(self, ep: Endpoint, _answers: tuple[int, ...] = (), **args):
+        """``_answers``: error statuses whose body is still the endpoint's record."""
+        args = {k: v for k, v in args.items() if v is not None}
+        path, body, headers = ep.path, None, None
+        if ep.method == "GET":
+            if args:
+                path = f"{path}?{urlencode(args)}"
+        else:
+            body = json.dumps(args).encode()
+            headers = {"Content-Type": "application/json"}
+        status, _, raw = self._request(ep.method, path, body=body, headers=headers)
+        if status >= 400 and status not in _answers:
+            self._raise(status, raw)
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise errors.ContivError(f"agent answered {status} with a non-JSON body") from None
+        return ep.result.from_dict(data)
+
+    @staticmethod
+    def _raise(status: int, raw: bytes):
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            data = {}
+        if not isinstance(data, dict):
+            data = {}
+        cls = _BY_NAME.get(data.get("error"), errors.ContivError)
+        raise cls(data.get("message", f"HTTP {status}"), hint=data.get("hint"))
+
+    def _request(self, method: str, path: str, *, body: bytes | None = None,
+                 headers: dict | None = None) -> tuple[int, dict, bytes]:
         conn = _UnixConnection(self.socket_path, self.timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -50,22 +141,3 @@ class AgentClient:
             raise errors.Unavailable(f"talking to the agent at {self.socket_path} failed: {e}") from None
         finally:
             conn.close()
-
-    def call(self, method: str, path: str, *, params: dict | None = None, json_body=None):
-        body = json.dumps(json_body).encode() if json_body is not None else None
-        status, _, raw = self.request(method, path, params=params, body=body,
-                                      headers={"Content-Type": "application/json"} if body else None)
-        try:
-            data = json.loads(raw) if raw else None
-        except ValueError:
-            raise errors.ContivError(f"agent answered {status} with a non-JSON body") from None
-        if status >= 400:
-            cls = _BY_NAME.get((data or {}).get("error"), errors.ContivError)
-            raise cls((data or {}).get("message", f"HTTP {status}"), hint=(data or {}).get("hint"))
-        return data
-
-    def get(self, path: str, **params):
-        return self.call("GET", path, params=params or None)
-
-    def post(self, path: str, json_body=None, **params):
-        return self.call("POST", path, params=params or None, json_body=json_body)

@@ -10,6 +10,15 @@ An allocation is one etcd transaction creating two keys, each only if absent:
 Release deletes both in one transaction. Addresses are chosen next-fit (a
 cursor that moves on), as the reference host-local plugin does, so a freed
 address is not reused at once by the next pod.
+
+A node owns its subnet, so the pod-start path need not wait for etcd before
+it programs the data plane: :meth:`PodIPAM.reserve` picks the address
+locally and :meth:`PodIPAM.commit` writes the same transaction as
+:meth:`PodIPAM.allocate` -- the caller runs it concurrently with the data
+plane and answers only once it succeeded (nothing is lost if the agent dies
+right after answering). A commit that loses (another writer had the address
+or the attachment) gives the reservation back; the caller then undoes its
+work and takes the serial path.
 """
 from __future__ import annotations
 
@@ -43,6 +52,7 @@ class PodIPAM:
         self._reserved = {ipaddress.ip_address(a) for a in reserved}
         self._reserved |= {self.subnet.network_address, self.subnet.broadcast_address}
         self._used: set = set()
+        self._attached: set[tuple[str, str]] = set()  # (container ID, ifname) with an allocation
         self._cursor = int(self.subnet.network_address)
         self._lock = threading.Lock()
         self._loaded = False
@@ -67,7 +77,9 @@ class PodIPAM:
     def _load(self) -> None:
         if self._loaded:
             return
-        self._used = {ipaddress.ip_interface(ip).ip for a in self.list() for ip in a.ips}
+        allocs = self.list()
+        self._used = {ipaddress.ip_interface(ip).ip for a in allocs for ip in a.ips}
+        self._attached = {(a.container_id, a.ifname) for a in allocs}
         self._loaded = True
 
     def _candidates(self):
@@ -90,31 +102,74 @@ class PodIPAM:
             # to be absent, and a failed one tells us to look (one round trip
             # less on every pod start).
             for addr in self._candidates():
-                alloc = Allocation(node=self.node, container_id=container_id, ifname=ifname,
-                                   ips=(f"{addr}/{self.host_prefix}",), netns=netns,
-                                   pod_namespace=pod_namespace, pod_name=pod_name,
-                                   created=time.time(), mtu=mtu)
-                claim = keys.ip_claim_key(str(addr))
-                ok, _ = self.store.txn(
-                    [Absent(claim), Absent(akey)],
-                    [Put(claim, json.dumps({"node": self.node, "container_id": container_id,
-                                            "ifname": ifname}).encode()),
-                     Put(akey, alloc.to_json().encode())])
-                if ok:
+                alloc = self._new(container_id, ifname, addr, netns, pod_namespace, pod_name, mtu)
+                if self._claim(alloc):
                     self._used.add(addr)
+                    self._attached.add((container_id, ifname))
                     self._cursor = int(addr)
                     return alloc, True
                 # Lost a race: either the address (someone else's) or this very
                 # allocation (a concurrent duplicate ADD) was taken.
                 existing = self.store.get(akey)
                 if existing is not None:
+                    self._attached.add((container_id, ifname))
                     return Allocation.from_json(existing.value), False
                 self._used.add(addr)
             existing = self.store.get(akey)  # a full pool still answers a repeated ADD
             if existing is not None:
+                self._attached.add((container_id, ifname))
                 return Allocation.from_json(existing.value), False
             raise Exhausted(f"no free pod address in {self.subnet} on node {self.node}",
                             hint="delete unused pods or run `contivctl ipam gc`")
+
+    def _new(self, container_id: str, ifname: str, addr, netns: str, pod_namespace: str,
+             pod_name: str, mtu: int) -> Allocation:
+        return Allocation(node=self.node, container_id=container_id, ifname=ifname,
+                          ips=(f"{addr}/{self.host_prefix}",), netns=netns,
+                          pod_namespace=pod_namespace, pod_name=pod_name, created=time.time(),
+                          mtu=mtu)
+
+    def _claim(self, alloc: Allocation) -> bool:
+        """The allocating transaction: the address claim and the allocation,
+        each only if absent."""
+        claim = keys.ip_claim_key(str(ipaddress.ip_interface(alloc.ips[0]).ip))
+        akey = keys.allocation_key(self.node, alloc.container_id, alloc.ifname)
+        ok, _ = self.store.txn(
+            [Absent(claim), Absent(akey)],
+            [Put(claim, json.dumps({"node": self.node, "container_id": alloc.container_id,
+                                    "ifname": alloc.ifname}).encode()),
+             Put(akey, alloc.to_json().encode())])
+        return ok
+
+    def reserve(self, container_id: str, ifname: str, *, netns: str = "", pod_namespace: str = "",
+                pod_name: str = "", mtu: int = 0) -> Allocation | None:
+        """A new allocation chosen locally, its address held, nothing written
+        yet (:meth:`commit` writes it); None when this IPAM knows the
+        attachment already or has no free address -- :meth:`allocate` then
+        answers (with the existing allocation, or Exhausted)."""
+        with self._lock:
+            self._load()
+            if (container_id, ifname) in self._attached:
+                return None
+            addr = next(self._candidates(), None)
+            if addr is None:
+                return None
+            self._used.add(addr)
+            self._cursor = int(addr)
+            return self._new(container_id, ifname, addr, netns, pod_namespace, pod_name, mtu)
+
+    def commit(self, alloc: Allocation) -> bool:
+        """Write a reserved allocation (one etcd transaction, safe to run on
+        another thread). False when another writer has its address or its
+        attachment: the reservation is given back."""
+        ok = self._claim(alloc)
+        with self._lock:
+            if ok:
+                self._attached.add((alloc.container_id, alloc.ifname))
+            else:
+                for ip in alloc.ips:
+                    self._used.discard(ipaddress.ip_interface(ip).ip)
+        return ok
 
     def release(self, container_id: str, ifname: str) -> Allocation | None:
         """Free the allocation; None if there was none (DEL is idempotent)."""
@@ -131,6 +186,7 @@ class PodIPAM:
                 return None
             for ip in alloc.ips:
                 self._used.discard(ipaddress.ip_interface(ip).ip)
+            self._attached.discard((container_id, ifname))
             return alloc
 
     def gc(self, valid: Iterable[tuple[str, str]] | None = None) -> list[Allocation]:

@@ -12,8 +12,6 @@ Why not ``IPRoute(netns=...)``: it forks a helper process per namespace
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 import queue
@@ -24,15 +22,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from agent.errors import DataplaneError, NotFound
-
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"setns: {os.strerror(e)}")
+from agent.nsenter import setns
 
 
 class _NsOpener:
@@ -57,12 +47,12 @@ class _NsOpener:
             try:
                 fd = os.open(path, os.O_RDONLY)
                 try:
-                    _setns(fd)
+                    setns(fd, path)
                     try:
                         box.append(IPRoute())
                     finally:
                         # Back home before anything else can run on this thread.
-                        _setns(self._home)
+                        setns(self._home, "the agent's own")
                 finally:
                     os.close(fd)
             except BaseException as e:  # noqa: BLE001 -- handed to the caller

@@ -52,16 +52,17 @@ def group_mark(gid: int, n: int, gen: int = 0) -> int:
 
 
 def _sets() -> dict[str, NftSet]:
+    # the sets of GROUPED hold Service ports' elements as NftElements groups
     return {
-        FE: NftSet(FE, "type ipv4_addr . inet_proto . inet_service : mark;"),
-        NP: NftSet(NP, "type inet_proto . inet_service : mark;"),
-        BE: NftSet(BE, "typeof meta mark . numgen random mod 2 : ip daddr . th dport;"),
+        FE: NftSet(FE, "type ipv4_addr . inet_proto . inet_service : mark;", grouped=True),
+        NP: NftSet(NP, "type inet_proto . inet_service : mark;", grouped=True),
+        BE: NftSet(BE, "typeof meta mark . numgen random mod 2 : ip daddr . th dport;", grouped=True),
         AFF: NftSet(AFF, "typeof ip saddr . meta mark : ip daddr . th dport; flags dynamic,timeout; "
                          "timeout 3h;", static=False),
-        EXT: NftSet(EXT, "type mark;"),
+        EXT: NftSet(EXT, "type mark;", grouped=True),
         HAIRPIN: NftSet(HAIRPIN, "type ipv4_addr . ipv4_addr;"),
-        NOEP_IPS: NftSet(NOEP_IPS, "type ipv4_addr . inet_proto . inet_service;"),
-        NOEP_NODEPORTS: NftSet(NOEP_NODEPORTS, "type inet_proto . inet_service;"),
+        NOEP_IPS: NftSet(NOEP_IPS, "type ipv4_addr . inet_proto . inet_service;", grouped=True),
+        NOEP_NODEPORTS: NftSet(NOEP_NODEPORTS, "type inet_proto . inet_service;", grouped=True),
         LBMAP: NftSet(LBMAP, "type mark : verdict;"),
     }
 

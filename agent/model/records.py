@@ -8,19 +8,33 @@ dual-stack is a second element, not a schema change.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import types
+import typing
+from dataclasses import dataclass, field, fields
 
 from agent.errors import InvalidInput
 
 
 class _Record:
-    """JSON round-trip shared by the records below."""
+    """JSON round-trip shared by the records of the model.
+
+    ``from_dict`` follows the field annotations: a field annotated with a
+    record (or ``tuple[Record, ...]``, or ``Record | None``) is converted
+    recursively; a ``tuple[...]`` field accepts a JSON list. Fields named in
+    ``_omit_empty`` are left out of ``to_dict`` when empty, so a record keeps
+    the exact JSON shape the API documents (docs/api.yaml)."""
+
+    _omit_empty: tuple[str, ...] = ()
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+        return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        for k in self._omit_empty:
+            if not d.get(k):
+                d.pop(k, None)
+        return d
 
     @classmethod
     def from_json(cls, raw: bytes | str):
@@ -34,15 +48,59 @@ class _Record:
     def from_dict(cls, data: dict):
         if not isinstance(data, dict):
             raise InvalidInput(f"{cls.__name__}: stored value is not an object")
-        known = {f.name: f for f in fields(cls)}
+        conv = _converters(cls)
         kwargs = {}
         for k, v in data.items():
-            if k in known:
-                kwargs[k] = tuple(v) if isinstance(v, list) else v
+            c = conv.get(k, _MISSING)
+            if c is _MISSING:
+                continue  # a newer writer's field: ignored
+            kwargs[k] = c(v) if c is not None and v is not None else v
         try:
             return cls(**kwargs)
         except TypeError as e:
             raise InvalidInput(f"{cls.__name__}: {e}") from None
+
+
+def _plain(v):
+    """A field value as JSON data; nested records through their own to_dict
+    (which may shape themselves, e.g. omit empty fields)."""
+    if isinstance(v, _Record):
+        return v.to_dict()
+    if isinstance(v, (tuple, list)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+_MISSING = object()
+_CONVERTERS: dict[type, dict] = {}
+
+
+def _converter(tp):
+    """A function turning JSON into the annotated type, or None (as is)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _converter(args[0]) if len(args) == 1 else None
+    if origin is tuple:
+        args = typing.get_args(tp)
+        inner = _converter(args[0]) if args else None
+        if inner is None:
+            return lambda v: tuple(v) if isinstance(v, list) else v
+        return lambda v: tuple(inner(x) for x in v) if isinstance(v, (list, tuple)) else v
+    if isinstance(tp, type) and issubclass(tp, _Record):
+        return tp.from_dict
+    return None
+
+
+def _converters(cls) -> dict:
+    """Field name -> converter of a record class (computed once per class)."""
+    conv = _CONVERTERS.get(cls)
+    if conv is None:
+        hints = typing.get_type_hints(cls)
+        conv = _CONVERTERS[cls] = {f.name: _converter(hints[f.name]) for f in fields(cls)}
+    return conv
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,11 @@ class Operation:
 
 @dataclass(slots=True)
 class Plan:
-    """Ordered operations plus the values left out and why."""
+    """Ordered operations plus the values left out and why.
+
+    A plan is always true, even with nothing to do: whether there is anything
+    to do is ``operations``' business, and a plan with pending or invalid
+    values but no operation is still a real answer, not an absent one."""
 
     operations: list[Operation] = field(default_factory=list)
     #: key -> reason the desired value cannot be applied now (missing dependency).
@@ -48,9 +52,6 @@ class Plan:
     #: keys found in place and equivalent to their desired value (no operation);
     #: not part of the record, the scheduler's bookkeeping only.
     unchanged: set[str] = field(default_factory=set, repr=False, compare=False)
-
-    def __len__(self) -> int:
-        return len(self.operations)
 
     def to_dict(self) -> dict:
         return {"operations": [op.to_dict() for op in self.operations],

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Iterable, Mapping
 
-from agent.errors import InvalidInput, TemporaryError
+from agent.errors import FatalError, InvalidInput, TemporaryError
 from agent.reconciler.descriptor import Dependency, Descriptor, Retrieved
 from agent.reconciler.history import History, OpRecord, TxnRecord
 from agent.reconciler import planner
@@ -125,6 +125,9 @@ class Scheduler:
         self.history = History(history_size)
         self._clock = clock
         self._backoff = (backoff_base, backoff_max)
+        #: the first FatalError a descriptor raised: nothing more is retried
+        #: after it, and the agent stops (DESIGN.md rule 6)
+        self.fatal: FatalError | None = None
         self._ctx = _Ctx(self)
         for d in descriptors:
             self.register(d)
@@ -173,12 +176,18 @@ class Scheduler:
             actual = self._retrieve()
             return self._run("resync", description, None, actual)
 
-    def dry_run(self, *, resync: bool = True) -> Plan:
-        """The plan a resync (or, with ``resync=False``, a retry of everything) would run."""
+    def dry_run(self, *, resync: bool = True, keys: Iterable[str] | None = None) -> Plan:
+        """The plan a resync (or, with ``resync=False``, a retry of everything) would run.
+
+        ``keys``: only those values -- retrieved from their own descriptors,
+        correlated with their own desired values -- so that checking one pod
+        costs what the pod renders to, not a retrieve of the whole data plane."""
         with self._lock:
-            actual = self._retrieve() if resync else dict(self._actual)
-            keys = set(self._desired) | set(actual)
-            return self._plan(keys, actual)
+            scope = None if keys is None else set(keys)
+            actual = self._retrieve(scope) if resync else dict(self._actual)
+            if scope is None:
+                return self._plan(set(self._desired) | set(actual), actual)
+            return self._plan(scope, actual)
 
     def retry_due(self) -> TxnResult | None:
         """Retry every failed value whose backoff has expired; None if none is due."""
@@ -305,8 +314,9 @@ class Scheduler:
                 if not s:
                     del self._rdeps_actual[d.key]
 
-    def _retrieve(self) -> dict[str, _Actual]:
-        """Ask every descriptor (in registration order) what really exists.
+    def _retrieve(self, scope: set[str] | None = None) -> dict[str, _Actual]:
+        """Ask every descriptor (in registration order) what really exists;
+        with ``scope``, only the descriptors of those keys, about those keys.
 
         Descriptors see the metadata retrieved so far (not our possibly stale
         belief): a pod route's retrieve needs the pod veth's retrieved index.
@@ -315,13 +325,17 @@ class Scheduler:
         ctx = _RetrieveCtx(out)
         # desired values by descriptor in one pass (every prefix is "plane/type/")
         by_prefix: dict[str, dict[str, Any]] = {p: {} for p in self._descs}
-        for k, v in self._desired.items():
+        items = self._desired.items() if scope is None else \
+            ((k, self._desired[k]) for k in scope if k in self._desired)
+        for k, v in items:
             i = k.find("/", k.find("/") + 1)
             group = by_prefix.get(k[:i + 1]) if i > 0 else None
             if group is not None:
                 group[k] = v
         for prefix, desc in self._descs.items():
             correlate = by_prefix[prefix]
+            if scope is not None and not correlate:
+                continue
             for r in desc.retrieve(correlate, ctx):
                 if not isinstance(r, Retrieved) or not r.key.startswith(prefix):
                     raise TypeError(f"{desc.name}.retrieve returned {r!r}")
@@ -446,8 +460,10 @@ class Scheduler:
         """Record the outcome of one operation; returns the error text or ''."""
         k = op.key
         if isinstance(res, Exception):
-            temporary = not isinstance(res, InvalidInput)
-            if not isinstance(res, (TemporaryError, InvalidInput)):
+            temporary = not isinstance(res, (InvalidInput, FatalError))
+            if isinstance(res, FatalError) and self.fatal is None:
+                self.fatal = res
+            if not isinstance(res, (TemporaryError, InvalidInput, FatalError)):
                 log.warning("%s %s: unexpected %s", op.kind.value, k, type(res).__name__,
                             exc_info=res)
             msg = getattr(res, "message", None) or str(res) or type(res).__name__

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import typer
 
-from contivctl.context import OUTPUT, check_output, ctx
-from contivctl.output import kv, render
+from contivctl.context import OUTPUT, check_output, ctx, new_app
+from contivctl.output import line, render
 
-app = typer.Typer(no_args_is_help=True, help="Run the node agent and inspect it.")
+app = new_app(no_args_is_help=True, help="Run the node agent and inspect it.")
 
 
 @app.command("run")
@@ -39,7 +39,7 @@ def run(
     agent = Agent(cfg)
 
     def _term(signum, frame):
-        agent._stop.set()
+        agent.request_stop()
     signal.signal(signal.SIGTERM, _term)
     signal.signal(signal.SIGINT, _term)
     agent.start()
@@ -47,22 +47,26 @@ def run(
         agent.wait()
     finally:
         agent.stop()
+    if agent.fatal is not None:
+        raise agent.fatal  # exit status 5 with its message (contivctl.errors)
 
 
 @app.command("status")
 def status(output: str = OUTPUT) -> None:
     """The agent's health, node, revision and value counts."""
     fmt = check_output(output)
-    data = ctx.client().get("/v1/status")
-    if fmt in ("json", "yaml"):
-        return render(data, fmt)
+    data = ctx.client().status().to_dict()
+    render(data, fmt, pairs=_status_pairs(data))
+
+
+def _status_pairs(data: dict) -> list[tuple[str, object]]:
     a, n, v = data["agent"], data["node"] or {}, data["values"]
-    kv([("node", a["node"]), ("ready", a["ready"]), ("dataplane", a["dataplane"]),
-        ("node IP", n.get("node_ip")), ("pod subnet", n.get("pod_subnets")),
-        ("gateway", n.get("gateways")), ("MTU", data["mtu"]), ("underlay", data["underlay"]),
-        ("applied revision", a["applied_revision"]),
-        ("values", ", ".join(f"{k} {c}" for k, c in v.items() if c)),
-        ("cluster", ", ".join(f"{k} {c}" for k, c in data["cluster"].items() if c) or "-")])
+    return [("node", a["node"]), ("ready", a["ready"]), ("dataplane", a["dataplane"]),
+            ("node IP", n.get("node_ip")), ("pod subnet", n.get("pod_subnets")),
+            ("gateway", n.get("gateways")), ("MTU", data["mtu"]), ("underlay", data["underlay"]),
+            ("applied revision", a["applied_revision"]),
+            ("values", ", ".join(f"{k} {c}" for k, c in v.items() if c)),
+            ("cluster", ", ".join(f"{k} {c}" for k, c in data["cluster"].items() if c) or "-")]
 
 
 @app.command("plan")
@@ -71,25 +75,27 @@ def plan(output: str = OUTPUT) -> None:
 
     Exit status 1 when the data plane has drifted from the desired state."""
     fmt = check_output(output)
-    data = ctx.client().get("/v1/plan")
-    if fmt in ("json", "yaml"):
-        render(data, fmt)
-    else:
-        render(data, fmt, rows=data["operations"],
-               columns=[("OP", "op"), ("KEY", "key"), ("REASON", "reason")])
+    data = ctx.client().plan().to_dict()
+    render(data, fmt, rows=data["operations"],
+           columns=[("OP", "op"), ("KEY", "key"), ("REASON", "reason")])
+    if fmt not in ("json", "yaml"):
         for k, why in sorted(data["pending"].items()):
-            print(f"pending  {k}  {why}")
+            line(("pending", "yellow"), f"  {k}  {why}")
     if data["operations"]:
         raise typer.Exit(1)
+
+
+def _op_line(o: dict, prefix: str = "") -> tuple:
+    """`` {prefix}{op} {key}  ({reason})[  FAILED: error]`` as line parts."""
+    parts: tuple = (f"  {prefix}{o['op']:<6} {o['key']}  ({o['reason']})",)
+    return parts if o["ok"] else parts + ("  ", (f"FAILED: {o.get('error')}", "red"))
 
 
 @app.command("history")
 def history(limit: int = typer.Option(20, "--limit", min=1), output: str = OUTPUT) -> None:
     """Recent reconciler transactions with their operations and outcome."""
     fmt = check_output(output)
-    data = ctx.client().get("/v1/history", limit=limit)
-    if fmt in ("json", "yaml"):
-        return render(data, fmt)
+    data = ctx.client().history(limit=limit).to_dict()
     rows = []
     for t in data["transactions"]:
         failed = sum(1 for o in t["operations"] if not o["ok"])
@@ -101,8 +107,7 @@ def history(limit: int = typer.Option(20, "--limit", min=1), output: str = OUTPU
     if fmt == "wide":
         for t in data["transactions"]:
             for o in t["operations"]:
-                print(f"  #{t['seq']} {o['op']:<6} {o['key']}  ({o['reason']})"
-                      + ("" if o["ok"] else f"  FAILED: {o.get('error')}"))
+                line(*_op_line(o, f"#{t['seq']} "))
 
 
 @app.command("state")
@@ -110,7 +115,7 @@ def state(prefix: str = typer.Option("", "--prefix", help="Only keys starting wi
           output: str = OUTPUT) -> None:
     """Every data-plane value the agent manages, with its state."""
     fmt = check_output(output)
-    data = ctx.client().get("/v1/state", prefix=prefix or None)
+    data = ctx.client().state(prefix=prefix).to_dict()
     render(data, fmt, rows=[{**v, "detail": v.get("error") or v.get("reason")} for v in data["values"]],
            columns=[("KEY", "key"), ("STATE", "state")],
            wide=[("DESCRIPTOR", "descriptor"), ("DETAIL", "detail")])
@@ -120,12 +125,13 @@ def state(prefix: str = typer.Option("", "--prefix", help="Only keys starting wi
 def resync(output: str = OUTPUT) -> None:
     """Retrieve the data plane now and repair any drift."""
     fmt = check_output(output)
-    data = ctx.client().post("/v1/resync")
+    data = ctx.client().resync().to_dict()
     if fmt in ("json", "yaml"):
-        return render(data, fmt)
-    ops = data["operations"]
-    print(f"resync #{data['seq']}: {len(ops)} operation(s) in {data['duration_ms']:.1f} ms")
-    for o in ops:
-        print(f"  {o['op']:<6} {o['key']}  ({o['reason']})" + ("" if o["ok"] else f"  FAILED: {o.get('error')}"))
+        render(data, fmt)
+    else:
+        ops = data["operations"]
+        line(f"resync #{data['seq']}: {len(ops)} operation(s) in {data['duration_ms']:.1f} ms")
+        for o in ops:
+            line(*_op_line(o))
     if not data["ok"]:
         raise typer.Exit(1)

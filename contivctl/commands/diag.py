@@ -1,16 +1,21 @@
-"""Diagnostics: pods, nodes, ipam (read from the agent's local API)."""
+"""Diagnostics: pods, nodes, ipam, services, policies (the agent's local API).
+
+Each command makes one call to the agent (:class:`agent.api.client.AgentClient`,
+the typed ``NodeAPI``) and hands the record's JSON form to the output sink;
+the helpers here only shape table rows and lines from it.
+"""
 from __future__ import annotations
 
 import typer
 
-from contivctl.context import OUTPUT, check_output, ctx
-from contivctl.output import render
+from contivctl.context import OUTPUT, check_output, ctx, new_app
+from contivctl.output import Node, line, render, tree
 
 
 def pods(output: str = OUTPUT) -> None:
     """Pods attached on this node: addresses, interfaces, data-plane state, CNI timing."""
     fmt = check_output(output)
-    data = ctx.client().get("/v1/pods")
+    data = ctx.client().pods().to_dict()
     rows = []
     for p in data["pods"]:
         add = p.get("timings", {}).get("add", {})
@@ -25,7 +30,7 @@ def pods(output: str = OUTPUT) -> None:
 def nodes(output: str = OUTPUT) -> None:
     """Nodes in the registry, as this node's agent sees them."""
     fmt = check_output(output)
-    data = ctx.client().get("/v1/nodes")
+    data = ctx.client().nodes().to_dict()
     render(data, fmt, rows=data["nodes"],
            columns=[("NODE", "name"), ("NODE-IP", "node_ip"), ("POD-SUBNET", "pod_subnets"),
                     ("GATEWAY", "gateways")],
@@ -39,9 +44,15 @@ def services(name: str = typer.Argument(None, help="Service name (with -n) or ns
     fmt = check_output(output)
     if name and "/" in name:
         namespace, name = name.split("/", 1)
-    data = ctx.client().get("/v1/services", namespace=namespace, name=name)
-    if fmt in ("json", "yaml"):
-        return render(data, fmt)
+    data = ctx.client().services(namespace=namespace, name=name).to_dict()
+    render(data, fmt, rows=_service_rows(data) if fmt in ("table", "wide") else [],
+           columns=[("SERVICE", "service"), ("TYPE", "type"), ("PORT", "port"),
+                    ("FRONTENDS", "frontends"), ("ENDPOINTS", "endpoints"), ("DATAPLANE", "dataplane")],
+           wide=[("PODS", "pods"), ("AFFINITY", "affinity"), ("TRAFFIC", "policy"), ("PROBLEMS", "problems")])
+
+
+def _service_rows(data: dict) -> list[dict]:
+    """One row per Service port (a Service without ports: one row)."""
     rows = []
     for s in data["services"]:
         for p in s["ports"] or [{"name": "", "protocol": "-", "frontends": [], "endpoints": []}]:
@@ -54,10 +65,7 @@ def services(name: str = typer.Argument(None, help="Service name (with -n) or ns
                 "dataplane": s["dataplane"]["state"], "affinity": s["session_affinity"],
                 "policy": f"ext={s['external_traffic_policy'] or '-'} int={s['internal_traffic_policy']}",
                 "problems": s["problems"]})
-    render(data, fmt, rows=rows, columns=[("SERVICE", "service"), ("TYPE", "type"), ("PORT", "port"),
-                                          ("FRONTENDS", "frontends"), ("ENDPOINTS", "endpoints"),
-                                          ("DATAPLANE", "dataplane")],
-           wide=[("PODS", "pods"), ("AFFINITY", "affinity"), ("TRAFFIC", "policy"), ("PROBLEMS", "problems")])
+    return rows
 
 
 def policies(args: list[str] = typer.Argument(None, metavar="[POD] | explain SRC DST",
@@ -82,46 +90,50 @@ def policies(args: list[str] = typer.Argument(None, metavar="[POD] | explain SRC
     pod = args[0] if args else None
     if pod and "/" in pod:
         namespace, pod = pod.split("/", 1)
-    data = ctx.client().get("/v1/policies", namespace=namespace, pod=pod)
+    data = ctx.client().policies(namespace=namespace, pod=pod).to_dict()
     if fmt in ("json", "yaml"):
         return render(data, fmt)
     if pod and not data["pods"]:
         raise InvalidInput(f"no pod {namespace + '/' if namespace else ''}{pod} with an address")
-    for p in data["pods"]:
-        print(f"{p['pod']} ({p['ip']} on {p['node']})")
-        for d in ("ingress", "egress"):
-            e = p[d]
-            if not e["isolated"]:
-                print(f"  {d}: open (no policy selects it)")
-                continue
-            print(f"  {d}: isolated by {', '.join(e['policies'])}")
-            for r in e["rules"]:
-                peers = r["peers"] if r["peers"] == "all" else "; ".join(r["peers"]) or "nobody"
-                print(f"    allow {', '.join(r['ports'])} {'from' if d == 'ingress' else 'to'} {peers}"
-                      f"   [{r['rule']}]")
-            if not e["rules"]:
-                print("    (no rule: everything is denied)")
-            for ref, why in e["invalid"].items():
-                print(f"    ! {ref} is invalid ({why}): it only isolates")
+    tree([_policy_tree(p) for p in data["pods"]])
+
+
+def _policy_tree(p: dict) -> Node:
+    """A pod, its two directions, and the rules that allow traffic in each."""
+    root = Node(f"{p['pod']} ({p['ip']} on {p['node']})")
+    for d in ("ingress", "egress"):
+        e = p[d]
+        if not e["isolated"]:
+            root.add(f"{d}: ", ("open", "green"), " (no policy selects it)")
+            continue
+        n = root.add(f"{d}: ", ("isolated", "yellow"), f" by {', '.join(e['policies'])}")
+        for r in e["rules"]:
+            peers = r["peers"] if r["peers"] == "all" else "; ".join(r["peers"]) or "nobody"
+            n.add(("allow", "green"), f" {', '.join(r['ports'])} {'from' if d == 'ingress' else 'to'} "
+                  f"{peers}   ", (f"[{r['rule']}]", "dim"))
+        if not e["rules"]:
+            n.add(("(no rule: everything is denied)", "red"))
+        for ref, why in e["invalid"].items():
+            n.add((f"! {ref} is invalid ({why}): it only isolates", "yellow"))
+    return root
 
 
 def _explain(src: str, dst: str, port: int, protocol: str, fmt: str) -> None:
-    data = ctx.client().post("/v1/policies/explain",
-                             {"src": src, "dst": dst, "port": port, "protocol": protocol.upper()})
+    data = ctx.client().explain(src, dst, port, protocol.upper()).to_dict()
     if fmt in ("json", "yaml"):
         render(data, fmt)
     else:
         v = data["verdict"]
-        print(v if v.startswith(("allowed", "denied")) else
-              ("allowed: " if data["allowed"] else "denied: ") + v)
+        line((v if v.startswith(("allowed", "denied")) else
+              ("allowed: " if data["allowed"] else "denied: ") + v, "green" if data["allowed"] else "red"))
         if fmt == "wide":
             for st in data["steps"]:
-                print(f"  {st['direction']}: {st['reason']}")
+                line(f"  {st['direction']}: {st['reason']}")
     if not data["allowed"]:
         raise typer.Exit(1)
 
 
-ipam_app = typer.Typer(help="Pod address management on this node.", invoke_without_command=True)
+ipam_app = new_app(help="Pod address management on this node.", invoke_without_command=True)
 
 
 @ipam_app.callback()
@@ -130,11 +142,10 @@ def ipam(typer_ctx: typer.Context, output: str = OUTPUT) -> None:
     if typer_ctx.invoked_subcommand:
         return
     fmt = check_output(output)
-    data = ctx.client().get("/v1/ipam")
-    if fmt in ("json", "yaml"):
-        return render(data, fmt)
-    print(f"node {data['node']}: subnet {data['subnet']} (gateway {', '.join(data['gateway'])}), "
-          f"{data['used']} used, {data['free']} free")
+    data = ctx.client().ipam().to_dict()
+    if fmt in ("table", "wide"):
+        line(f"node {data['node']}: subnet {data['subnet']} (gateway {', '.join(data['gateway'])}), "
+             f"{data['used']} used, {data['free']} free")
     render(data, fmt, rows=[{**a, "pod": f"{a['pod_namespace']}/{a['pod_name']}" if a["pod_name"] else "-"}
                             for a in data["allocations"]],
            columns=[("IP", "ips"), ("POD", "pod"), ("CONTAINER", "container_id"), ("IFNAME", "ifname")],
@@ -145,7 +156,7 @@ def ipam(typer_ctx: typer.Context, output: str = OUTPUT) -> None:
 def ipam_gc(output: str = OUTPUT) -> None:
     """Release allocations whose network namespace no longer exists."""
     fmt = check_output(output)
-    data = ctx.client().post("/v1/ipam/gc", {})
+    data = ctx.client().ipam_gc().to_dict()
     render(data, fmt, rows=data["released"], columns=[("RELEASED", "ips"), ("CONTAINER", "container_id")])
 
 

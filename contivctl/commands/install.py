@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import typer
 
-from contivctl.context import OUTPUT, check_output, ctx
+from contivctl.context import OUTPUT, check_output, ctx, new_app
 from contivctl.output import render
 
-app = typer.Typer(no_args_is_help=True, help="Install the CNI plugin and configuration.")
+app = new_app(no_args_is_help=True, help="Install the CNI plugin and configuration.")
 
 
 @app.command("cni")

@@ -1,15 +1,18 @@
-"""``contivctl lab``: a multi-node cluster in network namespaces."""
-from __future__ import annotations
+"""``contivctl lab``: a multi-node cluster in network namespaces.
 
-import sys
+The lab library (``lab.*``) does the work and prints nothing; it reports
+progress through callbacks, which :func:`contivctl.output.progress` turns
+into bars on a terminal and into the usual one-line messages elsewhere.
+"""
+from __future__ import annotations
 
 import typer
 
-from contivctl.context import OUTPUT, check_output
-from contivctl.output import color_enabled, kv, message, render
+from contivctl.context import OUTPUT, check_output, new_app
+from contivctl.output import line, message, progress, render, text, unicode_ok
 
-app = typer.Typer(no_args_is_help=True, help="A multi-node cluster on this machine (namespaces, "
-                                             "real agents, real etcd, real packets).")
+app = new_app(no_args_is_help=True, help="A multi-node cluster on this machine (namespaces, "
+                                         "real agents, real etcd, real packets).")
 NAME = typer.Option("lab", "--name", help="Lab name (≤ 8 lower-case letters/digits).")
 TIMEOUT = typer.Option(60.0, "--timeout", help="Seconds to wait for every agent to apply.")
 
@@ -23,9 +26,11 @@ def _lab(name: str, must_exist: bool = True):
     return lab
 
 
-def _kube(name: str):
+def _kube(name: str, pr=None):
     from lab.kube import Kube  # noqa: PLC0415
-    return Kube(_lab(name), progress=message)
+    if pr is None:
+        return Kube(_lab(name), progress=message)
+    return Kube(_lab(name), progress=pr.message, step=pr.step)
 
 
 @app.command("up")
@@ -40,8 +45,9 @@ def up(name: str = NAME, nodes: int = typer.Option(3, "--nodes", min=1, max=32),
     fmt = check_output(output)
     lab = _lab(name, must_exist=False)
     t0 = time.monotonic()
-    st, created = lab.up(nodes=nodes, dataplane=dataplane, pod_cidr=pod_cidr, underlay=underlay,
-                         timeout=timeout, progress=lambda m: message(f"lab {name}: {m}"))
+    with progress() as pr:
+        st, created = lab.up(nodes=nodes, dataplane=dataplane, pod_cidr=pod_cidr, underlay=underlay,
+                             timeout=timeout, progress=pr.prefixed(f"lab {name}: "), step=pr.step)
     if created:
         message(f"lab {name}: up with {len(st.nodes)} nodes in {time.monotonic() - t0:.1f}s")
     else:
@@ -58,27 +64,26 @@ def up(name: str = NAME, nodes: int = typer.Option(3, "--nodes", min=1, max=32),
 def down(name: str = NAME, output: str = OUTPUT) -> None:
     """Remove every namespace, link, process and file of the lab (also a broken one)."""
     fmt = check_output(output)
-    removed = _lab(name, must_exist=False).down()
+    with progress() as pr:
+        removed = _lab(name, must_exist=False).down(step=pr.step)
     if fmt in ("json", "yaml"):
         return render(removed, fmt)
     message(f"lab {name}: removed {removed['processes']} process(es), "
             f"{removed['namespaces']} namespace(s)" + (", runtime files" if removed["files"] else ""))
 
 
-def _results(data: list[dict], fmt: str) -> None:
-    render({"results": data}, fmt, rows=data,
-           columns=[("OBJECT", "object"), ("ACTION", "action")], wide=[("NODE", "node")])
-
-
 def _manifests(files: list[str], name: str, timeout: float, output: str, op: str) -> None:
     from lab.ops import read_manifests  # noqa: PLC0415
     fmt = check_output(output)
     objs = read_manifests(files)
-    kube = _kube(name)
-    try:
-        _results(getattr(kube, op)(objs, timeout=timeout), fmt)
-    finally:
-        kube.close()
+    with progress() as pr:
+        kube = _kube(name, pr)
+        try:
+            results = getattr(kube, op)(objs, timeout=timeout)
+        finally:
+            kube.close()
+    render({"results": results}, fmt, rows=results,
+           columns=[("OBJECT", "object"), ("ACTION", "action")], wide=[("NODE", "node")])
 
 
 @app.command("apply")
@@ -118,7 +123,8 @@ def probe(src: str = typer.Argument(None, help="Source pod ns/name, or 'underlay
                 raise InvalidInput("--matrix takes no SRC/DST")
             if port is None:
                 raise InvalidInput("--matrix needs --port")
-            m = ops.matrix(kube, port, protocol, namespace or None, timeout)
+            with progress() as pr:
+                m = ops.matrix(kube, port, protocol, namespace or None, timeout, step=pr.step)
             _render_matrix(m, fmt)
             return
         if not src or not dst:
@@ -132,27 +138,29 @@ def probe(src: str = typer.Argument(None, help="Source pod ns/name, or 'underlay
     if fmt in ("json", "yaml"):
         render(r.to_dict(), fmt)
     elif r.connected:
-        print(f"{r.src} -> {r.dst} ({r.address}:{r.port}/{r.protocol}): connected, answered by "
-              f"{r.answered_by} in {r.ms:.1f} ms")
+        line(f"{r.src} -> {r.dst} ({r.address}:{r.port}/{r.protocol}): ", ("connected", "green"),
+             f", answered by {r.answered_by} in {r.ms:.1f} ms")
     else:
-        print(f"{r.src} -> {r.dst} ({r.address}:{r.port}/{r.protocol}): blocked ({r.error}) "
-              f"after {r.ms:.0f} ms")
+        line(f"{r.src} -> {r.dst} ({r.address}:{r.port}/{r.protocol}): ", (f"blocked ({r.error})", "red"),
+             f" after {r.ms:.0f} ms")
     if not r.connected:
         raise typer.Exit(1)
 
 
 def _render_matrix(m: dict[str, dict[str, bool]], fmt: str) -> None:
+    """A grid of numbered pods: ✓ (green) connected, ✗ (red) blocked."""
     if fmt in ("json", "yaml"):
         return render(m, fmt)
     cols = sorted(m)
-    ok, no = ("✓", "✗") if sys.stdout.encoding and "utf" in sys.stdout.encoding.lower() else ("Y", "N")
-    green, red, reset = ("\033[32m", "\033[31m", "\033[0m") if color_enabled(sys.stdout) else ("", "", "")
+    ok, no = ("✓", "✗") if unicode_ok() else ("Y", "N")
     width = max([len(c) for c in cols] + [4])
     idx = {c: str(i + 1) for i, c in enumerate(cols)}
-    print(" " * (width + 2) + " ".join(f"{idx[c]:>3}" for c in cols))
+    line(" " * (width + 2) + " ".join(f"{idx[c]:>3}" for c in cols))
     for s in cols:
-        cells = " ".join(f"{green}{ok:>3}{reset}" if m[s][d] else f"{red}{no:>3}{reset}" for d in cols)
-        print(f"{idx[s]:>2} {s:<{width}} {cells}")
+        cells: list = []
+        for d in cols:
+            cells += [" ", (f"{ok:>3}", "green") if m[s][d] else (f"{no:>3}", "red")]
+        line(f"{idx[s]:>2} {s:<{width}}", *cells)
 
 
 @app.command("exec", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -180,19 +188,20 @@ def status(name: str = NAME, output: str = OUTPUT) -> None:
     if fmt in ("json", "yaml"):
         render(data, fmt)
     else:
-        kv([("lab", data["lab"]), ("healthy", data["healthy"]), ("dataplane", data["dataplane"]),
+        render(data, fmt, pairs=[
+            ("lab", data["lab"]), ("healthy", data["healthy"]), ("dataplane", data["dataplane"]),
             ("underlay", data["underlay"]), ("pod CIDR", data["pod_cidr"]),
             ("etcd", f"running, revision {data['etcd_revision']}" if data["etcd_running"] else "DOWN")])
-        print()
+        line()
         render(data, fmt, rows=data["nodes"], columns=[
             ("NODE", "node"), ("IP", "ip"), ("AGENT", "running"), ("READY", "ready"),
             ("REVISION", "applied_revision"), ("PODS", "pods")], wide=[("PID", "agent_pid"), ("ERROR", "error")])
         if data["pods"]:
-            print()
+            line()
             render(data, fmt, rows=data["pods"], columns=[("POD", "pod"), ("NODE", "node"), ("IP", "ip"),
                                                           ("PHASE", "phase")], wide=[("LABELS", "labels")])
         if data["services"]:
-            print()
+            line()
             render(data, fmt, rows=data["services"], columns=[("SERVICE", "service"), ("TYPE", "type"),
                                                               ("CLUSTER-IP", "cluster_ip"), ("PORTS", "ports")])
     if not data["healthy"]:
@@ -211,8 +220,7 @@ def logs(node: str = typer.Argument(..., help="Node name, e.g. node1 (or 'etcd')
         lines = path.read_text(errors="replace").splitlines()
     except FileNotFoundError:
         raise NotFound(f"no log at {path}") from None
-    for line in lines[-tail:] if tail else lines:
-        print(line)
+    text("".join(ln + "\n" for ln in (lines[-tail:] if tail else lines)))
 
 
 @app.command("list")

@@ -191,9 +191,10 @@ def kube_pod(name: str, ref: str) -> dict | None:
         k.close()
 
 
-def agent(name: str, node: str, path: str) -> dict:
+def agent(name: str, node: str):
+    """The typed API (:class:`agent.api.contract.NodeAPI`) of a lab node's agent."""
     from lab.cluster import Lab
-    return Lab(name).client(node).get(path)
+    return Lab(name).client(node)
 
 
 def wait_until(cond, what: str, limit: float = 30.0):

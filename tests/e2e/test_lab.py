@@ -121,9 +121,9 @@ def test_apply_creates_pods_on_their_nodes(env, applied):
         ips.add(ip)
         assert Path(f"/var/run/netns/{env.name}-pod-{NS}.{pod}").exists()
         # the node's agent allocated that address to that pod
-        allocs = agent(env.name, node, "/v1/ipam")["allocations"]
-        assert [a["ips"] for a in allocs if a["pod_name"] == pod and a["pod_namespace"] == NS] == \
-            [[f"{ip}/32"]]
+        allocs = agent(env.name, node).ipam().allocations
+        assert [a.ips for a in allocs if a.pod_name == pod and a.pod_namespace == NS] == \
+            [(f"{ip}/32",)]
     assert len(ips) == len(PODS)
     pods = {p["pod"]: p for p in lab_status(env.name)["pods"]}
     assert {f"{NS}/{p}" for p in PODS} <= set(pods)
@@ -218,8 +218,8 @@ def test_reapply_with_new_labels_updates_pods_in_place(env, applied):
         # the same sandbox: its namespace was not re-created
         assert os.stat(f"/var/run/netns/{env.name}-pod-{NS}.{pod}").st_ino == netns_ino[pod]
     # the agent still holds the one original attachment (same container id)
-    pods2 = {p["name"]: p for p in agent(env.name, "node2", "/v1/pods")["pods"]}
-    assert pods2["b1"]["container_id"] == before["b1"]["metadata"]["uid"]
+    pods2 = {p.name: p for p in agent(env.name, "node2").pods().pods}
+    assert pods2["b1"].container_id == before["b1"]["metadata"]["uid"]
     # the updated pods are still probe-able, as sources and as destinations
     pr = probe_api(env.name, f"{NS}/a1", f"{NS}/b2")
     assert pr["connected"] and pr["answered_by"] == f"{NS}/b2", pr
@@ -258,18 +258,18 @@ def test_delete_pod_releases_address_and_namespace(env, applied):
     assert applied.returncode == 0, applied.stderr
     victim = kube_pod(env.name, f"{NS}/b2")
     ip = victim["status"]["podIP"]
-    ipam_before = agent(env.name, "node2", "/v1/ipam")
-    assert f"{ip}/32" in [i for a in ipam_before["allocations"] for i in a["ips"]]
+    ipam_before = agent(env.name, "node2").ipam()
+    assert f"{ip}/32" in [i for a in ipam_before.allocations for i in a.ips]
     f = write(env.tmp, pod_manifest(only=["b2"]), "b2.yaml")
 
     r = cli("lab", "delete", "--name", env.name, "-f", f, "--timeout", WAIT)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[1].split() == ["Pod", f"{NS}/b2", "deleted"]
     assert kube_pod(env.name, f"{NS}/b2") is None
-    ipam = agent(env.name, "node2", "/v1/ipam")
-    assert f"{ip}/32" not in [i for a in ipam["allocations"] for i in a["ips"]]
-    assert ipam["used"] == ipam_before["used"] - 1
-    assert "b2" not in {p["name"] for p in agent(env.name, "node2", "/v1/pods")["pods"]}
+    ipam = agent(env.name, "node2").ipam()
+    assert f"{ip}/32" not in [i for a in ipam.allocations for i in a.ips]
+    assert ipam.used == ipam_before.used - 1
+    assert "b2" not in {p.name for p in agent(env.name, "node2").pods().pods}
     assert f"{env.name}-pod-{NS}.b2" not in netns_names()
     assert f"{NS}/b2" not in {p["pod"] for p in lab_status(env.name)["pods"]}
     # nothing answers at the old address any more; the other pods still do
@@ -289,11 +289,12 @@ def test_delete_pod_releases_address_and_namespace(env, applied):
 
 
 # --------------------------------------------------------------------------- bad input
-DEPLOYMENT = """\
-apiVersion: apps/v1
+APPS = "apps/v1"
+DEPLOYMENT = f"""\
+apiVersion: {APPS}
 kind: Deployment
-metadata: {name: web, namespace: e2e}
-spec: {replicas: 1}
+metadata: {{name: web, namespace: e2e}}
+spec: {{replicas: 1}}
 """
 PORT_CONFLICT = """\
 apiVersion: v1
@@ -316,8 +317,8 @@ spec: {containers: [{name: c, ports: [{containerPort: 80}]}]}
 
 
 @pytest.mark.parametrize("text,needles", [
-    (DEPLOYMENT, ["apps/v1/Deployment is not a supported kind"]),
-    (GOOD_POD + "---\n" + DEPLOYMENT, ["[1]: apps/v1/Deployment is not a supported kind"]),
+    (DEPLOYMENT, [f"{APPS}/Deployment is not a supported kind"]),
+    (GOOD_POD + "---\n" + DEPLOYMENT, [f"[1]: {APPS}/Deployment is not a supported kind"]),
     (PORT_CONFLICT, ["Pod e2e/clash", "port conflict: TCP/80"]),
     (MALFORMED, ["is not valid YAML", "line 4"]),
 ], ids=["unsupported-kind", "valid-then-unsupported", "port-conflict", "malformed-yaml"])
@@ -389,9 +390,9 @@ def test_deleting_the_namespace_stops_each_of_its_pods_once(env, applied):
     st = lab_status(env.name)
     assert st["pods"] == [] and st["healthy"] is True
     for node in ("node1", "node2"):
-        ipam = agent(env.name, node, "/v1/ipam")
-        assert ipam["allocations"] == [] and ipam["used"] == 0, ipam
-        assert agent(env.name, node, "/v1/pods")["pods"] == []
+        ipam = agent(env.name, node).ipam()
+        assert ipam.allocations == () and ipam.used == 0, ipam
+        assert agent(env.name, node).pods().pods == ()
     assert not [n for n in netns_names() if n.startswith(f"{env.name}-pod-")]
     assert leftovers(env.name).netns == {f"{env.name}-underlay", f"{env.name}-node1", f"{env.name}-node2"}
 

@@ -35,6 +35,7 @@ from typing import Callable
 import pytest
 
 from agent.model import keys
+from agent.model.api import Explanation
 from lab import objects, ops
 from lab.kube import Kube
 
@@ -130,9 +131,8 @@ class World:
         return {s.ref: {d.ref: True if s == d else bool(rule(s, d)) for d in self.pods}
                 for s in self.pods}
 
-    def explain(self, src: str, dst: str, port: int, protocol: str) -> dict:
-        return self.agent.post("/v1/policies/explain",
-                               {"src": src, "dst": dst, "port": port, "protocol": protocol})
+    def explain(self, src: str, dst: str, port: int, protocol: str) -> Explanation:
+        return self.agent.explain(src, dst, port, protocol)
 
     def check(self, port: int, protocol: str, rule: Callable[[Pod, Pod], bool]) -> None:
         """Probe the matrix, compare with ``rule``; explain must agree with every probe."""
@@ -153,11 +153,11 @@ class World:
         for s in want:
             for d in want[s]:
                 r = self.explain(s, d, port, protocol)
-                if r["allowed"] != got[s][d]:
+                if r.allowed != got[s][d]:
                     disagree.append(f"{s}->{d}: probe {'connected' if got[s][d] else 'blocked'}, "
-                                    f"explain: {r['verdict']}")
-                elif not r["allowed"] and not any(p in r["verdict"] for p in policies):
-                    disagree.append(f"{s}->{d}: the verdict names no policy: {r['verdict']}")
+                                    f"explain: {r.verdict}")
+                elif not r.allowed and not any(p in r.verdict for p in policies):
+                    disagree.append(f"{s}->{d}: the verdict names no policy: {r.verdict}")
         assert not disagree, f"{protocol}/{port}: explain disagrees:\n" + "\n".join(disagree[:20])
 
     def all_open(self) -> None:
@@ -309,8 +309,8 @@ def test_ipblock_with_overlapping_excepts(w):
     # the node's /24 contains the /32 given before it: all of node1's pods are out
     xa = w.by_ref["x/a"]
     subnet = ipaddress.ip_network(f"{xa.ip}/24", strict=False)
-    nodes = w.agent.get("/v1/nodes")["nodes"]
-    assert str(subnet) in {s for n in nodes if n["name"] == xa.node for s in n["pod_subnets"]}
+    nodes = w.agent.nodes().nodes
+    assert str(subnet) in {s for n in nodes if n.name == xa.node for s in n.pod_subnets}
     w.apply(netpol("y", "from-node2-pods", {
         "podSelector": {"matchLabels": {"pod": "a"}},
         "ingress": [{"from": [{"ipBlock": {"cidr": w.lab.state().pod_cidr,
@@ -439,12 +439,12 @@ def test_policy_that_bypassed_validation_fails_closed(w):
     rule = lambda s, d: d.ref != "x/b" and (d.ref != "x/c" or s.ns == "y")  # noqa: E731
     w.check(80, "TCP", rule)
     r = w.explain("x/a", "x/b", 80, "TCP")
-    assert not r["allowed"] and "x/bad-peer" in r["verdict"], r
-    eff = w.agent.get("/v1/policies", namespace="x", pod="b")["pods"][0]
-    assert "x/bad-peer" in eff["ingress"]["invalid"], eff
+    assert not r.allowed and "x/bad-peer" in r.verdict, r
+    eff = w.agent.policies(namespace="x", pod="b").pods[0]
+    assert "x/bad-peer" in eff.ingress.invalid, eff
     # reported once, by name -- not again when a change re-evaluates every policy
     w.apply(namespace_obj("y", {"extra": "relist-policies"}))
-    w.agent.post("/v1/resync")
+    w.agent.resync()
     w.check(80, "TCP", rule)
     log = _agent_log(w)
     lines = [ln for ln in log.splitlines() if "x/bad-peer" in ln and "invalid" in ln]

@@ -113,7 +113,7 @@ def env():
         kube.apply([valid(o) for o in MANIFEST], timeout=WAIT)
         st = lab.state()
         yield Env(lab, kube, st.gateway, {n.name: n.ip for n in st.nodes},
-                  {n.name: lab.client(n.name).get("/v1/ipam")["gateway"][0] for n in st.nodes},
+                  {n.name: lab.client(n.name).ipam().gateway[0] for n in st.nodes},
                   {p["metadata"]["name"]: p["status"]["podIP"] for p in kube.list("pod", NS)})
     finally:
         if kube is not None:
@@ -453,6 +453,6 @@ def test_relabelled_slice_moves_its_endpoints_to_the_other_service(env):
 def test_resync_after_all_this_finds_no_drift(env, node):
     """What the agent programmed is what it reads back: a resync has nothing to do
     (no chain rewritten because its comment lost the digest, no element re-added)."""
-    rec = env.lab.client(node).post("/v1/resync")
-    assert rec["ok"], rec
-    assert rec["operations"] == [], rec["operations"][:5]
+    rec = env.lab.client(node).resync()
+    assert rec.ok, rec
+    assert rec.operations == [], rec.operations[:5]

@@ -71,11 +71,11 @@ def test_pods_keep_working_while_the_agent_is_down_and_restart_changes_nothing(l
         assert _ping(lab2, "c", pods["a"][1])
     finally:
         _start_agent(lab2, "node1")
-    hist = lab2.client("node1").get("/v1/history", limit=50)["transactions"]
-    startup = [t for t in hist if t["kind"] == "resync"]
+    hist = lab2.client("node1").history(limit=50).transactions
+    startup = [t for t in hist if t.kind == "resync"]
     assert startup, hist
-    assert startup[0]["operations"] == [], "start-up resync changed things: " + str(startup[0]["operations"])
-    assert lab2.client("node1").get("/v1/plan")["operations"] == []
+    assert startup[0].operations == [], "start-up resync changed things: " + str(startup[0].operations)
+    assert lab2.client("node1").plan().operations == ()
     assert _ping(lab2, "a", pods["c"][1])
 
 
@@ -85,13 +85,13 @@ def test_drift_is_reported_by_plan_and_repaired_by_resync(lab2, pods):
     ip = pods["a"][1]
     subprocess.run(["ip", "-n", node_ns, "route", "del", f"{ip}/32"], check=True)
     assert not _ping(lab2, "c", ip)
-    plan = c.get("/v1/plan")["operations"]
-    assert [(o["op"], o["key"], o["reason"]) for o in plan] == \
+    plan = c.plan().operations
+    assert [(o.op, o.key, o.reason) for o in plan] == \
         [("create", f"linux/route/{ip}/32", "drift: missing in data plane")]
-    rec = c.post("/v1/resync")
-    assert rec["ok"] and [o["key"] for o in rec["operations"]] == [f"linux/route/{ip}/32"]
+    rec = c.resync()
+    assert rec.ok and [o.key for o in rec.operations] == [f"linux/route/{ip}/32"]
     assert _ping(lab2, "c", ip)
-    assert c.get("/v1/plan")["operations"] == []
+    assert c.plan().operations == ()
 
 
 def test_pods_added_while_resyncs_run_survive_them(lab2, pods):
@@ -106,13 +106,13 @@ def test_pods_added_while_resyncs_run_survive_them(lab2, pods):
         sysnet.netns_add(lab2.paths.pod_ns("r", n))
     try:
         with ThreadPoolExecutor(6) as ex:
-            resyncs = [ex.submit(lab2.client("node1").post, "/v1/resync") for _ in range(2)]
+            resyncs = [ex.submit(lab2.client("node1").resync) for _ in range(2)]
             adds = {n: ex.submit(rt.add, lab2.conflist("node1"), f"restart-{n}",
                                  sysnet.netns_path(lab2.paths.pod_ns("r", n))) for n in names}
             recs = [f.result() for f in resyncs]
             ips = {n: f.result()["ips"][0]["address"].split("/")[0] for n, f in adds.items()}
-        assert all(r["ok"] and r["description"] == "resync requested through the API" for r in recs), recs
-        assert lab2.client("node1").get("/v1/plan")["operations"] == []
+        assert all(r.ok and r.description == "resync requested through the API" for r in recs), recs
+        assert lab2.client("node1").plan().operations == ()
         for n, ip in ips.items():
             assert _ping(lab2, "c", ip), f"pod {n} ({ip}) lost"
     finally:
@@ -128,7 +128,7 @@ def test_foreign_routes_and_links_survive_resync(lab2, pods):
     subprocess.run(["ip", "-n", node_ns, "route", "add", "203.0.113.0/24", "dev", "eth0"], check=True)
     subprocess.run(["ip", "-n", node_ns, "link", "add", "foreign0", "type", "bridge"], check=True)
     try:
-        lab2.client("node1").post("/v1/resync")
+        lab2.client("node1").resync()
         routes = subprocess.run(["ip", "-n", node_ns, "route"], capture_output=True, text=True).stdout
         links = subprocess.run(["ip", "-n", node_ns, "-br", "link"], capture_output=True, text=True).stdout
         assert "203.0.113.0/24" in routes and "foreign0" in links
@@ -151,10 +151,10 @@ def test_allocation_of_a_pod_gone_while_the_agent_was_down_is_collected(lab2):
     sysnet.netns_del(ns)  # the runtime lost the pod without calling DEL
     _start_agent(lab2, "node2")
     c = lab2.client("node2")
-    assert any(ip in a["ips"] for a in c.get("/v1/ipam")["allocations"])
-    released = c.post("/v1/ipam/gc", {})["released"]
-    assert [a["container_id"] for a in released] == ["restart-ghost"]
-    assert not any(ip in a["ips"] for a in c.get("/v1/ipam")["allocations"])
+    assert any(ip in a.ips for a in c.ipam().allocations)
+    released = c.ipam_gc().released
+    assert [a.container_id for a in released] == ["restart-ghost"]
+    assert not any(ip in a.ips for a in c.ipam().allocations)
     links = subprocess.run(["ip", "-n", lab2.paths.node_ns("node2"), "-br", "link"],
                            capture_output=True, text=True).stdout
     from agent.linux.values import host_ifname

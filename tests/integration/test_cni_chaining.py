@@ -119,7 +119,7 @@ def node_links(node_ns: str) -> set[str]:
 
 
 def allocations(lab) -> set[str]:
-    return {a["container_id"] for a in lab.client("node1").get("/v1/ipam")["allocations"]}
+    return {a.container_id for a in lab.client("node1").ipam().allocations}
 
 
 def _is_portmap_v6_check_bug(e: CNIFailure) -> bool:

@@ -21,6 +21,7 @@ import pytest
 
 from agent.cnihandler import SUPPORTED_VERSIONS
 from agent.linux.values import host_ifname
+from agent.model.records import Allocation
 from lab import sysnet
 from tests.helpers import sh, version_tuple as _vt
 from lab.cniexec import Runtime
@@ -43,9 +44,8 @@ def node_routes(lab, node: str) -> set[str]:
     return {line.strip() for line in out.splitlines() if line.strip()}
 
 
-def allocations(lab, node: str) -> dict[tuple[str, str], dict]:
-    return {(a["container_id"], a["ifname"]): a
-            for a in lab.client(node).get("/v1/ipam")["allocations"]}
+def allocations(lab, node: str) -> dict[tuple[str, str], Allocation]:
+    return {(a.container_id, a.ifname): a for a in lab.client(node).ipam().allocations}
 
 
 def link_info(netns: str, dev: str) -> dict:
@@ -62,7 +62,7 @@ def lab(lab2):
 @pytest.fixture(scope="module")
 def subnets(lab) -> dict[str, ipaddress.IPv4Network]:
     """Each node's pod subnet, as the agent reports it (never assumed)."""
-    return {n: ipaddress.ip_network(lab.client(n).get("/v1/ipam")["subnet"])
+    return {n: ipaddress.ip_network(lab.client(n).ipam().subnet)
             for n in ("node1", "node2")}
 
 
@@ -188,7 +188,7 @@ def test_add_result_has_the_version_layout_and_matches_the_pod(pods, lab, subnet
     assert link_info(lab.paths.node_ns("node1"), host["name"])["address"] == host["mac"]
     assert f"{addr.ip} dev {host['name']}" in " ".join(node_routes(lab, "node1"))
     alloc = allocations(lab, "node1")[(cid, IFNAME)]
-    assert alloc["ips"] == [ip["address"]] and alloc["netns"] == path
+    assert alloc.ips == (ip["address"],) and alloc.netns == path
 
 
 @pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
@@ -281,7 +281,7 @@ def test_del_after_the_netns_is_gone_still_releases_the_address(pods, lab, versi
     assert node_routes(lab, "node1") == routes0
     # The address is free again: the agent's own view agrees.
     addr = res["ips"][0]["address"]
-    assert all(addr not in a["ips"] for a in allocations(lab, "node1").values())
+    assert all(addr not in a.ips for a in allocations(lab, "node1").values())
 
 
 # ---------------------------------------------------------------------- STATUS / GC

@@ -22,6 +22,7 @@ import pytest
 
 from agent.cnihandler import SUPPORTED_VERSIONS
 from agent.linux.values import host_ifname
+from agent.model.records import Allocation
 from lab import sysnet
 from tests.helpers import sh, version_tuple as _vt
 
@@ -126,9 +127,8 @@ def node_routes(lab, node: str = "node1") -> set[str]:
     return set(sh("ip", "-n", lab.paths.node_ns(node), "route", "show").splitlines())
 
 
-def allocations(lab, node: str = "node1") -> dict[tuple[str, str], dict]:
-    return {(a["container_id"], a["ifname"]): a
-            for a in lab.client(node).get("/v1/ipam")["allocations"]}
+def allocations(lab, node: str = "node1") -> dict[tuple[str, str], Allocation]:
+    return {(a.container_id, a.ifname): a for a in lab.client(node).ipam().allocations}
 
 
 def pod_links(netns: str) -> set[str]:
@@ -416,7 +416,7 @@ def test_add_failing_midway_releases_its_address_and_says_why(own_lab, leftover)
         assert rc == 0, out
         res = json.loads(out)
         assert (container, IFNAME) in allocations(lab)
-        assert res["ips"][0]["address"] == allocations(lab)[(container, IFNAME)]["ips"][0]
+        assert res["ips"][0]["address"] == allocations(lab)[(container, IFNAME)].ips[0]
         assert _host_link_of(lab, container)
     finally:
         plugin.run(plugin.env("DEL", container, path), plugin.conf("1.1.0"))

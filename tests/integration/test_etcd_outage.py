@@ -32,8 +32,8 @@ def test_agents_resume_after_etcd_restart(lab2):
     _wait(lambda: not _pid_alive(st.etcd_pid), 10, "etcd to stop")
     # the agent still answers its API (the data plane is not its to tear down)
     time.sleep(1.5)
-    health = lab2.client("node1").get("/v1/nodes")
-    assert {n["name"] for n in health["nodes"]} == {"node1", "node2"}
+    nodes = lab2.client("node1").nodes()
+    assert {n.name for n in nodes.nodes} == {"node1", "node2"}
     lab2._start_etcd(st)  # same data directory: the cluster state survives
     st.save(lab2.paths)
     store = lab2.store()
@@ -52,7 +52,7 @@ def test_agents_resume_after_etcd_restart(lab2):
                 out[n] = AgentStatus.from_json(kv.value).applied_revision if kv else 0
             return all(r >= rev for r in out.values())
         _wait(applied, 30, "both agents to apply the write made after the outage")
-        names = [s["service"] for s in lab2.client("node2").get("/v1/services")["services"]]
+        names = [s.service for s in lab2.client("node2").services().services]
         assert "default/after-outage" in names
         store.delete(keys.k8s_key("Service", "default", "after-outage"))
     finally:

@@ -29,6 +29,7 @@ from agent.linux.nft import descriptors as nd
 from agent.linux.nft.lib import Nftables
 from agent.model import keys
 from agent.reconciler import Scheduler
+from agent.linux.svcstate import NftServiceRenderer
 from agent.services import ServiceSync
 from agent.store.base import Event
 
@@ -53,7 +54,7 @@ for i in range(n_services):
         snap.apply(Event(keys.k8s_key(kind, "bench", obj["metadata"]["name"]),
                          json.dumps(obj).encode(), rev))
 desired = dict(svcrender.render_base("192.168.56.10", "eth0"))
-for part in ServiceSync(snap, DesiredState(Scheduler()), "node1", svcrender).partitions().values():
+for part in ServiceSync(snap, DesiredState(Scheduler()), "node1", NftServiceRenderer()).partitions().values():
     desired.update(part)
 nd.NftBatch.PIECE = piece
 descs = nd.descriptors(Nftables())

@@ -66,7 +66,7 @@ def podman(env, *args, timeout=60):
 
 def test_podman_container_gets_an_address_and_reaches_a_pod(env):
     lab = env[0]
-    subnet = lab.client("node1").get("/v1/ipam")["subnet"]
+    subnet = lab.client("node1").ipam().subnet
     rt = Runtime(lab.cni_path())
     ns = lab.paths.pod_ns("pm", "target")
     sysnet.netns_add(ns)
@@ -80,9 +80,9 @@ def test_podman_container_gets_an_address_and_reaches_a_pod(env):
         assert addrs and ipaddress.ip_address(addrs[0]) in ipaddress.ip_network(subnet), p.stdout
         assert "1 packets received" in p.stdout
         # --rm: podman called DEL, the address is free again
-        allocs = lab.client("node1").get("/v1/ipam")["allocations"]
-        assert [a["container_id"] for a in allocs] == ["pm-target"]
-        hist = [t["description"] for t in lab.client("node1").get("/v1/history")["transactions"]]
+        allocs = lab.client("node1").ipam().allocations
+        assert [a.container_id for a in allocs] == ["pm-target"]
+        hist = [t.description for t in lab.client("node1").history().transactions]
         assert any(d.startswith("cni add") for d in hist) and any(d.startswith("cni del") for d in hist)
     finally:
         rt.delete(lab.conflist("node1"), "pm-target", sysnet.netns_path(ns))
@@ -102,4 +102,4 @@ def test_podman_containers_in_parallel_get_distinct_addresses(env):
     assert all(p.returncode == 0 for p in procs), [o[1] for o in outs]
     addrs = [o[0].split()[3] for o in outs]
     assert len(set(addrs)) == 4, addrs
-    assert lab.client("node1").get("/v1/ipam")["allocations"] == []
+    assert lab.client("node1").ipam().allocations == ()

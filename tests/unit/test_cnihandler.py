@@ -1,12 +1,10 @@
 """CNIHandler end to end without root: a real PodNetwork, PodIPAM on a
-MemoryStore and a real Scheduler, over a fake data plane that implements the
-descriptor protocol (a dict standing in for the kernel)."""
+MemoryStore and a real Scheduler, over the fake data plane
+(tests/fakedataplane.py: a dict standing in for the kernel)."""
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-from dataclasses import dataclass
 
 import pytest
 
@@ -16,122 +14,16 @@ from agent.errors import DataplaneError, InvalidInput, Unavailable
 from agent.ipam.pods import PodIPAM
 from agent.model import keys
 from agent.model.records import Allocation, NodeInfo
+from agent.dataplane import PodInterface
 from agent.podnet import PodNetwork, PodResult
-from agent.reconciler import Dependency, Descriptor, Retrieved, Scheduler
+from agent.reconciler import Scheduler
 from agent.store.memory import MemoryStore
+from tests.fakedataplane import FakeDataplane, FakeKernel, PodLink, fake_mac, host_ifname, link_key
 
 GATEWAY = "10.1.1.1"
 NODE = NodeInfo(name="node-a", index=1, node_ip="192.168.0.1", pod_subnets=("10.1.1.0/24",),
                 gateways=(GATEWAY,), vtep_mac="02:00:00:00:00:01")
 MTU = 1450
-
-
-# ------------------------------------------------------------------ fake data plane
-@dataclass(frozen=True)
-class PodLink:
-    """A host-side interface paired with ``ifname`` in ``netns`` (a veth, say)."""
-
-    host_if: str
-    netns: str
-    ifname: str
-    ips: tuple[str, ...]
-    mtu: int
-    owner: str
-
-
-@dataclass(frozen=True)
-class HostRoute:
-    dst: str
-    dev: str
-
-
-def fake_mac(seed: str) -> str:
-    h = hashlib.sha1(seed.encode()).digest()
-    return "02:" + ":".join(f"{b:02x}" for b in h[:5])
-
-
-class FakeKernel:
-    """What "really" exists, and failures to inject: (op, key) -> exception."""
-
-    def __init__(self) -> None:
-        self.links: dict[str, PodLink] = {}
-        self.routes: dict[str, HostRoute] = {}
-        self.fail: dict[tuple[str, str], Exception] = {}
-        self.log: list[tuple[str, str]] = []
-
-    def check(self, op: str, key: str) -> None:
-        err = self.fail.get((op, key))
-        if err is not None:
-            raise err
-
-
-class LinkDescriptor(Descriptor):
-    name = "fake-link"
-    key_prefix = "fake/link/"
-
-    def __init__(self, kernel: FakeKernel) -> None:
-        self.k = kernel
-
-    def validate(self, key, value):
-        if not value.ips:
-            raise InvalidInput("a pod link needs an address")
-
-    def create(self, key, value, ctx):
-        self.k.check("create", key)
-        self.k.log.append(("create", key))
-        self.k.links[value.host_if] = value
-        return {"mac": fake_mac(value.host_if), "pod_mac": fake_mac(value.host_if + "/pod")}
-
-    def delete(self, key, value, metadata, ctx):
-        self.k.check("delete", key)
-        self.k.log.append(("delete", key))
-        self.k.links.pop(value.host_if, None)
-
-    def retrieve(self, correlate, ctx):
-        return [Retrieved(f"{self.key_prefix}{l.host_if}", l,
-                          {"mac": fake_mac(l.host_if), "pod_mac": fake_mac(l.host_if + "/pod")})
-                for l in self.k.links.values() if l.owner.startswith("contiv:")]
-
-
-class RouteDescriptor(Descriptor):
-    name = "fake-route"
-    key_prefix = "fake/route/"
-
-    def __init__(self, kernel: FakeKernel) -> None:
-        self.k = kernel
-
-    def dependencies(self, key, value):
-        return [Dependency("interface-exists", f"fake/link/{value.dev}")]
-
-    def create(self, key, value, ctx):
-        self.k.check("create", key)
-        self.k.log.append(("create", key))
-        self.k.routes[value.dst] = value
-
-    def delete(self, key, value, metadata, ctx):
-        self.k.check("delete", key)
-        self.k.log.append(("delete", key))
-        self.k.routes.pop(value.dst, None)
-
-    def retrieve(self, correlate, ctx):
-        return [Retrieved(f"{self.key_prefix}{r.dst}", r) for r in self.k.routes.values()]
-
-
-def host_ifname(container_id: str, ifname: str) -> str:
-    return "h" + hashlib.sha1(f"{container_id}/{ifname}".encode()).hexdigest()[:12]
-
-
-def link_key(host_if: str) -> str:
-    return f"fake/link/{host_if}"
-
-
-def render(att) -> dict:
-    h = host_ifname(att.container_id, att.ifname)
-    out = {link_key(h): PodLink(h, att.netns, att.ifname, att.ips, att.mtu,
-                                f"contiv:pod:{att.pod_ref}")}
-    for ip in att.ips:
-        out[f"fake/route/{ip}"] = HostRoute(ip, h)
-    return out
 
 
 # ------------------------------------------------------------------ fixtures
@@ -160,11 +52,12 @@ class FlakyStore(MemoryStore):
 class Env:
     def __init__(self, tmp_path, subnet: str = "10.1.1.0/24") -> None:
         self.kernel = FakeKernel()
+        self.plane = FakeDataplane(self.kernel)
         self.store = FlakyStore()
         self.ipam = PodIPAM(self.store, NODE.name, subnet, reserved=[GATEWAY])
-        self.scheduler = Scheduler([LinkDescriptor(self.kernel), RouteDescriptor(self.kernel)])
+        self.scheduler = Scheduler(self.plane.descriptors())
         self.podnet = PodNetwork(self.ipam, DesiredState(self.scheduler), lambda: NODE, mtu=MTU,
-                                 render=render, host_ifname=host_ifname, link_key=link_key)
+                                 plane=self.plane)
         self.status_answer = (0, "")
         self.handler = CNIHandler(self.podnet, lambda: self.status_answer)
         self.tmp = tmp_path
@@ -194,6 +87,9 @@ class Env:
 
     def addresses(self) -> list[str]:
         return sorted(ip for a in self.ipam.list() for ip in a.ips)
+
+    def claims_as_cidrs(self) -> list[str]:
+        return [f"{c}/32" for c in self.claims()]
 
     def claims(self) -> list[str]:
         kvs, _ = self.store.list(keys.IPAM_IPS)
@@ -241,9 +137,10 @@ def test_add_result_has_the_layout_of_the_requested_version(env, version):
 
 
 def test_ipv6_result_shape():
-    r = PodResult(Allocation("n", "c", "eth0", ("10.1.1.2/32", "fd00::2/128")), "h", "m1", "m2",
+    r = PodResult(Allocation("n", "c", "eth0", ("10.1.1.2/32", "fd00::2/128")),
+                  (PodInterface("h", "m1"), PodInterface("eth0", "m2", "/ns")),
                   ("10.1.1.1", "fd00::1"), 1500)
-    out = shape_result("0.4.0", r, "/ns", "eth0")
+    out = shape_result("0.4.0", r)
     assert out["ips"] == [
         {"version": "4", "address": "10.1.1.2/32", "interface": 1, "gateway": "10.1.1.1"},
         {"version": "6", "address": "fd00::2/128", "interface": 1, "gateway": "fd00::1"}]
@@ -295,12 +192,14 @@ def test_dataplane_failure_during_add_releases_the_address(env, failing):
 
 
 def test_invalid_rendered_value_fails_add_and_releases_the_address(env):
+    good_render = env.plane.render_pod
+
     def bad_render(att):
-        out = render(att)
+        out = good_render(att)
         h = host_ifname(att.container_id, att.ifname)
         out[link_key(h)] = PodLink(h, att.netns, att.ifname, (), att.mtu, "contiv:pod:x")
         return out
-    env.podnet.render = bad_render
+    env.plane.render_pod = bad_render
     assert_error(env.call("ADD"), 101, "invalid")
     assert env.ipam.list() == [] and env.claims() == [] and env.kernel.links == {}
 
@@ -317,6 +216,33 @@ def test_unreachable_store_is_code_11_try_again(env):
     assert_error(env.call("ADD"), 11, "unreachable")
     env.store.down = False
     assert env.kernel.links == {} and env.ipam.list() == []
+
+
+def test_store_failing_during_the_commit_undoes_the_data_plane(env):
+    """The address's etcd transaction runs while the data plane is programmed:
+    when it fails, what was programmed is taken back and the ADD says retry."""
+    assert env.call("ADD", cid="c0")[0] == 0  # the IPAM has read its state: no read before the commit
+    env.store.down = True
+    assert_error(env.call("ADD", cid="c1"), 11, "unreachable")
+    env.store.down = False
+    assert sorted(env.kernel.links) == [host_ifname("c0", "eth0")]
+    assert list(env.kernel.routes) == ["10.1.1.2/32"]
+    code, body = env.call("ADD", cid="c1")
+    assert code == 0, body
+    assert len(env.kernel.links) == 2 and env.addresses() == sorted(env.claims_as_cidrs())
+
+
+def test_an_address_another_writer_took_meanwhile_goes_the_serial_way(env):
+    """A reserved address whose claim exists already (another writer: not
+    this agent's view) loses its transaction; the ADD then allocates serially
+    and answers with a free address -- the first attempt leaves nothing."""
+    assert env.call("ADD", cid="c0")[0] == 0
+    env.store.put(keys.ip_claim_key("10.1.1.3"), b'{"node": "elsewhere"}')
+    code, body = env.call("ADD", cid="c1")
+    assert code == 0, body
+    assert body["ips"][0]["address"] == "10.1.1.4/32"
+    assert sorted(env.kernel.routes) == ["10.1.1.2/32", "10.1.1.4/32"]
+    assert env.addresses() == ["10.1.1.2/32", "10.1.1.4/32"]
 
 
 # ------------------------------------------------------------------ DEL / CHECK

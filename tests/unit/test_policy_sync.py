@@ -6,6 +6,7 @@ import copy
 from agent.cluster import Change, ClusterSnapshot
 from agent.desired import DesiredState
 from agent.linux import polrender
+from agent.linux.polstate import NftPolicyRenderer
 from agent.policies import PolicySync
 from agent.reconciler import Descriptor, Retrieved, Scheduler
 
@@ -52,7 +53,7 @@ def setup():
     snap.objects["pod"][("x", "c")] = pod("c", "10.1.2.2", {"app": "c"}, node="node2")
     snap.objects["networkpolicy"][("x", "allow-b")] = POLICY
     desired = DesiredState(sched)
-    sync = PolicySync(snap, desired, "node1", polrender)
+    sync = PolicySync(snap, desired, "node1", NftPolicyRenderer())
     desired.set_partitions(sync.partitions())
     log.clear()
     return snap, sync, log
@@ -208,7 +209,7 @@ def test_incremental_updates_equal_a_rebuild_from_scratch():
         sync.on_change(Change("pod", "x", name, False))
         sync.flush()
         fresh_desired = DesiredState(Scheduler([Recorder(p, []) for p in ("nft/set/", "nft/chain/", "nft/element/")]))
-        fresh = PolicySync(snap, fresh_desired, "node1", polrender)
+        fresh = PolicySync(snap, fresh_desired, "node1", NftPolicyRenderer())
         fresh_desired.set_partitions(fresh.partitions())
         assert sync.desired.merged() == fresh_desired.merged(), f"step {step}: {name}"
 

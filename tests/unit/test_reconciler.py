@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.reconciler import OpKind, Scheduler
+from agent.reconciler import OpKind, Plan, Scheduler
 from tests.unit.fakeplane import (FakePlane, IfaceDescriptor, Route, RouteDescriptor, iface,
                                   route, temp)
 
@@ -142,9 +142,27 @@ def test_resync_with_nothing_to_do_is_empty(env):
     plane, s, _ = env
     s.apply(dict([iface("eth1"), route("10.0.0.0/24", "eth1")]))
     plane.log.clear()
-    assert len(s.dry_run()) == 0
+    assert s.dry_run().operations == []
     r = s.resync()
     assert r.plan.operations == [] and plane.log == []
+
+
+def test_an_empty_plan_is_a_plan_not_nothing(env):
+    """A plan with no operation is a real answer: true, not None, and kept
+    apart from "no transaction ran" (retry_due's None)."""
+    _, s, _ = env
+    s.apply(dict([iface("eth1"), route("10.0.0.0/24", "eth9")]))  # the route waits for eth9
+    p = s.dry_run()
+    assert p is not None and p and p.operations == []
+    assert bool(Plan()) and p.pending  # pending values, nothing to do: still a plan
+    with pytest.raises(TypeError):
+        len(p)  # a plan is not a container: ask its operations
+    assert s.retry_due() is None  # nothing due: no transaction, no plan
+    changed = s.apply(dict([iface("eth1"), route("10.0.0.0/24", "eth9")]))
+    assert changed.plan and changed.plan.operations == []
+    seq = s.history.list()[-1].seq
+    s.resync()  # an empty resync is recorded (the audit trail), an empty change is not
+    assert [r.kind for r in s.history.list(since=seq)] == ["resync"]
 
 
 def test_dry_run_does_not_touch_the_data_plane(env):

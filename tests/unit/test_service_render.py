@@ -393,6 +393,7 @@ def test_a_group_holds_at_most_max_endpoints_and_the_sync_says_so():
     from agent.cluster import ClusterSnapshot
     from agent.desired import DesiredState
     from agent.reconciler import Scheduler
+    from agent.linux.svcstate import NftServiceRenderer
     from agent.services import ServiceSync
     snap = ClusterSnapshot()
     snap.objects["service"][("default", "big")] = {
@@ -403,7 +404,7 @@ def test_a_group_holds_at_most_max_endpoints_and_the_sync_says_so():
                      "labels": {"kubernetes.io/service-name": "big"}},
         "addressType": "IPv4", "ports": [{"port": 8080, "protocol": "TCP", "name": ""}],
         "endpoints": [{"addresses": [e.ip], "conditions": {"ready": True}} for e in eps]}
-    sync = ServiceSync(snap, DesiredState(Scheduler()), "node1", R)
+    sync = ServiceSync(snap, DesiredState(Scheduler()), "node1", NftServiceRenderer())
     sync._reindex()
     import logging
     records = []

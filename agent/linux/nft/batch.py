@@ -115,6 +115,9 @@ class NftBatch:
         self.nft = nft
         self.wire = None
         self.layouts: dict[str, tuple[list[str], bool]] = {}
+        #: sets whose elements are not single NftElement values (dynamic, or
+        #: grouped): the element descriptor leaves them alone
+        self.not_single: set[str] = set()
         # (ctx ref, listing, its elements by set or None until asked for)
         self._listing: tuple[Callable[[], object], list, dict | None] | None = None
         self._prefetch: _Prefetch | None = None
@@ -144,11 +147,18 @@ class NftBatch:
     def elements(self, ctx, sets: set[str]):
         """(set, key text, value text, comment) of every element of ``sets``
         in the listing of the retrieve pass ``ctx``."""
+        by_set = self._by_set(ctx)
+        return [(name, k, v, c) for name in sets for k, v, c in by_set.get(name, ())]
+
+    def set_names(self, ctx):
+        """The names of the sets and maps in the listing of the retrieve pass ``ctx``."""
+        return self._by_set(ctx).keys()
+
+    def _by_set(self, ctx) -> dict[str, list[tuple[str, str, str]]]:
         cur = self._pass(ctx)
         if cur[2] is None:
             self._listing = cur = (cur[0], cur[1], kernel_elements(cur[1]))
-        by_set = cur[2]
-        return [(name, k, v, c) for name in sets for k, v, c in by_set.get(name, ())]
+        return cur[2]
 
     def _pass(self, ctx) -> tuple:
         cur = self._listing
@@ -167,6 +177,10 @@ class NftBatch:
             self._listing = None
 
     def learn_set(self, v: NftSet) -> None:
+        if not v.static or v.grouped:
+            self.not_single.add(v.name)
+        else:
+            self.not_single.discard(v.name)
         try:
             self.layouts[v.name] = wire.set_key_layout(v.spec)
         except wire.Unsupported:

@@ -18,6 +18,7 @@ never fail because it is gone already), chain creation flushes the chain.
 from __future__ import annotations
 
 import re
+from typing import Iterable, Iterator
 
 from agent.errors import InvalidInput
 from agent.linux.nft import wire
@@ -31,6 +32,8 @@ from agent.reconciler import Dependency, Descriptor, Retrieved
 from agent.reconciler.plan import OpKind
 
 _NAME = re.compile(r"^[A-Za-z0-9_./:\-]{1,200}$")
+#: what text the netlink writer cannot encode raises: it goes through libnftables
+_UNENCODABLE = (wire.Unsupported, KeyError, ValueError)
 
 
 class _NftBase(Descriptor):
@@ -90,6 +93,10 @@ class SetDescriptor(_NftBase):
         return (Dependency("table-exists", TABLE_KEY),)
 
     def commands_for(self, kind, v: NftSet, old):
+        if v.spec.startswith("<"):
+            # found in the kernel and not desired (retrieve's placeholder
+            # spec, "<set TYPE>"): it exists, so a plain delete does
+            return [f"delete {v.spec[1:].split()[0]} {T} {v.name}"]
         kw = "map" if ":" in v.spec.split(";")[0] else "set"
         add = f"add {kw} {T} {v.name} {{ {v.spec} }}"
         if kind is OpKind.DELETE:
@@ -127,8 +134,9 @@ class SetDescriptor(_NftBase):
                     # of the same name and kind is taken as the same set.
                     spec = want.spec if want is not None and (":" in want.spec.split(";")[0]) == (kw == "map") \
                         else f"<{kw} {s.get('type')}>"
-                    out.append(Retrieved(set_key(s["name"]), NftSet(s["name"], spec,
-                                                                     want.static if want else True)))
+                    out.append(Retrieved(set_key(s["name"]), NftSet(
+                        s["name"], spec, want.static if want else True,
+                        want.grouped if want else False)))
         return out
 
 
@@ -175,7 +183,7 @@ class ChainDescriptor(_NftBase):
             return True
         try:
             rules = [compile_rule(r) for r in v.rendered_rules()]
-        except (wire.Unsupported, KeyError, ValueError):
+        except _UNENCODABLE:
             return False
         b.add_chain(v.name, v.comment)
         b.flush_chain(v.name)
@@ -187,6 +195,7 @@ class ChainDescriptor(_NftBase):
         names: list[str] = []
         digest: dict[str, str] = {}
         counts: dict[str, int] = {}
+        rules: dict[str, list] = {}  # chain -> rule expressions, of chains not desired only
         for o in self.batch_group.listing(ctx):
             c = o.get("chain")
             if c and c.get("table") == TABLE:
@@ -198,12 +207,18 @@ class ChainDescriptor(_NftBase):
                     comment = r.get("comment", "")
                     digest[r["chain"]] = comment.rsplit("#", 1)[1] if "#" in comment else ""
                 counts[r["chain"]] = n + 1
+                if chain_key(r["chain"]) not in correlate:
+                    rules.setdefault(r["chain"], []).append(r.get("expr"))
         out = []
         for n in names:
             want = correlate.get(chain_key(n))
+            # kernels do not keep our refs: a chain we no longer want takes them
+            # from its rules, so that its removal is ordered after what jumps to
+            # it and before the sets it reads (else EBUSY)
+            refs = want.refs if want is not None else _listed_refs(rules.get(n, ()))
             out.append(Retrieved(chain_key(n), NftChainState(
                 n, digest.get(n, ""), counts.get(n, 0), want.comment if want is not None else "",
-                want.refs if want is not None else ())))
+                refs)))
         return out
 
     def equivalent(self, key, desired: NftChain, actual) -> bool:
@@ -212,6 +227,107 @@ class ChainDescriptor(_NftBase):
                 return actual.nrules == 0
             return actual.digest == desired.digest and actual.nrules == len(desired.rules)
         return desired == actual
+
+
+def _verdict_refs(value: str) -> tuple[str, ...]:
+    """The chain a map element's verdict (``goto X`` / ``jump X``) needs."""
+    verb, _, target = value.partition(" ")
+    return (chain_key(target),) if verb in ("goto", "jump") and target else ()
+
+
+def _listed_refs(exprs) -> tuple[str, ...]:
+    """Chains jumped to and sets read by rules as libnftables lists them (JSON
+    expressions): ``{"jump": {"target": X}}``, ``"@set"`` operands."""
+    out: dict[str, None] = {}
+    stack = list(exprs)
+    while stack:
+        x = stack.pop()
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if k in ("jump", "goto") and isinstance(v, dict) and isinstance(v.get("target"), str):
+                    out[chain_key(v["target"])] = None
+                else:
+                    stack.append(v)
+        elif isinstance(x, list):
+            stack.extend(x)
+        elif isinstance(x, str) and x.startswith("@") and len(x) > 1:
+            out[set_key(x[1:])] = None
+    return tuple(out)
+
+
+# ---------------------------------------------------------------- element changes
+#: One element change, the unit both paths to the kernel take: (kind, key,
+#: value, comment, prev), ``prev`` the (key, value, comment) an UPDATE replaces.
+_Change = tuple[OpKind, str, str, str, tuple[str, str, str] | None]
+
+
+def _element_diff(kind: OpKind, v: NftElements, old) -> Iterator[_Change]:
+    """The element changes that turn ``old`` (the NftElements in place, if
+    any) into ``v``, or remove ``v`` for a DELETE: removed elements first,
+    then new and changed ones. A generator over the items, making no value
+    per element: a start-up sync runs it over 10,000 Services' elements. Only
+    an update indexes the old items (by key) and the new keys."""
+    if kind is OpKind.DELETE:
+        for k, val, c in v.items:
+            yield kind, k, val, c, None
+        return
+    olds = {item[0]: item for item in old.items} if isinstance(old, NftElements) else {}
+    if olds:
+        news = {k for k, _, _ in v.items}
+        for k, val, c in old.items:
+            if k not in news:
+                yield OpKind.DELETE, k, val, c, None
+    for k, val, c in v.items:
+        prev = olds.get(k)
+        if prev is None:
+            yield OpKind.CREATE, k, val, c, None
+        elif prev[1] != val:
+            yield OpKind.UPDATE, k, val, c, prev
+
+
+def _element_text(key: str, value: str, comment: str) -> str:
+    c = f" comment {quote(comment)}" if comment else ""
+    return f"{key}{c} : {value}" if value else f"{key}{c}"
+
+
+def _element_commands(set_name: str, changes: Iterable[_Change]) -> list[str]:
+    """libnftables commands for ``changes``. A delete is preceded by an add of
+    the element as it is (so it cannot fail for being gone already); a map
+    element's value cannot be replaced in place, so an update is that
+    delete -- of the element it replaces -- plus an add, atomically."""
+    s = f"{T} {set_name}"
+    out: list[str] = []
+    for kind, k, val, c, prev in changes:
+        add = f"add element {s} {{ {_element_text(k, val, c)} }}"
+        if kind is not OpKind.CREATE:
+            out.append(add if prev is None else f"add element {s} {{ {_element_text(*prev)} }}")
+            out.append(f"delete element {s} {{ {k} }}")
+        if kind is not OpKind.DELETE:
+            out.append(add)
+    return out
+
+
+def _element_wire(b: wire.Batch, set_name: str, layout: tuple, changes: Iterable[_Change]) -> bool:
+    """Append ``changes`` to the netlink batch ``b``, as :func:`_element_commands`
+    would write them; False if one cannot go that way (what was appended is
+    then dropped by the caller, and the whole operation goes as text)."""
+    try:
+        enc = wire.element_encoder(layout)
+        for kind, k, val, c, prev in changes:
+            kb, db = enc(k, val)
+            if kind is not OpKind.CREATE:
+                if prev is not None:
+                    b.add_elem(set_name, kb, enc(k, prev[1])[1], prev[2])
+                elif kind is OpKind.DELETE:
+                    b.add_elem(set_name, kb, db, c)
+                else:  # an update of an element whose old value is unknown: as text
+                    return False
+                b.del_elem(set_name, kb)
+            if kind is not OpKind.DELETE:
+                b.add_elem(set_name, kb, db, c)
+    except _UNENCODABLE:
+        return False
+    return True
 
 
 class ElementDescriptor(_NftBase):
@@ -231,72 +347,37 @@ class ElementDescriptor(_NftBase):
     def needs_recreate(self, key, old, new) -> bool:
         return False
 
-    def _elem(self, v: NftElement) -> str:
-        c = f" comment {quote(v.comment)}" if v.comment else ""
-        return f"{v.key}{c}" + (f" : {v.value}" if v.value else "")
+    @staticmethod
+    def _changes(kind: OpKind, v: NftElement, old) -> tuple[_Change, ...]:
+        """The element changes an operation on ``v`` makes (see :func:`_element_diff`)."""
+        prev = (old.key, old.value, old.comment) \
+            if kind is OpKind.UPDATE and isinstance(old, NftElement) else None
+        return ((kind, v.key, v.value, v.comment, prev),)
 
-    def commands_for(self, kind, v: NftElement, old):
-        s = f"{T} {v.set}"
-        if kind is OpKind.DELETE:
-            return [f"add element {s} {{ {self._elem(v)} }}", f"delete element {s} {{ {v.key} }}"]
-        if kind is OpKind.UPDATE:
-            # a map element's value cannot be replaced in place: delete + add, atomically
-            return [f"add element {s} {{ {self._elem(v)} }}" if not isinstance(old, NftElement)
-                    else f"add element {s} {{ {self._elem(old)} }}",
-                    f"delete element {s} {{ {v.key} }}", f"add element {s} {{ {self._elem(v)} }}"]
-        return [f"add element {s} {{ {self._elem(v)} }}"]
-
-    def _encode(self, v: NftElement, batch) -> tuple | None:
-        """(key bytes, data) for the wire, or None to go through libnftables."""
-        layout = batch.layouts.get(v.set)
-        if layout is None:
-            return None
-        fields, data = layout
-        try:
-            key = wire.encode_key(fields, v.key)
-            if data == "verdict":
-                value = wire.encode_verdict(v.value)
-            elif data:
-                value = wire.encode_key(data, v.value)
-            else:
-                value = None
-        except (wire.Unsupported, KeyError, ValueError):
-            return None
-        if bool(v.value) != bool(data):
-            return None
-        return key, value
+    def commands_for(self, kind, v, old):
+        return _element_commands(v.set, self._changes(kind, v, old))
 
     def wire_capable(self, op, batch) -> bool:
         return op.value.set in batch.layouts
 
     def wire_ops(self, op, b, batch) -> bool:
-        v: NftElement = op.value
-        enc = self._encode(v, batch)
-        if enc is None:
-            return False
-        key, verdict = enc
-        if op.kind is OpKind.DELETE:
-            b.add_elem(v.set, key, verdict, v.comment)
-            b.del_elem(v.set, key)
-            return True
-        if op.kind is OpKind.UPDATE:
-            # a map element's value cannot be replaced in place: delete + add,
-            # atomically; the delete is made safe by re-adding the OLD element first
-            prev = self._encode(op.old, batch) if isinstance(op.old, NftElement) else None
-            if prev is None:
-                return False
-            b.add_elem(v.set, prev[0], prev[1], op.old.comment)
-            b.del_elem(v.set, key)
-        b.add_elem(v.set, key, verdict, v.comment)
-        return True
+        v = op.value
+        layout = batch.layouts.get(v.set)
+        return layout is not None and _element_wire(b, v.set, layout, self._changes(op.kind, v, op.old))
 
     def retrieve(self, correlate, ctx):
-        statics = {v.set for v in correlate.values()}
+        # every set of single elements, also one with no element desired now
+        # or a leftover nobody desires (its elements may point at chains that
+        # are to go: they must go first); not dynamic or grouped sets (learnt
+        # by the set descriptor's retrieve, which runs before this one)
+        skip = self.batch_group.not_single
+        sets = {v.set for v in correlate.values()} | {
+            n for n in self.batch_group.set_names(ctx) if n not in skip}
         out = []
-        for set_name, key_text, val_text, comment in self.batch_group.elements(ctx, statics):
+        for set_name, key_text, val_text, comment in self.batch_group.elements(ctx, sets):
             ek = element_key(set_name, key_text)
             want = correlate.get(ek)
-            refs = want.refs if want is not None and want.value == val_text else ()
+            refs = want.refs if want is not None and want.value == val_text else _verdict_refs(val_text)
             out.append(Retrieved(ek, NftElement(set_name, key_text, val_text,
                                                 want.comment if want is not None else comment, refs)))
         return out
@@ -316,69 +397,8 @@ class ElementsDescriptor(ElementDescriptor):
         return ElementDescriptor.dependencies(self, key, v)
 
     @staticmethod
-    def _one(v: NftElements, k: str, val: str, c: str) -> NftElement:
-        return NftElement(v.set, k, val, c)
-
-    def commands_for(self, kind, v: NftElements, old):
-        out = []
-        olds = old.mapping() if isinstance(old, NftElements) else {}
-        news = v.mapping()
-        if kind is OpKind.DELETE:
-            for k, (val, c) in news.items():
-                out += ElementDescriptor.commands_for(self, OpKind.DELETE, self._one(v, k, val, c), None)
-            return out
-        for k, (val, c) in olds.items():
-            if k not in news:
-                out += ElementDescriptor.commands_for(self, OpKind.DELETE, self._one(v, k, val, c), None)
-        for k, (val, c) in news.items():
-            if k not in olds:
-                out += ElementDescriptor.commands_for(self, OpKind.CREATE, self._one(v, k, val, c), None)
-            elif olds[k][0] != val:
-                out += ElementDescriptor.commands_for(self, OpKind.UPDATE, self._one(v, k, val, c),
-                                                      self._one(v, k, *olds[k]))
-        return out
-
-    def wire_capable(self, op, batch) -> bool:
-        return op.value.set in batch.layouts
-
-    def wire_ops(self, op, b, batch) -> bool:
-        v: NftElements = op.value
-        layout = batch.layouts.get(v.set)
-        if layout is None:
-            return False
-        fields, data = layout
-
-        def enc(key, val):
-            k = wire.encode_key(fields, key)
-            if data == "verdict":
-                return k, wire.encode_verdict(val)
-            return k, (wire.encode_key(data, val) if data else None)
-        try:
-            news = v.mapping()
-            olds = op.old.mapping() if op.kind is OpKind.UPDATE and isinstance(op.old, NftElements) else {}
-            if op.kind is OpKind.DELETE:
-                for key, (val, c) in news.items():
-                    kb, db = enc(key, val)
-                    b.add_elem(v.set, kb, db, c)
-                    b.del_elem(v.set, kb)
-                return True
-            for key, (val, c) in olds.items():
-                if key not in news:
-                    kb, db = enc(key, val)
-                    b.add_elem(v.set, kb, db, c)
-                    b.del_elem(v.set, kb)
-            for key, (val, c) in news.items():
-                prev = olds.get(key)
-                if prev is not None and prev[0] == val:
-                    continue
-                kb, db = enc(key, val)
-                if prev is not None:  # replace: re-add the old one first, so the delete cannot fail
-                    b.add_elem(v.set, kb, enc(key, prev[0])[1], prev[1])
-                    b.del_elem(v.set, kb)
-                b.add_elem(v.set, kb, db, c)
-            return True
-        except (wire.Unsupported, KeyError, ValueError):
-            return False
+    def _changes(kind: OpKind, v: NftElements, old) -> Iterator[_Change]:
+        return _element_diff(kind, v, old)
 
     def retrieve(self, correlate, ctx):
         sets = {v.set for v in correlate.values()}
@@ -387,13 +407,12 @@ class ElementsDescriptor(ElementDescriptor):
             for k, _, _ in v.items:
                 owner[(v.set, k)] = vk
         found: dict[str, list] = {}
-        listing = self.batch_group.listing(ctx)
         for set_name, k, val, c in self.batch_group.elements(ctx, sets):
             vk = owner.get((set_name, k)) or elements_key(set_name, self.ORPHANS)
             found.setdefault(vk, []).append((k, val, c))
         # an owner with nothing in an existing set holds the empty group there
         # (so an empty claim is not "missing", and a missing group is an update)
-        present = {o.get(kw, {}).get("name") for o in listing for kw in ("set", "map")}
+        present = self.batch_group.set_names(ctx)
         for vk, v in correlate.items():
             if vk not in found and v.set in present:
                 found[vk] = []

@@ -5,18 +5,20 @@ same text libnftables would be given) into the NFTA_RULE_EXPRESSIONS payload
 that :class:`agent.linux.nft.wire.Batch` sends: one grammar, two paths to the
 kernel. A rule outside the grammar raises :class:`~agent.linux.nft.wire.Unsupported`
 and goes through libnftables instead.
+
+The grammar is exactly what the renderers write into regular chains, less a
+few fixed Service rules left to libnftables on purpose;
+``tests/unit/test_nft_rules.py`` renders all of it and keeps the two in step.
 """
 from __future__ import annotations
 
-import ipaddress
-import re
 import struct
 
 from agent.linux.nft.values import RULE_COMMENT
-from agent.linux.nft.wire import (CMP_EQ, CMP_GTE, CMP_LTE, META, NF_ACCEPT, NF_DROP,
-                                  NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED, NFPROTO_IPV4,
-                                  NFT_GOTO, NFT_JUMP, NFT_RETURN, PROTO, REG1, REG2, REG_VERDICT,
-                                  Unsupported, _be32, _nest, _nla, _str, _verdict_data)
+from agent.linux.nft.wire import (CMP_EQ, CMP_GTE, CMP_LTE, META, NF_ACCEPT, NF_NAT_RANGE_MAP_IPS,
+                                  NF_NAT_RANGE_PROTO_SPECIFIED, NFPROTO_IPV4, NFT_GOTO, NFT_JUMP, PROTO,
+                                  REG1, REG_VERDICT, Unsupported, _be32, _nest, _nla, _str,
+                                  _verdict_data)
 
 
 # ---------------------------------------------------------------- expressions
@@ -28,20 +30,12 @@ def e_meta_load(key: str, dreg: int) -> bytes:
     return _expr("meta", _be32(2, META[key]), _be32(1, dreg))
 
 
-def e_meta_set(key: str, sreg: int) -> bytes:
-    return _expr("meta", _be32(2, META[key]), _be32(3, sreg))
-
-
 def e_payload(base: int, offset: int, length: int, dreg: int) -> bytes:
     return _expr("payload", _be32(1, dreg), _be32(2, base), _be32(3, offset), _be32(4, length))
 
 
 def e_cmp(sreg: int, op: int, data: bytes) -> bytes:
     return _expr("cmp", _be32(1, sreg), _be32(2, op), _nest(3, _nla(1, data)))
-
-
-def e_imm(dreg: int, data: bytes) -> bytes:
-    return _expr("immediate", _be32(1, dreg), _nest(2, _nla(1, data)))
 
 
 def e_verdict(code: int, chain: str | None = None) -> bytes:
@@ -62,20 +56,9 @@ def e_lookup(set_name: str, sreg: int) -> bytes:
     return _expr("lookup", _str(1, set_name), _be32(2, sreg))
 
 
-def e_bitwise_or(reg: int, bits: int) -> bytes:
-    mask = struct.pack("=I", 0xFFFFFFFF & ~bits)
-    xor = struct.pack("=I", bits)
-    return _expr("bitwise", _be32(1, reg), _be32(2, reg), _be32(3, 4), _nest(4, _nla(1, mask)),
-                 _nest(5, _nla(1, xor)))
-
-
 def e_and(reg: int, mask: int) -> bytes:
     return _expr("bitwise", _be32(1, reg), _be32(2, reg), _be32(3, 4), _nest(4, _nla(1, struct.pack("=I", mask))),
                  _nest(5, _nla(1, struct.pack("=I", 0))))
-
-
-def e_dynset_update(set_name: str, sreg: int) -> bytes:
-    return _expr("dynset", _str(1, set_name), _be32(3, 1), _be32(4, sreg))  # OP_UPDATE
 
 
 def e_reject(kind: int, code: int) -> bytes:
@@ -83,7 +66,6 @@ def e_reject(kind: int, code: int) -> bytes:
 
 
 # ---------------------------------------------------------------- rule grammar
-_IP = r"\d+\.\d+\.\d+\.\d+"
 _FIELDS = {  # what `@set` lookups in our rules load, and where
     "ip saddr": ("payload", 1, 12, 4), "ip daddr": ("payload", 1, 16, 4),
     "meta l4proto": ("meta", "l4proto"), "th dport": ("payload", 2, 2, 2),
@@ -117,12 +99,7 @@ def compile_rule(text: str) -> tuple[bytes, str]:
 
     while i < len(toks):
         t = toks[i]
-        if t == "numgen":  # numgen random mod N V
-            _, kind, mod, n, v = take(5)
-            if kind != "random" or mod != "mod":
-                raise Unsupported(text)
-            exprs += [e_numgen(REG1, int(n)), e_cmp(REG1, CMP_EQ, struct.pack("=I", int(v)))]
-        elif t == "meta" and toks[i + 1:i + 2] == ["l4proto"] and toks[i + 2:i + 3] != ["."]:
+        if t == "meta" and toks[i + 1:i + 2] == ["l4proto"] and toks[i + 2:i + 3] != ["."]:
             _, _, proto = take(3)
             exprs += [e_meta_load("l4proto", REG1), e_cmp(REG1, CMP_EQ, bytes([PROTO[proto]]))]
         elif t == "th" and toks[i + 1:i + 2] == ["dport"]:
@@ -135,22 +112,16 @@ def compile_rule(text: str) -> tuple[bytes, str]:
             else:
                 exprs.append(e_cmp(REG1, CMP_EQ, struct.pack(">H", int(lo))))
         elif t == "ip" and toks[i + 1:i + 2] in (["saddr"], ["daddr"]):
-            # ip saddr IP | ip saddr @set | ip daddr . meta l4proto . th dport @set
+            # ip saddr @set | ip daddr . meta l4proto . th dport @set
             fields = [" ".join(take(2))]
             while toks[i:i + 1] == ["."]:
                 take(1)
                 fields.append(" ".join(take(2)))
             operand = take(1)[0]
-            for k, f in enumerate(fields):
-                if f not in _FIELDS:
-                    raise Unsupported(text)
-                exprs.append(_load(f, REG1 if k == 0 else 8 + k))
-            if operand.startswith("@"):
-                exprs.append(e_lookup(operand[1:], REG1))
-            elif len(fields) == 1 and re.fullmatch(_IP, operand):
-                exprs.append(e_cmp(REG1, CMP_EQ, ipaddress.IPv4Address(operand).packed))
-            else:
+            if not operand.startswith("@") or any(f not in _FIELDS for f in fields):
                 raise Unsupported(text)
+            exprs += [_load(f, REG1 if k == 0 else 8 + k) for k, f in enumerate(fields)]
+            exprs.append(e_lookup(operand[1:], REG1))
         elif t == "dnat" and toks[i + 1:i + 5] == ["ip", "addr", ".", "port"]:
             # dnat ip addr . port to <key> map @set -- the endpoint comes from a map:
             # key "meta mark . numgen random mod N" or "ip saddr . meta mark"
@@ -174,30 +145,12 @@ def compile_rule(text: str) -> tuple[bytes, str]:
                 raise Unsupported(text)
             exprs += [e_meta_load("mark", REG1), e_and(REG1, int(mask, 0)),
                       _expr("lookup", _str(1, sname[1:]), _be32(2, REG1), _be32(3, REG_VERDICT))]
-        elif t == "dnat":  # dnat to IP:PORT
-            _, to, target = take(3)
-            ip, _, port = target.rpartition(":")
-            if to != "to" or not re.fullmatch(_IP, ip):
-                raise Unsupported(text)
-            exprs += [e_imm(REG1, ipaddress.IPv4Address(ip).packed),
-                      e_imm(REG2, struct.pack(">H", int(port))), e_dnat(REG1, REG2)]
-        elif t == "meta" and toks[i + 1:i + 4] == ["mark", "set", "meta"]:
-            _, _, _, _, _, op, bits = take(7)  # meta mark set meta mark | 0x4000
-            if op != "|":
-                raise Unsupported(text)
-            exprs += [e_meta_load("mark", REG1), e_bitwise_or(REG1, int(bits, 0)),
-                      e_meta_set("mark", REG1)]
-        elif t == "update":  # update @set { ip saddr }
-            _, sname, lb, f1, f2, rb = take(6)
-            if lb != "{" or rb != "}" or not sname.startswith("@"):
-                raise Unsupported(text)
-            exprs += [_load(f"{f1} {f2}", REG1), e_dynset_update(sname[1:], REG1)]
         elif t in ("goto", "jump"):
             _, chain = take(2)
             exprs.append(e_verdict(NFT_GOTO if t == "goto" else NFT_JUMP, chain))
-        elif t in ("accept", "drop", "return"):
+        elif t == "accept":
             take(1)
-            exprs.append(e_verdict({"accept": NF_ACCEPT, "drop": NF_DROP, "return": NFT_RETURN}[t]))
+            exprs.append(e_verdict(NF_ACCEPT))
         elif t == "reject":
             rest = toks[i:]
             if rest == ["reject"]:

@@ -55,11 +55,14 @@ class NftSet:
     """A named set or map. ``spec`` is the body between braces, e.g.
     ``type ipv4_addr . inet_proto . inet_service : verdict;``. ``static``:
     its elements are values of ours (retrieved and reconciled); dynamic sets
-    (filled by rules, e.g. session affinity) are not."""
+    (filled by rules, e.g. session affinity) are not. ``grouped``: its
+    elements are held as :class:`NftElements` groups (one value per owner),
+    not one :class:`NftElement` value each."""
 
     name: str
     spec: str
     static: bool = True
+    grouped: bool = False
 
 
 @dataclass(frozen=True, slots=True)

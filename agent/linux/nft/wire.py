@@ -19,6 +19,7 @@ import ipaddress
 import os
 import socket
 import struct
+from typing import Callable
 
 from agent.errors import DataplaneError
 
@@ -38,7 +39,7 @@ NFT_SET_CONCAT = 0x80
 NF_DROP, NF_ACCEPT, NFT_JUMP, NFT_GOTO, NFT_RETURN = 0, 1, -3, -4, -5
 META = {"l4proto": 16, "mark": 3}
 PROTO = {"tcp": 6, "udp": 17, "sctp": 132, "icmp": 1}
-REG_VERDICT, REG1, REG2 = 0, 1, 2
+REG_VERDICT, REG1 = 0, 1
 CMP_EQ, CMP_LTE, CMP_GTE = 0, 3, 5
 NF_NAT_RANGE_MAP_IPS, NF_NAT_RANGE_PROTO_SPECIFIED = 1, 2
 
@@ -147,30 +148,37 @@ _PADDED = {
     "mark": _FIELD["mark"],
     "integer": _FIELD["integer"],
 }
-_ENCODERS: dict[tuple[str, ...], tuple] = {}
+#: field types -> text encoder; (key fields, data) -> element encoder
+_ENCODERS: dict[tuple[str, ...], Callable] = {}
+_ELEMENT_ENCODERS: dict[tuple, Callable] = {}
 
 
-def encode_key(fields: list[str], text: str) -> bytes:
-    """Element text (``10.96.0.1 . tcp . 80``) -> the key or data bytes; in a
-    concatenation every field takes whole 32-bit registers."""
-    enc = _ENCODERS.get(tuple(fields))
-    if enc is None:
-        try:
-            table = _PADDED if len(fields) > 1 else _FIELD
-            enc = _ENCODERS[tuple(fields)] = tuple(table[f] for f in fields)
-        except KeyError:
-            raise Unsupported(text) from None
-    parts = text.split(" . ")
-    if len(parts) != len(enc):
-        raise Unsupported(text)
+def _text_encoder(fields: tuple[str, ...]) -> Callable[[str], bytes]:
+    """Element text (``10.96.0.1 . tcp . 80``) of ``fields`` -> the key or data
+    bytes; in a concatenation every field takes whole 32-bit registers."""
+    enc = _ENCODERS.get(fields)
+    if enc is not None:
+        return enc
     try:
-        if len(enc) == 1:
-            return enc[0](parts[0].strip())
-        if len(enc) == 2:
-            return enc[0](parts[0].strip()) + enc[1](parts[1].strip())
-        return b"".join(e(p.strip()) for e, p in zip(enc, parts))
-    except (KeyError, ValueError, struct.error):
-        raise Unsupported(text) from None
+        fns = tuple((_PADDED if len(fields) > 1 else _FIELD)[f] for f in fields)
+    except KeyError:
+        raise Unsupported(" . ".join(fields)) from None
+    n = len(fns)
+
+    def enc(text: str) -> bytes:
+        parts = text.split(" . ")
+        if len(parts) != n:
+            raise Unsupported(text)
+        try:
+            if n == 1:
+                return fns[0](parts[0].strip())
+            if n == 2:
+                return fns[0](parts[0].strip()) + fns[1](parts[1].strip())
+            return b"".join(f(p.strip()) for f, p in zip(fns, parts))
+        except (KeyError, ValueError, struct.error):
+            raise Unsupported(text) from None
+    _ENCODERS[fields] = enc
+    return enc
 
 
 def encode_verdict(text: str) -> tuple[int, str | None]:
@@ -180,6 +188,34 @@ def encode_verdict(text: str) -> tuple[int, str | None]:
     if word not in codes:
         raise Unsupported(text)
     return codes[word], chain or None
+
+
+def element_encoder(layout: tuple) -> Callable[[str, str], tuple[bytes, bytes | tuple | None]]:
+    """The encoder of the elements of a set of ``layout`` (:func:`set_key_layout`):
+    (key text, value text, as the renderers write them) -> (key bytes, data:
+    a verdict ``(code, chain)``, the value's bytes, or None for a plain set),
+    what :meth:`Batch.add_elem` takes. It raises :class:`Unsupported` for an
+    element the layout cannot carry -- a value for a plain set or none for a
+    map included: libnftables then says what is wrong with it. Made once per
+    layout: a large sync encodes tens of thousands of elements of a few sets."""
+    fields, data = layout
+    ident = (tuple(fields), data if isinstance(data, str) else tuple(data))
+    enc = _ELEMENT_ENCODERS.get(ident)
+    if enc is not None:
+        return enc
+    key = _text_encoder(ident[0])
+    value = encode_verdict if data == "verdict" else _text_encoder(ident[1]) if data else None
+
+    def enc(k: str, v: str) -> tuple[bytes, bytes | tuple | None]:
+        if not v:
+            if value is not None:
+                raise Unsupported(f"{k}: a map element needs a value")
+            return key(k), None
+        if value is None:
+            raise Unsupported(f"{k} : {v}: a set element has no value")
+        return key(k), value(v)
+    _ELEMENT_ENCODERS[ident] = enc
+    return enc
 
 
 _NLA_HDR = struct.Struct("=HH")

@@ -1,0 +1,145 @@
+"""The Linux data plane (:class:`agent.dataplane.Dataplane`): veth pairs,
+routes, a VXLAN device, nftables for Services and policies.
+
+Everything Linux-specific the agent needs is reached through this class: the
+daemon imports no Linux module and names no Linux device. Rendering is in
+:mod:`agent.linux.render` (pods, node), :mod:`agent.linux.svcrender` /
+:mod:`agent.linux.svcstate` (Services) and :mod:`agent.linux.polrender` /
+:mod:`agent.linux.polstate` (policies); the descriptors in the modules
+:func:`agent.linux.descriptors` and :mod:`agent.linux.nft.descriptors` list.
+"""
+from __future__ import annotations
+
+import socket
+from typing import Any, Callable, Mapping
+
+from agent.dataplane import NodeFacts, PodInterface
+from agent.errors import NotSupported
+from agent.model.diag import InterfaceCounters, Session
+
+VXLAN_OVERHEAD = 50
+_PROTOCOLS = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMP: "icmp",
+              132: "sctp"}
+
+
+class LinuxDataplane:
+    """See the module docstring; opened once per agent."""
+
+    name = "linux"
+
+    def __init__(self) -> None:
+        self.netlink = None
+        self.nft = None
+        self._batch = None
+        self._descriptors: list = []
+        self.facts: NodeFacts | None = None
+
+    def open(self, cfg) -> NodeFacts:
+        from agent import linux  # noqa: PLC0415 -- pyroute2 only once chosen
+        from agent.linux.hostinfo import detect_underlay  # noqa: PLC0415
+        from agent.linux.netns import Netlink  # noqa: PLC0415
+        from agent.linux.nft.descriptors import descriptors as nft_descriptors  # noqa: PLC0415
+        from agent.linux.nft.lib import Nftables  # noqa: PLC0415
+        underlay = detect_underlay(cfg.underlay_if, cfg.node_ip)
+        self.netlink = Netlink()
+        self.nft = Nftables()
+        nft_descs = nft_descriptors(self.nft)
+        self._batch = nft_descs[0].batch_group
+        self._descriptors = linux.descriptors(self.netlink) + nft_descs
+        self.facts = NodeFacts(underlay.ifname, underlay.ip, underlay.all_ips,
+                               cfg.mtu or (underlay.mtu - VXLAN_OVERHEAD))
+        return self.facts
+
+    def descriptors(self) -> list:
+        return list(self._descriptors)
+
+    def ready(self) -> str:
+        return ""  # the kernel is always there; what we built is checked by the agent
+
+    # ------------------------------------------------------------ rendering
+    def render_node(self, t) -> dict[str, object]:
+        from agent.linux import polrender, render, svcrender  # noqa: PLC0415
+        return {**render.render_node(t), **svcrender.render_base(t.me.gateways[0], render.VXLAN_DEV),
+                **polrender.render_base()}
+
+    def render_pod(self, p) -> dict[str, object]:
+        from agent.linux import render  # noqa: PLC0415
+        return render.render_pod(p)
+
+    def pod_interfaces(self, p, metadata: Callable[[str], Any]) -> tuple[PodInterface, ...]:
+        from agent.linux import values  # noqa: PLC0415
+        host_if = values.host_ifname(p.container_id, p.ifname)
+        meta = metadata(values.veth_key(host_if)) or {}
+        return (PodInterface(host_if, meta.get("mac", "")),
+                PodInterface(p.ifname, meta.get("pod_mac", ""), p.netns))
+
+    def pod_host_if(self, container_id: str, ifname: str) -> str:
+        from agent.linux import values  # noqa: PLC0415
+        return values.host_ifname(container_id, ifname)
+
+    def service_renderer(self):
+        from agent.linux.svcstate import NftServiceRenderer  # noqa: PLC0415
+        return NftServiceRenderer()
+
+    def policy_renderer(self):
+        from agent.linux.polstate import NftPolicyRenderer  # noqa: PLC0415
+        return NftPolicyRenderer()
+
+    # ------------------------------------------------------------ resync
+    def prefetch(self) -> None:
+        self._batch.prefetch()
+
+    def wait_prefetch(self) -> None:
+        self._batch.wait_prefetch()
+
+    def discard_prefetch(self) -> None:
+        self._batch.discard_prefetch()
+
+    def close(self) -> None:
+        if self.netlink is not None:
+            self.netlink.close()
+            self.netlink = None
+        if self.nft is not None:
+            self.nft.close()
+            self.nft = None
+
+    # ------------------------------------------------------------ diagnostics
+    def counters(self, pods: Mapping[str, str]) -> list[InterfaceCounters]:
+        """Link statistics of the node's own links (underlay, gateway, VXLAN)
+        and of the pods' host-side veth ends, as the node sees them: what the
+        pod sends is ``rx`` here."""
+        from agent.linux import render  # noqa: PLC0415
+        own = {render.GW_DEV: "node", render.VXLAN_DEV: "node"}
+        if self.facts is not None:
+            own[self.facts.underlay] = "node"
+        want = {**own, **pods}
+        out = []
+        for link in self.netlink.node.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            if name not in want:
+                continue
+            st = link.get_attr("IFLA_STATS64") or {}
+            out.append(InterfaceCounters(
+                name, want[name], st.get("rx_packets", 0), st.get("rx_bytes", 0),
+                st.get("rx_dropped", 0), st.get("rx_errors", 0), st.get("tx_packets", 0),
+                st.get("tx_bytes", 0), st.get("tx_dropped", 0), st.get("tx_errors", 0)))
+        return sorted(out, key=lambda c: (c.owner != "node", c.owner, c.name))
+
+    def sessions(self) -> list[Session]:
+        """The node's conntrack table (IPv4), read over netlink."""
+        from pyroute2 import Conntrack  # noqa: PLC0415
+        out = []
+        with Conntrack() as ct:
+            for e in ct.dump_entries():
+                o, r = e.tuple_orig, e.tuple_reply
+                if o is None or r is None:
+                    continue
+                state = e.protoinfo.state_name() if e.protoinfo is not None else ""
+                out.append(Session(_PROTOCOLS.get(o.proto, str(o.proto)), o.saddr or "", o.sport or 0,
+                                   o.daddr or "", o.dport or 0, r.saddr or "", r.sport or 0,
+                                   state, e.timeout or 0))
+        return out
+
+    def trace(self, flow) -> list:
+        raise NotSupported("packet tracing on the Linux data plane is not built yet",
+                           hint="`contivctl policies explain` gives the policy verdict offline")
