@@ -1,0 +1,1 @@
+"""The VPP tier: tests against a real VPP started through agent.vpp.process."""
