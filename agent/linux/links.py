@@ -9,12 +9,10 @@ import errno
 import ipaddress
 import os
 from dataclasses import replace
-
-from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST
-from pyroute2.netlink.rtnl import RTM_NEWLINK
-from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from functools import partial
 
 from agent.errors import InvalidInput, NotFound
+from agent.linux import rtnl
 from agent.linux.netns import Netlink, is_errno, nl_error
 from agent.linux.values import TAG_PREFIX, LocalLink, Veth, Vxlan, local_key, veth_key, vxlan_key
 from agent.model.names import check_ifname
@@ -62,6 +60,12 @@ def _add_addrs(ipr, index: int, ips, ifname: str) -> None:
                 raise nl_error(e, "addr add", dev=ifname, address=ip) from None
 
 
+def _cidr(ip: str) -> tuple[str, int]:
+    """``"10.1.1.2/32"`` -> ``("10.1.1.2", 32)``; a bare address is a host prefix."""
+    addr, _, plen = ip.partition("/")
+    return addr, int(plen) if plen else (128 if ":" in addr else 32)
+
+
 def _owned_links(ipr, prefix: str = TAG_PREFIX):
     for link in ipr.get_links():
         alias = _attr(link, "IFLA_IFALIAS", "")
@@ -75,7 +79,7 @@ class _LinkBase(Descriptor):
 
     def _set_alias(self, index: int, alias: str, ifname: str) -> None:
         try:
-            self.nl.node.link("set", index=index, ifalias=alias)
+            self.nl.fast.link_set(index, alias=alias)
         except Exception as e:  # noqa: BLE001
             raise nl_error(e, "link set alias", dev=ifname) from None
 
@@ -114,31 +118,25 @@ class VethDescriptor(_LinkBase):
     def _add_pair(self, v: Veth, fd: int, mac: str):
         """One RTM_NEWLINK creating both ends (the peer straight into the pod
         namespace under its final name), host end up; NLM_F_ECHO returns the
-        new host link -- index, MAC and the peer's index -- so no read-back."""
-        peer = [("IFLA_IFNAME", v.pod_if), ("IFLA_NET_NS_FD", fd), ("IFLA_MTU", v.mtu)]
-        if mac:
-            peer.append(("IFLA_ADDRESS", mac))
-        msg = ifinfmsg()
-        msg["flags"] = msg["change"] = IFF_UP
-        msg["attrs"] = [("IFLA_IFNAME", v.host_if), ("IFLA_MTU", v.mtu), ("IFLA_LINKINFO", {"attrs": [
-            ("IFLA_INFO_KIND", "veth"),
-            ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", {"attrs": peer})]})]})]
-        reply = self.nl.node.nlm_request(msg, msg_type=RTM_NEWLINK, msg_flags=NLM_F_REQUEST | NLM_F_ACK
-                                         | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO)
-        for m in reply:
-            if m.get_attr("IFLA_IFNAME") == v.host_if:
-                return m
-        return self._get(v.host_if)  # a kernel without echo support
+        new host link -- index, MAC and the peer's index -- so no read-back.
+        (The peer cannot come up in the same request: the kernel opens it
+        before the two ends know each other, and veth_open says ENOTCONN.)"""
+        return self.nl.fast.veth_add(v.host_if, v.pod_if, fd, v.mtu, mac)
 
     def create(self, key, v: Veth, ctx):
-        pod = self.nl.pod(v.netns)
-        node = self.nl.node
-        fd = os.open(v.netns, os.O_RDONLY)
+        # The pod namespace's socket is opened by the opener thread while the
+        # pair is created here; it is needed only afterwards.
+        pod = self.nl.pod_sockets(v.netns)
+        try:
+            fd = os.open(v.netns, os.O_RDONLY)
+        except FileNotFoundError:
+            raise NotFound(f"network namespace {v.netns} does not exist") from None
         mac = pod_mac(v.ips)
         try:
             try:
                 host = self._add_pair(v, fd, mac)
             except Exception as e:  # noqa: BLE001
+                pod.wait()  # a namespace that cannot be entered is named as such (NotFound)
                 if not is_errno(e, errno.EEXIST):
                     raise nl_error(e, "link add veth", dev=v.host_if, peer=v.pod_if,
                                    netns=v.netns) from None
@@ -153,7 +151,7 @@ class VethDescriptor(_LinkBase):
                     raise InvalidInput(f"link {v.host_if} exists in the node namespace and is not "
                                        f"ours (kind {_kind(existing) or '?'}, alias {alias!r})",
                                        hint="remove or rename it") from None
-                node.link("del", index=existing["index"])
+                self.nl.node.link("del", index=existing["index"])
                 try:
                     host = self._add_pair(v, fd, mac)
                 except Exception as e2:  # noqa: BLE001
@@ -164,22 +162,41 @@ class VethDescriptor(_LinkBase):
         finally:
             os.close(fd)
         try:
-            index, peer_index = host["index"], _attr(host, "IFLA_LINK")
+            index, peer_index = host.index, host.link
             self._set_alias(index, v.tag, v.host_if)
-            try:
-                pod.link("set", index=peer_index, state="up")
-            except Exception as e:  # noqa: BLE001
-                raise nl_error(e, "link set up", dev=v.pod_if, netns=v.netns) from None
-            _add_addrs(pod, peer_index, v.ips, v.pod_if)
+            rt = pod.rtnl()
+            # the pod end up and its addresses: one datagram, an answer each
+            up, *added = rt.batch([partial(rtnl.link_set, index=peer_index, up=True)] + [
+                partial(rtnl.addr_new, index=peer_index, address=a, prefixlen=n)
+                for a, n in map(_cidr, v.ips)])
+            if isinstance(up, Exception):
+                raise nl_error(up, "link set up", dev=v.pod_if, netns=v.netns)
+            for ip, res in zip(v.ips, added):
+                if isinstance(res, Exception) and not is_errno(res, errno.EEXIST):
+                    raise nl_error(res, "addr add", dev=v.pod_if, address=ip)
+            if not v.tx_checksum:
+                try:
+                    rtnl.tx_checksum(rt, v.pod_if, False)
+                except OSError as e:
+                    raise nl_error(e, "ethtool tx off", dev=v.pod_if, netns=v.netns) from None
+            pmac = mac or self._pod_mac(rt, peer_index, v)
         except BaseException:
             # Leak-proof: a half-made pair is removed before the error goes up.
             try:
-                node.link("del", ifname=v.host_if)
+                self.nl.node.link("del", ifname=v.host_if)
             except Exception:  # noqa: BLE001 -- the original error matters more
                 pass
             raise
-        return {"index": index, "mac": _attr(host, "IFLA_ADDRESS"), "pod_index": peer_index,
-                "pod_mac": mac or self._pod_mac(pod, peer_index)}
+        return {"index": index, "mac": host.mac, "pod_index": peer_index, "pod_mac": pmac}
+
+    @staticmethod
+    def _pod_mac(rt, index: int, v: Veth) -> str:
+        """The MAC the kernel gave the pod end (a pod without IPv4 has no
+        derived one)."""
+        try:
+            return rt.link(index=index).mac
+        except Exception as e:  # noqa: BLE001
+            raise nl_error(e, "link get", dev=v.pod_if, netns=v.netns) from None
 
     def _find_host(self, host_if: str):
         try:
@@ -188,10 +205,6 @@ class VethDescriptor(_LinkBase):
             if is_errno(e, errno.ENODEV):
                 return None
             raise nl_error(e, "link get", dev=host_if) from None
-
-    @staticmethod
-    def _pod_mac(pod, index: int) -> str:
-        return _attr(pod.link("get", index=index)[0], "IFLA_ADDRESS", "")
 
     def delete(self, key, v: Veth, metadata, ctx) -> None:
         super().delete(key, v, metadata, ctx)
@@ -221,11 +234,14 @@ class VethDescriptor(_LinkBase):
                     peer = None
                 if peer is not None and _attr(peer, "IFLA_LINK") == link["index"]:
                     meta["pod_mac"] = _attr(peer, "IFLA_ADDRESS", "")
-                    value = Veth(host_if, want.netns, _attr(peer, "IFLA_IFNAME"),
-                                 _addrs(pod, peer["index"]), min(value.mtu, _attr(peer, "IFLA_MTU", 0)),
-                                 alias)
+                    pod_if = _attr(peer, "IFLA_IFNAME")
+                    # read only where it matters (a veth defaults to on)
+                    tx = want.tx_checksum or rtnl.tx_checksum(self.nl.pod_sockets(want.netns).rtnl(),
+                                                              pod_if)
+                    value = Veth(host_if, want.netns, pod_if, _addrs(pod, peer["index"]),
+                                 min(value.mtu, _attr(peer, "IFLA_MTU", 0)), alias, tx)
                     if not peer["flags"] & IFF_UP:
-                        value = Veth(host_if, want.netns, value.pod_if, value.ips, 0, alias)
+                        value = Veth(host_if, want.netns, value.pod_if, value.ips, 0, alias, tx)
             out.append(Retrieved(key, value, meta))
         return out
 

@@ -30,19 +30,32 @@ def _route_args(dst: str, via: str, onlink: bool, oif: int) -> dict:
     return args
 
 
-def _add_route(ipr, args: dict, what: dict) -> None:
+def _rtnl_args(args: dict) -> dict:
+    """:func:`_route_args` (pyroute2's keywords) as :meth:`Rtnl.route` takes them."""
+    out = dict(args)
+    if "flags" in out:
+        out["rtm_flags"] = out.pop("flags")
+    return out
+
+
+def _add_route(rt, args: dict, what: dict) -> None:
+    """Create a route over an :class:`agent.linux.rtnl.Rtnl` (the pod-start
+    path: hand-encoded, the bytes pyroute2 would send)."""
+    args = _rtnl_args(args)
     try:
-        ipr.route("add", **args)
+        rt.route("add", **args)
     except Exception as e:  # noqa: BLE001
-        if is_errno(e, errno.EEXIST):
-            ipr.route("replace", **args)  # ours from an interrupted attempt
-        else:
+        if not is_errno(e, errno.EEXIST):
             raise nl_error(e, "route add", **what) from None
+        try:
+            rt.route("replace", **args)  # ours from an interrupted attempt
+        except Exception as e2:  # noqa: BLE001
+            raise nl_error(e2, "route replace", **what) from None
 
 
-def _del_route(ipr, args: dict, what: dict) -> None:
+def _del_route(rt, args: dict, what: dict) -> None:
     try:
-        ipr.route("del", **args)
+        rt.route("del", **_rtnl_args(args))
     except Exception as e:  # noqa: BLE001
         if not is_errno(e, errno.ESRCH, errno.ENODEV, errno.ENOENT):
             raise nl_error(e, "route del", **what) from None
@@ -97,13 +110,13 @@ class RouteDescriptor(Descriptor):
         return meta["index"]
 
     def create(self, key, v: Route, ctx):
-        _add_route(self.nl.node, _route_args(v.dst, v.via, v.onlink, self._oif(v, ctx)),
+        _add_route(self.nl.fast, _route_args(v.dst, v.via, v.onlink, self._oif(v, ctx)),
                    {"dst": v.dst, "via": v.via, "dev": v.dev})
 
     def delete(self, key, v: Route, metadata, ctx) -> None:
         args = _route_args(v.dst, v.via, v.onlink, 0)
         args.pop("oif")
-        _del_route(self.nl.node, args, {"dst": v.dst, "dev": v.dev})
+        _del_route(self.nl.fast, args, {"dst": v.dst, "dev": v.dev})
 
     def retrieve(self, correlate, ctx):
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self.nl.node.get_links()}
@@ -134,17 +147,17 @@ class PodRouteDescriptor(Descriptor):
 
     def create(self, key, v: PodRoute, ctx):
         meta = ctx.metadata(veth_key(v.host_if))
-        _add_route(self.nl.pod(v.netns), _route_args(v.dst, v.via, v.onlink, meta["pod_index"]),
+        _add_route(self.nl.pod_fast(v.netns), _route_args(v.dst, v.via, v.onlink, meta["pod_index"]),
                    {"dst": v.dst, "via": v.via, "netns": v.netns})
 
     def delete(self, key, v: PodRoute, metadata, ctx) -> None:
         try:
-            ipr = self.nl.pod(v.netns)
+            rt = self.nl.pod_fast(v.netns)
         except NotFound:
             return  # the namespace is gone, and the route with it
         args = _route_args(v.dst, v.via, v.onlink, 0)
         args.pop("oif")
-        _del_route(ipr, args, {"dst": v.dst, "netns": v.netns})
+        _del_route(rt, args, {"dst": v.dst, "netns": v.netns})
 
     def retrieve(self, correlate, ctx):
         # Pod namespaces cannot be enumerated from here: look where the

@@ -41,6 +41,9 @@ class Veth:
     ips: tuple[str, ...]
     mtu: int
     tag: str  # link alias of the host end, e.g. "contiv:pod:default/web-1"
+    #: TX checksum offload of the pod end. Off where the node end is read by
+    #: something that does not complete checksums (VPP's af_packet).
+    tx_checksum: bool = True
 
 
 @dataclass(frozen=True, slots=True)
