@@ -42,6 +42,20 @@ class AgentConfig:
     gc_interval: float = 60.0
     history_size: int = 256
     log_level: str = "info"
+    #: Services' virtual IPs (the VPP data plane routes them from the node to VPP)
+    service_cidr: str = "10.96.0.0/12"
+    #: VPP data plane: VPP's API socket (socksvr)
+    vpp_api_socket: str = "/run/vpp/api.sock"
+    #: VPP data plane: VPP's stats segment socket (interface counters)
+    vpp_stats_socket: str = "/run/vpp/stats.sock"
+    #: VPP data plane: the Linux interface VPP takes as its uplink (af_packet
+    #: here; a DPDK NIC in production would be configured in VPP itself)
+    vpp_uplink: str = ""
+    #: VPP data plane: the node's address on the uplink, with its prefix
+    #: (the VXLAN endpoint other nodes tunnel to), e.g. 192.168.56.110/24
+    vpp_uplink_cidr: str = ""
+    #: VPP data plane: next hop for everything beyond the uplink's subnet ("": none)
+    vpp_uplink_gateway: str = ""
     extra: dict = field(default_factory=dict, compare=False)
 
     def validated(self) -> "AgentConfig":
@@ -83,7 +97,29 @@ class AgentConfig:
             raise InvalidInput(f"history_size {self.history_size} must be at least 1")
         if self.log_level.lower() not in LOG_LEVELS:
             raise InvalidInput(f"log_level {self.log_level!r} is not one of {', '.join(LOG_LEVELS)}")
+        try:
+            ipaddress.ip_network(self.service_cidr)
+        except ValueError as e:
+            raise InvalidInput(f"service_cidr {self.service_cidr!r}: {e}") from None
+        if self.dataplane == "vpp":
+            self._validate_vpp()
         return self
+
+    def _validate_vpp(self) -> None:
+        if not self.vpp_api_socket.startswith("/"):
+            raise InvalidInput(f"vpp_api_socket {self.vpp_api_socket!r} must be an absolute path")
+        if not self.vpp_uplink or not self.vpp_uplink_cidr:
+            raise InvalidInput("the VPP data plane needs vpp_uplink and vpp_uplink_cidr",
+                               hint="--vpp-uplink IFACE --vpp-uplink-cidr ADDRESS/PREFIX (docs/vpp.md)")
+        names.check_ifname(self.vpp_uplink, "vpp_uplink")
+        try:
+            ipaddress.ip_interface(self.vpp_uplink_cidr)
+            if self.vpp_uplink_gateway:
+                ipaddress.ip_address(self.vpp_uplink_gateway)
+        except ValueError as e:
+            raise InvalidInput(f"VPP uplink address: {e}") from None
+        if "/" not in self.vpp_uplink_cidr:
+            raise InvalidInput(f"vpp_uplink_cidr {self.vpp_uplink_cidr!r} needs a prefix length")
 
     def to_dict(self) -> dict:
         d = asdict(self)

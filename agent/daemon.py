@@ -93,7 +93,7 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig) -> None:
         self.cfg = cfg.validated()
-        self.plane = dataplane.create(self.cfg.dataplane)  # unopened until start()
+        self.plane = dataplane.create(self.cfg.dataplane, self.cfg)  # unopened until start()
         self.snapshot = ClusterSnapshot()
         self.started = time.time()
         self.ready = False
@@ -120,6 +120,8 @@ class Agent:
         self._relist_pending = False
         #: why the agent stopped by itself (a FatalError); None while it runs
         self.fatal: FatalError | None = None
+        #: the data plane's connection the last resync saw (see Dataplane.generation)
+        self._plane_generation = 0
 
     # ------------------------------------------------------------------ start-up
     def start(self) -> "Agent":
@@ -254,8 +256,14 @@ class Agent:
             return {NODE_PARTITION: self._node_values(), **pods, **built}
         # Under the desired-state lock: a CNI ADD/DEL cannot slip between
         # building the pod partitions (from IPAM) and the scheduler's resync.
+        # A data plane that is not there (VPP not running yet) cannot be read:
+        # the desired state is held for the resync its (re)connection brings.
+        self._plane_generation = self.plane.generation()
+        held = self.plane.ready()
         with _gc_paused():
-            res = self.desired.resync(build, description=why)
+            res = self.desired.resync(build, description=why, held=held)
+        if held:
+            log.warning("%s: the data plane is not ready (%s); holding the desired state", why, held)
         self.last_resync = {"time": time.time(), "seq": res.record.seq,
                             "operations": len(res.plan.operations), "errors": len(res.errors)}
         if res.errors:
@@ -342,6 +350,8 @@ class Agent:
         if dirty_nodes:
             self.desired.set_partition(NODE_PARTITION, self._node_values(),
                                        description="node registry changed")
+            if self.services.r.needs_nodes:
+                self.services.mark_all()  # node ports follow the nodes' addresses
         self.services.flush()
         self.policies.flush()
         if relevant:
@@ -385,6 +395,10 @@ class Agent:
                     watch_backoff = min(watch_backoff * 2, 10.0)
                     self._rewatch(relist=self._relist_pending)
                 now = time.monotonic()
+                if self.plane.generation() != self._plane_generation and not self.plane.ready():
+                    # (re)connected -- a restarted VPP comes back empty: all again
+                    self._resync_live("data plane (re)connected")
+                    next_resync = now + self.cfg.resync_interval if self.cfg.resync_interval else None
                 self.scheduler.retry_due()
                 if next_resync and now >= next_resync:
                     self._resync_live("periodic resync")

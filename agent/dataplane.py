@@ -35,9 +35,10 @@ from agent.errors import FatalError, InvalidInput
 #: when chosen, so that a node running one never loads the other's libraries.
 REGISTRY: dict[str, str] = {
     "linux": "agent.linux.plane:LinuxDataplane",
+    "vpp": "agent.vpp.plane:VppDataplane",
 }
 #: data planes designed for but not in this build: a clear refusal, not a KeyError
-PLANNED = ("vpp",)
+PLANNED: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,9 @@ class ServiceRenderer(Protocol):
     (None: no limit); the sync reports the rest as a problem of the Service."""
 
     endpoint_limit: int | None
+    #: whether the rendering depends on the nodes' addresses (node ports of
+    #: peers held here): the agent rebuilds every Service when they change
+    needs_nodes: bool
 
     def reset(self) -> None:
         """Forget everything: a full rebuild follows."""
@@ -144,6 +148,11 @@ class Dataplane(Protocol):
     def ready(self) -> str:
         """Empty when the data plane can serve pods, else why not (CNI STATUS)."""
 
+    def generation(self) -> int:
+        """How many times the data plane has been (re)connected: the agent
+        resyncs whenever it changes (a restarted VPP comes back empty); 0
+        while it never was. Always 1 for a data plane that cannot go away."""
+
     def render_node(self, t) -> dict[str, object]:
         """The node's own values from its transport (:class:`agent.builders.nodes.NodeTransport`):
         forwarding, the pods' gateway, tunnels to every peer, and the fixed
@@ -190,8 +199,10 @@ class Dataplane(Protocol):
         """Trace one flow through the data plane (hops); or ``NotSupported``."""
 
 
-def create(name: str) -> Dataplane:
-    """A new, unopened data plane of the registered ``name``."""
+def create(name: str, cfg=None) -> Dataplane:
+    """A new, unopened data plane of the registered ``name``; ``cfg``
+    (:class:`agent.config.AgentConfig`) when its renderers need settings
+    before it is opened."""
     target = REGISTRY.get(name)
     if target is None:
         if name in PLANNED:
@@ -199,4 +210,4 @@ def create(name: str) -> Dataplane:
                              hint=f"use --dataplane {' or '.join(sorted(REGISTRY))}")
         raise InvalidInput(f"unknown data plane {name!r}; known: {', '.join(sorted(REGISTRY))}")
     module, _, cls = target.partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)(cfg)

@@ -99,9 +99,11 @@ class DesiredState:
                 out.update(part)
             return out
 
-    def resync(self, build, *, description: str = "resync") -> TxnResult:
+    def resync(self, build, *, description: str = "resync", held: str = "") -> TxnResult:
         """Replace every partition with ``build()`` and resync the scheduler
-        against the data plane, atomically with respect to set_partition."""
+        against the data plane, atomically with respect to set_partition.
+        ``held``: the data plane cannot be read now (why): the desired state
+        is installed and held for the next resync (Scheduler.hold)."""
         with self._lock:
             parts = build()
             self._parts = {n: dict(v) for n, v in parts.items() if v}
@@ -109,4 +111,6 @@ class DesiredState:
             merged: dict[str, object] = {}
             for part in self._parts.values():
                 merged.update(part)
+            if held:
+                return self.scheduler.hold(merged, held, description=description)
             return self.scheduler.resync(merged, description=description)

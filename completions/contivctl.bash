@@ -26,7 +26,7 @@ _contivctl_opts() {
         "agent history") echo "--help --limit --output -o" ;;
         "agent plan") echo "--help --output -o" ;;
         "agent resync") echo "--help --output -o" ;;
-        "agent run") echo "--config --dataplane --etcd --etcd-data-dir --help --log-level --mtu --node --node-ip --pod-cidr --socket --underlay-if" ;;
+        "agent run") echo "--config --dataplane --etcd --etcd-data-dir --help --log-level --mtu --node --node-ip --pod-cidr --socket --underlay-if --vpp-api-socket --vpp-stats-socket --vpp-uplink --vpp-uplink-cidr --vpp-uplink-gateway" ;;
         "agent state") echo "--help --output --prefix -o" ;;
         "agent status") echo "--help --output -o" ;;
         "completion") echo "--help" ;;

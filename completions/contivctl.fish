@@ -38,6 +38,11 @@ complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subc
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l pod-cidr
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l socket
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l underlay-if
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l vpp-api-socket
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l vpp-stats-socket
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l vpp-uplink
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l vpp-uplink-cidr
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l vpp-uplink-gateway
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l prefix

@@ -31,6 +31,26 @@ from lab import sysnet
 from lab.paths import LabPaths, check_lab_name
 
 ETCD_PORT = 2379
+#: a VPP node's second NIC, taken by VPP (its uplink)
+VPP_UPLINK = "vpp0"
+
+
+def node_dataplanes(spec: str, nodes: int) -> dict[str, str]:
+    """``linux``, ``vpp``, or per node ``node1=vpp,node2=linux`` (nodes not
+    named get linux) -> node name -> data plane."""
+    names = [f"node{i}" for i in range(1, nodes + 1)]
+    if spec in ("linux", "vpp"):
+        return dict.fromkeys(names, spec)
+    out = dict.fromkeys(names, "linux")
+    for part in spec.split(","):
+        node, eq, plane = part.strip().partition("=")
+        if not eq or plane not in ("linux", "vpp"):
+            raise InvalidInput(f"--dataplane {spec!r}: use linux, vpp, or node1=vpp,node2=linux")
+        if node not in out:
+            raise InvalidInput(f"--dataplane {spec!r}: the lab has no node {node!r} "
+                               f"(nodes: {', '.join(names)})")
+        out[node] = plane
+    return out
 
 #: A progress callback: (what, done, total), e.g. ("nodes ready", 2, 3).
 Step = Callable[[str, int, int], None]
@@ -38,11 +58,23 @@ Step = Callable[[str, int, int], None]
 
 @dataclass
 class NodeState:
+    """``ip``: the node's own (management) address; ``data_ip``: where its
+    data plane takes traffic for node ports and tunnels -- the same on a
+    Linux node, VPP's uplink address on a VPP node."""
+
     name: str
     netns: str
     ip: str
     socket: str
     pid: int = 0
+    dataplane: str = "linux"
+    data_ip: str = ""
+    vpp_pid: int = 0
+
+    @property
+    def service_ip(self) -> str:
+        """The address node ports answer on."""
+        return self.data_ip or self.ip
 
 
 @dataclass
@@ -186,11 +218,12 @@ class Lab:
             return self.state(), False
         if not 1 <= nodes <= 32:
             raise InvalidInput(f"--nodes {nodes}: a lab has 1 to 32 nodes")
-        if dataplane not in ("linux", "vpp"):
-            raise InvalidInput(f"--dataplane {dataplane!r}: use linux or vpp")
-        if dataplane == "vpp":
-            raise InvalidInput("the VPP data plane is not available in the lab yet",
-                               hint="use --dataplane linux")
+        planes = node_dataplanes(dataplane, nodes)
+        if "vpp" in planes.values():
+            from agent.vpp.process import availability  # noqa: PLC0415
+            ok, why = availability()
+            if not ok:
+                raise InvalidInput(f"--dataplane {dataplane}: {why}", hint="docs/vpp.md")
         try:
             ul = ipaddress.ip_network(underlay)
             ipaddress.ip_network(pod_cidr)
@@ -206,8 +239,11 @@ class Lab:
         st = LabState(self.name, [], dataplane, pod_cidr, underlay, created=time.time())
         for i in range(1, nodes + 1):
             name = f"node{i}"
+            vpp = planes[name] == "vpp"
             st.nodes.append(NodeState(name, self.paths.node_ns(name),
-                                      str(ul.network_address + 9 + i), self.paths.agent_socket(name)))
+                                      str(ul.network_address + 9 + i), self.paths.agent_socket(name),
+                                      dataplane=planes[name],
+                                      data_ip=str(ul.network_address + 99 + i) if vpp else ""))
         st.save(self.paths)
         try:
             say(f"underlay {underlay} and {nodes} node namespaces")
@@ -216,6 +252,12 @@ class Lab:
             self._start_etcd(st)
             st.save(self.paths)
             self._install_cni(st)
+            if any(n.dataplane == "vpp" for n in st.nodes):
+                say("VPP")
+                for n in st.nodes:
+                    if n.dataplane == "vpp":
+                        n.vpp_pid = self._start_vpp(n)
+                st.save(self.paths)
             say("agents")
             for i, n in enumerate(st.nodes, 1):
                 n.pid = self._start_agent(st, n)
@@ -242,13 +284,21 @@ class Lab:
             port = f"u-{n.name}"[:15]
             lines += [f"link add {port} type veth peer name eth0 netns {n.netns}",
                       f"link set {port} master br0", f"link set {port} up"]
+            if n.dataplane == "vpp":
+                # a second NIC for VPP (its uplink): the node's own stack keeps
+                # eth0 for the control plane (etcd, the API), as on a two-NIC node
+                data = f"v-{n.name}"[:15]
+                lines += [f"link add {data} type veth peer name {VPP_UPLINK} netns {n.netns}",
+                          f"link set {data} master br0", f"link set {data} up"]
         sysnet.ip_batch(lines, netns=ul)
         for n in st.nodes:
             # a default route, as real nodes have: traffic to addresses nobody
             # routes (e.g. a Service IP without endpoints) reaches the forward
             # hook, where the agent can reject it
             sysnet.ip_batch([f"addr add {n.ip}/{prefix} dev eth0", "link set eth0 up",
-                             f"route add default via {st.gateway}"], netns=n.netns)
+                             f"route add default via {st.gateway}"]
+                            + ([f"link set {VPP_UPLINK} up"] if n.dataplane == "vpp" else []),
+                            netns=n.netns)
 
     def _start_etcd(self, st: LabState) -> None:
         from agent.store.embedded import EmbeddedEtcd  # noqa: PLC0415
@@ -266,11 +316,26 @@ class Lab:
             cni_install.install(str(self.paths.cni_bin), str(self.paths.cni_conf_dir(n.name)),
                                 n.socket, chain=[])
 
+    def _start_vpp(self, n: NodeState) -> int:
+        """The node's VPP, in its namespace, with its sockets in the node's
+        directory (no DPDK, no hugepages; interrupt mode: an idle VPP does not
+        spin). It outlives this command, like the agents."""
+        from agent.vpp.process import VppProcess  # noqa: PLC0415
+        vpp = VppProcess(self.paths.vpp_dir(n.name), name=f"{self.name}-{n.name}", netns=n.netns)
+        vpp.start(timeout=30)
+        return vpp.pid
+
     def _start_agent(self, st: LabState, n: NodeState) -> int:
         cmd = ["ip", "netns", "exec", n.netns] + python_cmd() + [
             "contivctl.main", "agent", "run", "--node", n.name, "--etcd", st.etcd_tcp,
             "--socket", n.socket, "--underlay-if", "eth0", "--pod-cidr", st.pod_cidr,
-            "--dataplane", st.dataplane]
+            "--dataplane", n.dataplane]
+        if n.dataplane == "vpp":
+            d = self.paths.vpp_dir(n.name)
+            prefix = ipaddress.ip_network(st.underlay).prefixlen
+            cmd += ["--vpp-uplink", VPP_UPLINK, "--vpp-uplink-cidr", f"{n.data_ip}/{prefix}",
+                    "--vpp-uplink-gateway", st.gateway, "--vpp-api-socket", str(d / "api.sock"),
+                    "--vpp-stats-socket", str(d / "stats.sock")]
         log = open(self.paths.agent_log(n.name), "ab")
         try:
             p = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -72,7 +72,7 @@ def resolve(kube: Kube, dst: str, port: int | None, protocol: str) -> tuple[str,
         parts = dst.split(":")
         if len(parts) != 3 or not parts[2].isdigit():
             raise InvalidInput(f"{dst!r}: use node:NAME:PORT")
-        return kube.state.node(parts[1]).ip, int(parts[2]), dst
+        return kube.state.node(parts[1]).service_ip, int(parts[2]), dst
     host, sep, p = dst.rpartition(":")
     candidate = host if sep and p.isdigit() else dst
     try:

@@ -61,6 +61,10 @@ class LabPaths:
     def agent_socket(self, node: str) -> str:
         return str(self.node_dir(node) / "agent.sock")
 
+    def vpp_dir(self, node: str) -> Path:
+        """A VPP node's VPP: its config, sockets and logs."""
+        return self.node_dir(node) / "vpp"
+
     def agent_log(self, node: str) -> Path:
         return self.node_dir(node) / "agent.log"
 

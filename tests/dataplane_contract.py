@@ -201,7 +201,7 @@ class DataplaneContract:
         an order the data plane accepts."""
         _, desired, _, svc, pol = self._cluster(h)
         node = h.plane.render_node(transport(h))
-        assert desired.set_partitions({"node": node, **svc.partitions(), **pol.partitions()}).ok
+        assert desired.set_partitions({**svc.partitions(), **pol.partitions()}).ok
         exists = h.foreign()
         fresh = Scheduler(h.plane.descriptors())  # a new process: knows nothing
         res = fresh.resync(node)
@@ -214,16 +214,19 @@ class DataplaneContract:
 
     # ------------------------------------------------------------ Services and policies
     def _cluster(self, h):
+        """The cluster of CLUSTER on node1, with pod x/a attached (a Service's
+        local endpoint is a pod of this node: a data plane may wait for it)."""
         s = Scheduler(h.plane.descriptors())
         desired = DesiredState(s)
         snap = snapshot(*CLUSTER)
         svc = ServiceSync(snap, desired, "node1", h.plane.service_renderer())
         pol = PolicySync(snap, desired, "node1", h.plane.policy_renderer())
+        node = h.plane.render_node(transport(h))
+        assert desired.set_partitions({"node": node, "pod/a": h.plane.render_pod(pod(h))}).ok
         return s, desired, snap, svc, pol
 
     def test_services_and_policies_render_apply_and_stay_in_place(self, h):
         s, desired, _, svc, pol = self._cluster(h)
-        assert s.apply(h.plane.render_node(transport(h))).ok
         svc_parts, pol_parts = svc.partitions(), pol.partitions()
         assert svc_parts["svc/x/web"] and svc_parts["svc/x/empty"], \
             "a Service with endpoints and one without both render to something"
@@ -243,7 +246,6 @@ class DataplaneContract:
 
     def test_an_endpoint_change_is_applied_incrementally(self, h):
         s, desired, snap, svc, _ = self._cluster(h)
-        assert s.apply(h.plane.render_node(transport(h))).ok
         assert desired.set_partitions(svc.partitions()).ok
         before = desired.partition("svc/x/web")
         sl = json.loads(json.dumps(snap.objects["endpointslice"][("x", "web-1")]))

@@ -166,6 +166,7 @@ class FakeServiceRenderer:
     one value per local pod."""
 
     endpoint_limit = 64
+    needs_nodes = False
 
     def __init__(self) -> None:
         self._services: set = set()
@@ -233,7 +234,7 @@ class FakeDataplane:
 
     name = "fake"
 
-    def __init__(self, kernel: FakeKernel | None = None, *, mtu: int = 1450) -> None:
+    def __init__(self, kernel: FakeKernel | None = None, *, mtu: int = 1450, cfg=None) -> None:
         self.kernel = kernel or FakeKernel()
         self._mtu = mtu
         self.not_ready = ""
@@ -248,6 +249,9 @@ class FakeDataplane:
 
     def ready(self) -> str:
         return self.not_ready
+
+    def generation(self) -> int:
+        return 1
 
     def render_node(self, t) -> dict[str, object]:
         out: dict[str, object] = {f"fake/node/gw/{g}": Thing("gateway", (g,)) for g in t.me.gateways}

@@ -27,7 +27,7 @@ class LinuxDataplane:
 
     name = "linux"
 
-    def __init__(self) -> None:
+    def __init__(self, cfg=None) -> None:
         self.netlink = None
         self.nft = None
         self._batch = None
@@ -55,6 +55,9 @@ class LinuxDataplane:
 
     def ready(self) -> str:
         return ""  # the kernel is always there; what we built is checked by the agent
+
+    def generation(self) -> int:
+        return 1
 
     # ------------------------------------------------------------ rendering
     def render_node(self, t) -> dict[str, object]:

@@ -40,6 +40,7 @@ class NftServiceRenderer:
     """See the module docstring."""
 
     endpoint_limit = R.MAX_ENDPOINTS
+    needs_nodes = False  # node ports match "any local address" (fib daddr type local)
 
     def __init__(self) -> None:
         self._gids: dict[tuple, int] = {}

@@ -176,6 +176,21 @@ class Scheduler:
             actual = self._retrieve()
             return self._run("resync", description, None, actual)
 
+    def hold(self, desired: Mapping[str, Any], why: str, *, description: str = "resync") -> TxnResult:
+        """Make ``desired`` the whole desired state without touching the data
+        plane (it cannot be read: ``why``). What is not known to be in place
+        is pending with that reason; the next resync does the work."""
+        with self._lock:
+            self._set_desired(self._replacement(desired, None))
+            for k in self._desired:
+                if k not in self._actual:
+                    self._pending[k] = f"waiting for the data plane: {why}"
+            self._seq += 1
+            rec = TxnRecord(self._seq, "resync", f"{description} (held: {why})", time.time())
+            rec.pending = {k: self._pending[k] for k in self._desired if k in self._pending}
+            self.history.add(rec)
+            return TxnResult(rec, Plan(pending=dict(rec.pending)), {})
+
     def dry_run(self, *, resync: bool = True, keys: Iterable[str] | None = None) -> Plan:
         """The plan a resync (or, with ``resync=False``, a retry of everything) would run.
 
@@ -187,6 +202,11 @@ class Scheduler:
             actual = self._retrieve(scope) if resync else dict(self._actual)
             if scope is None:
                 return self._plan(set(self._desired) | set(actual), actual)
+            # what the scope's values need outside it (the node's values) is
+            # taken as we believe it; only the scope is read for real
+            seen = actual
+            actual = {k: a for k, a in self._actual.items() if k not in scope}
+            actual.update(seen)
             return self._plan(scope, actual)
 
     def retry_due(self) -> TxnResult | None:

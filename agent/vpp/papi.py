@@ -397,3 +397,41 @@ class VppApi:
     def version(self) -> str:
         """VPP's version string (``show_version``)."""
         return self.call("show_version").version
+
+
+def interface_counters(stats_socket: str, timeout: float = 5.0) -> dict[str, dict[str, int]]:
+    """Per interface (VPP's name), packets/bytes/drops/errors in both
+    directions from VPP's stats segment, summed over its threads (VPP's
+    ``rx`` is what the interface received). VppUnavailable when the segment
+    cannot be read."""
+    from vpp_papi.vpp_stats import VPPStats   # lazy, as above
+    try:
+        stats = VPPStats(stats_socket, timeout=timeout)
+        stats.connect()
+    except Exception as e:   # vpp_papi raises OSError and its own errors
+        raise VppUnavailable(f"cannot read VPP's stats segment at {stats_socket}: {e}",
+                             socket_path=stats_socket) from e
+    try:
+        names = stats["/if/names"]
+        got = {k: stats[k] for k in ("/if/rx", "/if/tx", "/if/drops", "/if/rx-error",
+                                     "/if/tx-error", "/if/rx-miss")}
+    finally:
+        stats.disconnect()
+
+    def total(counter, i, field=None):
+        return sum((t[i][field] if field else t[i]) for t in counter if i < len(t))
+    out = {}
+    for i, name in enumerate(names):
+        if not name:
+            continue
+        out[name] = {"rx_packets": total(got["/if/rx"], i, "packets"),
+                     "rx_bytes": total(got["/if/rx"], i, "bytes"),
+                     # VPP counts a dropped packet against the interface it came in
+                     # on (any graph node's drop), plus what the rx queue missed
+                     "rx_drops": total(got["/if/drops"], i) + total(got["/if/rx-miss"], i),
+                     "rx_errors": total(got["/if/rx-error"], i),
+                     "tx_packets": total(got["/if/tx"], i, "packets"),
+                     "tx_bytes": total(got["/if/tx"], i, "bytes"),
+                     "tx_drops": 0,  # not counted per interface by VPP
+                     "tx_errors": total(got["/if/tx-error"], i)}
+    return out

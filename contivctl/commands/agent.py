@@ -22,6 +22,11 @@ def run(
     underlay_if: str = typer.Option("", "--underlay-if", help="Underlay interface."),
     mtu: int = typer.Option(0, "--mtu", help="Pod MTU; 0: underlay MTU - 50."),
     log_level: str = typer.Option("", "--log-level", help="debug | info | warning | error."),
+    vpp_uplink: str = typer.Option("", "--vpp-uplink", help="VPP: the Linux interface VPP takes as its uplink."),
+    vpp_uplink_cidr: str = typer.Option("", "--vpp-uplink-cidr", help="VPP: the node's ADDRESS/PREFIX on the uplink."),
+    vpp_uplink_gateway: str = typer.Option("", "--vpp-uplink-gateway", help="VPP: next hop beyond the uplink's subnet."),
+    vpp_api_socket: str = typer.Option("", "--vpp-api-socket", help="VPP: its API socket (default /run/vpp/api.sock)."),
+    vpp_stats_socket: str = typer.Option("", "--vpp-stats-socket", help="VPP: its stats socket (default /run/vpp/stats.sock)."),
 ) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C."""
     import logging  # noqa: PLC0415
@@ -32,7 +37,10 @@ def run(
     cfg = load_config(config or None, node=node, etcd=etcd, dataplane=dataplane,
                       socket=socket or (ctx.socket if ctx.socket_given else ""),
                       etcd_data_dir=etcd_data_dir, pod_cidr=pod_cidr, node_ip=node_ip,
-                      underlay_if=underlay_if, mtu=mtu or None, log_level=log_level)
+                      underlay_if=underlay_if, mtu=mtu or None, log_level=log_level,
+                      vpp_uplink=vpp_uplink, vpp_uplink_cidr=vpp_uplink_cidr,
+                      vpp_uplink_gateway=vpp_uplink_gateway, vpp_api_socket=vpp_api_socket,
+                      vpp_stats_socket=vpp_stats_socket)
     level = "debug" if ctx.debug else cfg.log_level
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -10,7 +10,7 @@ import pytest
 
 from agent.cnihandler import SUPPORTED_VERSIONS, CNIHandler, parse_cni_args, shape_result
 from agent.desired import DesiredState
-from agent.errors import DataplaneError, InvalidInput, Unavailable
+from agent.errors import DataplaneError, Unavailable
 from agent.ipam.pods import PodIPAM
 from agent.model import keys
 from agent.model.records import Allocation, NodeInfo

@@ -1,0 +1,75 @@
+"""What the VPP descriptors share: the channel to VPP and the map of our
+interfaces (name <-> sw_if_index).
+
+Every VPP object is reached through one :class:`agent.vpp.papi.VppChannel`
+(the real chokepoint, or the unit tier's recorder). Interfaces are the one
+thing other objects refer to: :class:`Interfaces` is kept current by the
+interface and tunnel descriptors (create, delete, and their retrieve, which
+runs first in a resync) so that the others can name an interface by the
+agent's name and find ours in a dump.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from agent.errors import TemporaryError
+from agent.reconciler import Descriptor
+from agent.vpp.values import NONE, if_key_of
+
+
+class Interfaces:
+    """Our interfaces: name <-> sw_if_index (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._by_name: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def set(self, name: str, index: int) -> None:
+        with self._lock:
+            self._by_name[name] = index
+
+    def drop(self, name: str) -> None:
+        with self._lock:
+            self._by_name.pop(name, None)
+
+    def replace(self, kind_prefix_keep: set[str], found: dict[str, int]) -> None:
+        """After a retrieve of one kind: ``found`` is all of that kind there is;
+        entries of other kinds (``kind_prefix_keep``: names kept) stay."""
+        with self._lock:
+            self._by_name = {n: i for n, i in self._by_name.items() if n in kind_prefix_keep}
+            self._by_name.update(found)
+
+    def names(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._by_name)
+
+    def index(self, name: str) -> int | None:
+        with self._lock:
+            return self._by_name.get(name)
+
+    def by_index(self) -> dict[int, str]:
+        with self._lock:
+            return {i: n for n, i in self._by_name.items()}
+
+
+class VppDescriptor(Descriptor):
+    """Base of the VPP descriptors: ``api`` and ``ifs`` shared by all."""
+
+    def __init__(self, api, ifs: Interfaces) -> None:
+        self.api = api
+        self.ifs = ifs
+
+    def call(self, name: str, **kwargs: Any) -> Any:
+        """One request; fields left out are VPP's defaults (see apidefs.fill)."""
+        return self.api.call(name, **self.api.fill(name, **kwargs))
+
+    def sw(self, ifname: str, ctx) -> int:
+        """The sw_if_index of our interface ``ifname`` (its metadata, else the map)."""
+        meta = ctx.metadata(if_key_of(ifname)) if ctx is not None else None
+        index = (meta or {}).get("sw_if_index") if isinstance(meta, dict) else None
+        if index is None:
+            index = self.ifs.index(ifname)
+        if index is None or index == NONE:
+            raise TemporaryError(f"VPP interface {ifname} is not there (yet)")
+        return index

@@ -1,0 +1,202 @@
+"""The VPP data plane (:class:`agent.dataplane.Dataplane`): FD.io VPP
+programmed through the one vpp_papi chokepoint (:mod:`agent.vpp.papi`).
+
+What it holds (see :mod:`agent.vpp.render` for the shape, docs/vpp.md for
+the whole mapping): the uplink and the pods' gateway (``loop0``, BVI of the
+bridge domain that carries the VXLAN tunnels to the other nodes), pods on
+af_packet interfaces over veth pairs, Services as cnat translations
+(:mod:`agent.vpp.services`), NetworkPolicies as ACL-plugin rules on the pods'
+interfaces (:mod:`agent.vpp.policies`).
+
+VPP may be absent when the agent starts, or restart under it. A monitor
+thread keeps (re)connecting; :meth:`generation` counts successful
+connections, and the agent resyncs whenever it changes -- a restarted VPP
+comes back empty and gets everything again, pods' af_packet interfaces
+re-attached to their veths. Until then :meth:`ready` says why not (CNI
+STATUS) and operations fail as temporary errors (retried).
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import threading
+from typing import Any, Callable, Mapping
+
+from agent.dataplane import NodeFacts, PodInterface
+from agent.errors import FatalError, NotSupported
+from agent.model.diag import InterfaceCounters, Session
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POD_MTU = 1450  # af_packet over the underlay's 1500 with VXLAN (50)
+MONITOR_INTERVAL = 0.5
+
+
+class VppDataplane:
+    """See the module docstring; opened once per agent."""
+
+    name = "vpp"
+
+    def __init__(self, cfg=None, *, api_factory: Callable[[str], Any] | None = None) -> None:
+        self._factory = api_factory
+        self._service_cidr = cfg.service_cidr if cfg is not None else ""
+        self._peer_ips: tuple[str, ...] = ()
+        self.api = None
+        self.netlink = None
+        self.facts: NodeFacts | None = None
+        self.uplink = None
+        self.stats_socket = ""
+        self._descriptors: list = []
+        self._why = "not opened"
+        self._generation = 0
+        self._stop = threading.Event()
+        self._monitor: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------ lifecycle
+    def open(self, cfg) -> NodeFacts:
+        from agent.linux.links import VethDescriptor  # noqa: PLC0415 -- the pods' Linux side
+        from agent.linux.netns import Netlink  # noqa: PLC0415
+        from agent.linux.routes import PodRouteDescriptor  # noqa: PLC0415
+        from agent.vpp import render  # noqa: PLC0415
+        from agent.vpp.descriptors import descriptors  # noqa: PLC0415
+        self.uplink = render.Uplink(cfg.vpp_uplink, cfg.vpp_uplink_cidr, cfg.vpp_uplink_gateway)
+        self._service_cidr = cfg.service_cidr
+        self.stats_socket = cfg.vpp_stats_socket
+        node_ip = str(ipaddress.ip_interface(cfg.vpp_uplink_cidr).ip)
+        self.facts = NodeFacts(cfg.vpp_uplink, node_ip, (node_ip,), cfg.mtu or DEFAULT_POD_MTU)
+        self.api = self._factory(cfg.vpp_api_socket) if self._factory else self._real(cfg.vpp_api_socket)
+        self.netlink = Netlink()
+        self._descriptors = [VethDescriptor(self.netlink), PodRouteDescriptor(self.netlink)] + \
+            descriptors(self.api, (cfg.pod_cidr, cfg.service_cidr))
+        self._why = f"VPP at {cfg.vpp_api_socket} is not reachable yet"
+        self._try_connect()
+        self._monitor = threading.Thread(target=self._watch, name="vpp-monitor", daemon=True)
+        self._monitor.start()
+        return self.facts
+
+    @staticmethod
+    def _real(socket_path: str):
+        from agent.vpp.papi import VppApi  # noqa: PLC0415
+        return VppApi(socket_path, timeout=5.0, client_name="contiv-agent")
+
+    def _try_connect(self) -> None:
+        from agent.vpp.errors import VppUnavailable  # noqa: PLC0415
+        from agent.vpp.messages import required  # noqa: PLC0415
+        with self._lock:
+            try:
+                self.api.reconnect()
+                self.api.require(required())  # VppVersionMismatch (fatal) names what differs
+            except VppUnavailable as e:
+                self._why = e.message
+                return
+            self._why = ""
+            self._generation += 1
+        log.info("connected to VPP %s (connection %d)", self.api.version(), self._generation)
+
+    def _watch(self) -> None:
+        """Reconnect when VPP is gone; notice it going (a cheap ping)."""
+        from agent.vpp.errors import VppUnavailable  # noqa: PLC0415
+        while not self._stop.wait(MONITOR_INTERVAL):
+            try:
+                if self._why:
+                    self._try_connect()
+                else:
+                    self.api.call("control_ping")
+            except VppUnavailable as e:
+                log.warning("VPP went away: %s", e.message)
+                self._why = e.message
+            except FatalError as e:
+                log.error("VPP: %s", e.message)
+                self._why = e.message
+            except Exception:  # noqa: BLE001 -- the monitor must outlive one odd reply
+                log.exception("VPP monitor")
+
+    def generation(self) -> int:
+        return self._generation
+
+    def ready(self) -> str:
+        return self._why
+
+    def descriptors(self) -> list:
+        return list(self._descriptors)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._monitor is not None:
+            self._monitor.join(timeout=2)
+        if self.api is not None:
+            self.api.close()
+        if self.netlink is not None:
+            self.netlink.close()
+
+    # ------------------------------------------------------------ rendering
+    def render_node(self, t) -> dict[str, object]:
+        from agent.vpp import render  # noqa: PLC0415
+        # the Service renderer reads them: node ports of peers go through here
+        self._peer_ips = tuple(sorted(p.node_ip for p in t.peers))
+        return render.render_node(t, self.uplink, self._service_cidr)
+
+    def render_pod(self, p) -> dict[str, object]:
+        from agent.vpp import render  # noqa: PLC0415
+        return render.render_pod(p)
+
+    def pod_interfaces(self, p, metadata: Callable[[str], Any]) -> tuple[PodInterface, ...]:
+        from agent.linux import values  # noqa: PLC0415
+        host_if = values.host_ifname(p.container_id, p.ifname)
+        meta = metadata(values.veth_key(host_if)) or {}
+        return (PodInterface(host_if, meta.get("mac", "")),
+                PodInterface(p.ifname, meta.get("pod_mac", ""), p.netns))
+
+    def pod_host_if(self, container_id: str, ifname: str) -> str:
+        from agent.linux import values  # noqa: PLC0415
+        return values.host_ifname(container_id, ifname)
+
+    def _node_ips(self) -> tuple[str, ...]:
+        """The node's addresses at the time of asking (the renderers are made
+        before the plane is opened)."""
+        return self.facts.node_ips if self.facts is not None else ()
+
+    def service_renderer(self):
+        from agent.vpp.services import CnatServiceRenderer  # noqa: PLC0415
+        return CnatServiceRenderer(self._node_ips, self._service_cidr, lambda: self._peer_ips)
+
+    def policy_renderer(self):
+        from agent.vpp.policies import AclPolicyRenderer  # noqa: PLC0415
+        return AclPolicyRenderer(self._node_ips)
+
+    # ------------------------------------------------------------ resync
+    def prefetch(self) -> None:
+        pass  # VPP's dumps are quick next to nftables' listing
+
+    def wait_prefetch(self) -> None:
+        pass
+
+    def discard_prefetch(self) -> None:
+        pass
+
+    # ------------------------------------------------------------ diagnostics
+    def counters(self, pods: Mapping[str, str]) -> list[InterfaceCounters]:
+        """From VPP's stats segment, our interfaces as VPP sees them (``rx`` is
+        what VPP received: from a pod, what it sent). An af_packet interface
+        is named after the Linux interface it reads (a pod's veth: the name
+        ``pods`` maps to the pod), others by VPP's name."""
+        from agent.vpp.papi import interface_counters  # noqa: PLC0415
+        from agent.vpp.values import NONE, TAG_PREFIX  # noqa: PLC0415
+        ours = {d.interface_name for d in self.api.dump("sw_interface_dump", sw_if_index=NONE)
+                if (d.tag or "").startswith(TAG_PREFIX)}
+        out = []
+        for vpp_name, c in interface_counters(self.stats_socket).items():
+            if vpp_name not in ours:
+                continue
+            name = vpp_name[5:] if vpp_name.startswith("host-") else vpp_name
+            out.append(InterfaceCounters(name, pods.get(name, "node"), **c))
+        return sorted(out, key=lambda c: (c.owner != "node", c.owner, c.name))
+
+    def sessions(self) -> list[Session]:
+        from agent.vpp.services import sessions  # noqa: PLC0415
+        return sessions(self.api)
+
+    def trace(self, flow) -> list:
+        raise NotSupported("packet tracing through VPP's graph is not built yet",
+                           hint="`contivctl policies explain` gives the policy verdict offline")

@@ -1,0 +1,113 @@
+"""Render data-plane-neutral intents into VPP values (pure).
+
+Node (:func:`render_node`):
+
+* the uplink: an af_packet interface on the node's data NIC (DPDK in
+  production) holding the node's address -- the VXLAN endpoint;
+* ``loop0``: a loopback with the node's VTEP MAC and the pods' gateway
+  address (the subnet's first address), BVI of bridge domain 1; proxy ARP
+  answers pods asking for the gateway;
+* per peer node: a VXLAN tunnel in the bridge domain (split-horizon group 1),
+  a static MAC entry (its BVI MAC behind the tunnel), a static neighbour
+  (its gateway -> its BVI MAC) and a route to its pod subnet via its gateway
+  -- the same shape as the Linux data plane's FDB, neighbour and route, so a
+  VPP node and a Linux node of one cluster reach each other's pods.
+
+Pod (:func:`render_pod`): a veth pair (the Linux data plane's, with the pod's
+address, default route via the gateway, TX checksum offload off in the pod)
+whose node end VPP takes as an af_packet interface, unnumbered to ``loop0``,
+with proxy ARP for the gateway, a static neighbour (the pod's MAC) and a /32
+route to the pod.
+
+Both also carry what Services need of every node and every pod interface
+(:func:`agent.vpp.services.node_values`, :func:`agent.vpp.services.pod_values`).
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from agent.builders.nodes import NodeTransport
+from agent.builders.pods import PodAttachment
+from agent.linux import values as lv
+from agent.linux.links import pod_mac
+from agent.vpp import values as vv
+
+BVI = "loop0"
+UPLINK = "uplink"
+BD = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Uplink:
+    """The node's data NIC as VPP takes it: ``host_if`` its Linux name,
+    ``cidr`` the node's address on it, ``gateway`` the next hop for
+    everything else (empty: none)."""
+
+    host_if: str
+    cidr: str
+    gateway: str = ""
+
+
+def _mac(prefix: str, ip: str) -> str:
+    """02:fe/02:fd + the IPv4 address: VPP's MACs stay the same across a restart."""
+    return prefix + ":" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(ip).packed)
+
+
+def vtep_index(mac: str) -> int:
+    """The node index a VTEP MAC encodes (agent.builders.nodes.vtep_mac)."""
+    return int(mac.replace(":", "")[-8:], 16)
+
+
+def render_node(t: NodeTransport, uplink: Uplink, service_cidr: str = "") -> dict[str, object]:
+    """``service_cidr``: a port without endpoints is rejected there (see
+    :func:`agent.vpp.services.node_values`)."""
+    from agent.vpp import services  # noqa: PLC0415 -- builds on what this renders
+    node_ip = str(ipaddress.ip_interface(uplink.cidr).ip)
+    out: dict[str, object] = dict(services.node_values(BVI, service_cidr))
+
+    def put(key: str, value: object) -> None:
+        out[key] = value
+    put(vv.interface_key(UPLINK), vv.Interface(UPLINK, "af_packet", _mac("02:fd", node_ip),
+                                               host_if=uplink.host_if))
+    put(vv.address_key(UPLINK, uplink.cidr), vv.Address(UPLINK, uplink.cidr))
+    if uplink.gateway:
+        put(vv.route_key(0, "0.0.0.0/0"), vv.Route("0.0.0.0/0", UPLINK, uplink.gateway))
+    put(vv.interface_key(BVI), vv.Interface(BVI, "loopback", t.me.vtep_mac, instance=0))
+    put(vv.bd_key(BD), vv.BridgeDomain(BD))
+    put(vv.bdport_key(BVI), vv.BridgePort(BVI, BD, bvi=True))
+    for gw, subnet in zip(t.me.gateways, t.me.pod_subnets):
+        plen = ipaddress.ip_network(subnet).prefixlen
+        put(vv.address_key(BVI, f"{gw}/{plen}"), vv.Address(BVI, f"{gw}/{plen}"))
+        put(vv.proxyarp_key(gw, gw), vv.ProxyArp(gw, gw))
+    for peer in t.peers:
+        tunnel = f"vx-{peer.name}"[:40]
+        put(vv.vxlan_key(tunnel), vv.Vxlan(tunnel, node_ip, peer.node_ip, t.vni,
+                                            vtep_index(peer.vtep_mac), t.port))
+        put(vv.bdport_key(tunnel), vv.BridgePort(tunnel, BD, shg=1))
+        put(vv.l2fib_key(BD, peer.vtep_mac), vv.L2Fib(BD, peer.vtep_mac, tunnel))
+        for gw, subnet in zip(peer.gateways, peer.pod_subnets):
+            put(vv.neighbor_key(BVI, gw), vv.Neighbor(BVI, gw, peer.vtep_mac))
+            put(vv.route_key(0, subnet), vv.Route(subnet, BVI, gw))
+    return out
+
+
+def render_pod(p: PodAttachment) -> dict[str, object]:
+    from agent.vpp import services  # noqa: PLC0415
+    host_if = lv.host_ifname(p.container_id, p.ifname)
+    out: dict[str, object] = {
+        lv.veth_key(host_if): lv.Veth(host_if, p.netns, p.ifname, tuple(p.ips), p.mtu,
+                                      f"{lv.TAG_PREFIX}pod:{p.pod_ref}", tx_checksum=False),
+    }
+    for gw in p.gateways:
+        out[lv.podroute_key(host_if, "0.0.0.0/0")] = lv.PodRoute(host_if, p.netns, p.ifname,
+                                                                "0.0.0.0/0", gw, True)
+    ip = str(ipaddress.ip_interface(p.ips[0]).ip)
+    name = vv.pod_ifname(ip)
+    out[vv.interface_key(name)] = vv.Interface(name, "af_packet", _mac("02:fe", ip), host_if=host_if)
+    out[vv.unnumbered_key(name)] = vv.Unnumbered(name, BVI)
+    out[vv.proxyarpif_key(name)] = vv.ProxyArpIf(name)
+    out[vv.neighbor_key(name, ip)] = vv.Neighbor(name, ip, pod_mac(p.ips))
+    out[vv.route_key(0, f"{ip}/32")] = vv.Route(f"{ip}/32", name, ip)
+    out.update(services.pod_values(name))
+    return out
