@@ -198,6 +198,15 @@ class Dataplane(Protocol):
     def trace(self, flow) -> list:
         """Trace one flow through the data plane (hops); or ``NotSupported``."""
 
+    def cli(self, command: str) -> str:
+        """The output of a command of the data plane's own CLI; NotSupported
+        where there is none."""
+
+    def dump(self, what: str) -> list[dict]:
+        """Its objects of one kind (interfaces, routes, nat, acl, vxlan,
+        sessions) as plain JSON in its own terms; NotSupported for a kind it
+        has no such objects of."""
+
 
 def create(name: str, cfg=None) -> Dataplane:
     """A new, unopened data plane of the registered ``name``; ``cfg``

@@ -82,6 +82,15 @@ class AgentFacade:
     def explain(self, src: str, dst: str, port: int, protocol: str = "TCP") -> rec.Explanation:
         return self._a.policies.explain(src, dst, port, protocol)
 
+    # ------------------------------------------------------------ the data plane's own view
+    def dataplane_cli(self, command: str) -> rec.CliOutput:
+        a = self._a
+        return rec.CliOutput(a.cfg.node, a.plane.name, command, a.plane.cli(command))
+
+    def dataplane_dump(self, what: str) -> rec.DumpResult:
+        a = self._a
+        return rec.DumpResult(a.cfg.node, a.plane.name, what, tuple(a.plane.dump(what)))
+
     # ------------------------------------------------------------ CNI
     def cni(self, env: dict[str, str], body: bytes) -> rec.CNIReply:
         res = self._a.cni.handle(env, body)

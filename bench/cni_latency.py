@@ -3,8 +3,8 @@
 
 Run as root from the repository::
 
-    .venv/bin/python bench/cni_latency.py [--iterations 50] [--warmup 5]
-                                          [--idle-seconds 10] [--json FILE]
+    .venv/bin/python bench/cni_latency.py [--dataplane linux|vpp] [--iterations 50]
+                                          [--warmup 5] [--idle-seconds 10] [--json FILE]
 
 Contenders, measured in the same run, interleaved:
 
@@ -13,7 +13,11 @@ Contenders, measured in the same run, interleaved:
   temporary directory).
 * **contiv**: ``contiv-cni`` exactly as the lab installs it (interpreter line
   ``#!python3.11 -IS``), talking to the real agent of a one-node lab (real
-  etcd, real netlink work) over the agent's unix socket.
+  etcd, real netlink work) over the agent's unix socket. With
+  ``--dataplane vpp`` the lab node runs the VPP data plane (its own VPP; a
+  pod is a veth pair whose node end VPP takes as an af_packet interface, see
+  docs/vpp.md); everything else -- the reference, the caller, the method --
+  stays identical, so the two runs' ratios compare the data planes' ADD/DEL.
 
 How the comparison is kept fair (and why):
 
@@ -55,7 +59,10 @@ runtime's start-up). The agent's own ADD breakdown (``ipam_ms``,
 ``render_ms``, ``dataplane_ms``, ``total_ms``) is read from the agent's ``pods()``
 after each ADD (untimed). After the run: the agent's resident memory
 (``VmRSS``/``VmHWM``) and its CPU use over an idle window (``--idle-seconds``),
-in % of one core -- to show there is no busy loop.
+in % of one core -- to show there is no busy loop. On VPP also the VPP
+process's (same window) and, inside the agent, the share of the VPP
+operations (the af_packet interface, unnumbered, proxy ARP, neighbour, route,
+cnat feature) in the ADD and DEL transactions.
 
 Everything created (namespaces, the reference bridge, temporary directories,
 the lab) is removed on exit, also on error, Ctrl-C or SIGTERM.
@@ -83,6 +90,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 from agent.nsenter import setns  # noqa: E402
 from common import (cpu_seconds, git_revision, require_root, stop_signals_interrupt,  # noqa: E402 -- bench/ helpers
                     uninterruptible, write_json)
+from vpputil import lab_vpp_pid, proc_figures  # noqa: E402 -- bench/ helpers
 from lab import sysnet  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 from lab.cniexec import Runtime  # noqa: E402
@@ -179,7 +187,9 @@ class Bench:
             "floor_contiv_status", "floor_bridge_version")}
         self.agent: dict[str, list[float]] = {k: [] for k in (
             "ipam_ms", "render_ms", "dataplane_ms", "total_ms", "overhead_ms",
-            "add_veth_create_ms", "del_txn_ms", "del_veth_delete_ms")}
+            "add_veth_create_ms", "add_vpp_ops_ms", "add_afpacket_create_ms", "del_txn_ms",
+            "del_veth_delete_ms", "del_vpp_ops_ms")}
+        self.vpp_pid = 0
 
     # -- setup / teardown ---------------------------------------------------
     def setup(self) -> None:
@@ -187,13 +197,14 @@ class Bench:
         if self.lab.exists():
             raise RuntimeError(f"a lab named {self.lab.name} exists already; not touching it")
         self.lab_attempted = True
-        _, created = self.lab.up(nodes=1, progress=say)
+        _, created = self.lab.up(nodes=1, dataplane=self.args.dataplane, progress=say)
         if not created:
             raise RuntimeError(f"lab {self.lab.name} was not created by this run")
         st = self.lab.state()
         self.node = st.node("node1")
         self.client = self.lab.client("node1")
         self.agent_pid = agent_pid(self.lab, "node1")
+        self.vpp_pid = lab_vpp_pid(self.lab, "node1") if self.args.dataplane == "vpp" else 0
         sysnet.netns_add(self.ref_node_ns)
         self.nsw = NetnsSwitch()
         self.ref_rt = Runtime([REF_DIR])
@@ -292,12 +303,20 @@ class Bench:
             if kind is None:
                 continue
             veth = [o.duration_ms for o in t.operations if o.key.startswith("linux/veth/")]
+            vpp = [o for o in t.operations if o.key.startswith("vpp/")]
             if kind == "add" and veth:
                 out["add_veth_create_ms"] = veth[0]
+            if kind == "add" and vpp:
+                out["add_vpp_ops_ms"] = sum(o.duration_ms for o in vpp)
+                afp = [o.duration_ms for o in vpp if o.key.startswith("vpp/interface/")]
+                if afp:
+                    out["add_afpacket_create_ms"] = afp[0]
             if kind == "del":
                 out["del_txn_ms"] = t.duration_ms
                 if veth:
                     out["del_veth_delete_ms"] = veth[0]
+                if vpp:
+                    out["del_vpp_ops_ms"] = sum(o.duration_ms for o in vpp)
         return out
 
     # -- the loop -------------------------------------------------------------
@@ -338,6 +357,7 @@ class Bench:
     def run(self) -> dict:
         a = self.args
         rss_before = proc_status(self.agent_pid)
+        vpp_before = proc_figures(self.vpp_pid) if self.vpp_pid else None
         self.loadavg = [os.getloadavg()]
         total = a.warmup + a.iterations
         gc.collect()
@@ -354,10 +374,18 @@ class Bench:
         self.loadavg.append(os.getloadavg())
         status = proc_status(self.agent_pid)
         print(f"  idle window: {a.idle_seconds:g}s", file=sys.stderr)
-        c0, w0 = cpu_seconds(self.agent_pid), time.monotonic()
+        c0, v0, w0 = cpu_seconds(self.agent_pid), cpu_seconds(self.vpp_pid), time.monotonic()
         time.sleep(a.idle_seconds)
-        c1, w1 = cpu_seconds(self.agent_pid), time.monotonic()
-        return self.report(rss_before, status, c1 - c0, w1 - w0)
+        c1, v1, w1 = cpu_seconds(self.agent_pid), cpu_seconds(self.vpp_pid), time.monotonic()
+        out = self.report(rss_before, status, c1 - c0, w1 - w0)
+        if self.vpp_pid:
+            after = proc_figures(self.vpp_pid)
+            out["vpp"] = {"pid": self.vpp_pid, "vmrss_kib_before": vpp_before["vmrss_kib"],
+                          "vmrss_kib_after": after["vmrss_kib"], "vmhwm_kib": after.get("vmhwm_kib"),
+                          "threads": after.get("threads"), "cpus_allowed": after.get("cpus_allowed"),
+                          "idle_seconds": round(w1 - w0, 3), "idle_cpu_seconds": round(v1 - v0, 4),
+                          "idle_cpu_percent_of_one_core": round(100.0 * (v1 - v0) / (w1 - w0), 3)}
+        return out
 
     # -- results --------------------------------------------------------------
     def report(self, before: dict, after: dict, cpu_s: float, wall_s: float) -> dict:
@@ -376,6 +404,7 @@ class Bench:
                         "loadavg_1_5_15_before": [round(x, 2) for x in self.loadavg[0]],
                         "loadavg_1_5_15_after": [round(x, 2) for x in self.loadavg[1]]},
             "command": " ".join([".venv/bin/python", "bench/cni_latency.py"] + sys.argv[1:]),
+            "dataplane": self.args.dataplane,
             "commit": git_revision(REPO),
             "iterations": self.args.iterations, "warmup": self.args.warmup, "cni_version": CNI_VERSION,
             "latency_ms": st, "ratios_contiv_over_reference": ratios,
@@ -395,16 +424,17 @@ def render(r: dict) -> str:
     out = []
     m = r["machine"]
     out.append(f"CNI latency, {r['iterations']} iterations (+{r['warmup']} warm-up), cniVersion "
-               f"{r['cni_version']}; {m['cpus']} CPUs, kernel {m['kernel']}, python {m['python']}, "
-               f"commit {r['commit']}")
+               f"{r['cni_version']}; contiv on the {r.get('dataplane', 'linux')} data plane; "
+               f"{m['cpus']} CPUs, kernel {m['kernel']}, python {m['python']}, commit {r['commit']}")
     out.append(f"load average (1/5/15 min) {m['loadavg_1_5_15_before']} before, "
                f"{m['loadavg_1_5_15_after']} after the timed loop")
     out.append("")
     hdr = f"{'ms':<34}{'p50':>8}{'p90':>8}{'mean':>8}{'min':>8}{'max':>8}"
     out.append(hdr)
     out.append("-" * len(hdr))
-    rows = [("ADD  reference (bridge+host-local)", "ref_add"), ("ADD  contiv-cni", "contiv_add"),
-            ("DEL  reference (bridge+host-local)", "ref_del"), ("DEL  contiv-cni", "contiv_del"),
+    plane = r.get("dataplane", "linux")
+    rows = [("ADD  reference (bridge+host-local)", "ref_add"), (f"ADD  contiv-cni ({plane})", "contiv_add"),
+            ("DEL  reference (bridge+host-local)", "ref_del"), (f"DEL  contiv-cni ({plane})", "contiv_del"),
             ("floor: python3.11 -IS -c pass", "floor_python"),
             ("floor: contiv-cni VERSION", "floor_contiv_version"),
             ("floor: contiv-cni STATUS (agent)", "floor_contiv_status"),
@@ -426,8 +456,11 @@ def render(r: dict) -> str:
         out.append("contiv ADD inside the agent (its pods() timings), ms:")
         out.append(f"{'':<34}{'p50':>8}{'p90':>8}{'mean':>8}{'min':>8}")
         for k, label in (("ipam_ms", "ipam (one etcd txn)"), ("render_ms", "render"),
-                         ("dataplane_ms", "dataplane (netlink txn)"),
-                         ("add_veth_create_ms", "  of which veth create"), ("total_ms", "agent total"),
+                         ("dataplane_ms", "dataplane (one txn)"),
+                         ("add_veth_create_ms", "  of which veth create"),
+                         ("add_vpp_ops_ms", "  of which VPP operations"),
+                         ("add_afpacket_create_ms", "    of which af_packet create"),
+                         ("total_ms", "agent total"),
                          ("overhead_ms", "plugin process overhead")):
             s = A.get(k)
             if s:
@@ -437,7 +470,8 @@ def render(r: dict) -> str:
         if A.get("del_txn_ms"):
             out.append("contiv DEL inside the agent (its history()), ms:")
             for k, label in (("del_txn_ms", "dataplane txn"),
-                             ("del_veth_delete_ms", "  of which veth delete")):
+                             ("del_veth_delete_ms", "  of which veth delete"),
+                             ("del_vpp_ops_ms", "  of which VPP operations")):
                 s = A.get(k)
                 if s:
                     out.append(f"  {label:<32}{s['p50']:8.2f}{s['p90']:8.2f}{s['mean']:8.2f}"
@@ -450,12 +484,22 @@ def render(r: dict) -> str:
     out.append(f"agent idle CPU: {ag['idle_cpu_seconds']:.3f} s over {ag['idle_seconds']:.1f} s = "
                f"{ag['idle_cpu_percent_of_one_core']:.2f} % of one core "
                f"(resolution 1/{ag['clk_tck']} s)")
+    v = r.get("vpp")
+    if v:
+        out.append(f"VPP pid {v['pid']}: VmRSS {v['vmrss_kib_before'] / 1024:.1f} MiB before the run, "
+                   f"{v['vmrss_kib_after'] / 1024:.1f} MiB after (VmHWM {(v['vmhwm_kib'] or 0) / 1024:.1f} MiB), "
+                   f"{v['threads']} threads, CPUs {v['cpus_allowed']}")
+        out.append(f"VPP idle CPU (same window): {v['idle_cpu_seconds']:.3f} s over {v['idle_seconds']:.1f} s = "
+                   f"{v['idle_cpu_percent_of_one_core']:.2f} % of one core")
     return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataplane", choices=("linux", "vpp"), default="linux",
+                    help="the data plane of the lab node contiv-cni's agent runs on (default linux); "
+                         "the reference stays the bridge plugin")
     ap.add_argument("--iterations", type=int, default=50, help="measured iterations (default 50)")
     ap.add_argument("--warmup", type=int, default=5, help="discarded iterations first (default 5)")
     ap.add_argument("--idle-seconds", type=float, default=10.0,
@@ -468,6 +512,12 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("need --iterations >= 2, --warmup >= 0, --idle-seconds > 0")
     if not require_root("cni_latency"):
         return 2
+    if args.dataplane == "vpp":
+        from agent.vpp.process import availability  # noqa: PLC0415
+        ok, why = availability()
+        if not ok:
+            print(f"cni_latency: --dataplane vpp: {why}", file=sys.stderr)
+            return 2
     if not os.access(f"{REF_DIR}/bridge", os.X_OK) or not os.access(f"{REF_DIR}/host-local", os.X_OK):
         print(f"cni_latency: the reference plugins are missing from {REF_DIR} "
               "(apt-get install containernetworking-plugins)", file=sys.stderr)

@@ -3,8 +3,8 @@
 
 Run as root from the repository::
 
-    .venv/bin/python bench/services_scale.py [--sizes 100,1000,10000] [--changes 20]
-                                             [--adds 10] [--json FILE]
+    .venv/bin/python bench/services_scale.py [--dataplane linux|vpp] [--sizes 100,1000,10000]
+                                             [--changes 20] [--adds 10] [--json FILE]
 
 A one-node lab (real etcd, the real agent, the Linux data plane: nftables in
 the node's namespace). For each size N, in increasing order, the Services and
@@ -57,6 +57,22 @@ against the smallest. Targets (from the issue): full sync of 10,000 Services
 anchor: kube-proxy's nftables mode takes ~141 ms to add one Service next to
 10,000.
 
+With ``--dataplane vpp`` the node runs the VPP data plane (its own VPP, the
+Services as cnat translations: docs/vpp.md) and what is nftables-specific
+changes as follows, and the output says so:
+
+* **cold** start: the node's VPP is restarted while the agent is stopped, so
+  VPP comes back empty and the agent's start-up resync programs the node
+  (uplink, loop0, bridge domain, ...) and every translation. (On Linux only
+  the ``ip contiv`` table is deleted; the node's own links stay. On VPP the
+  node part is about 15 values next to N translations.)
+* the retrieve timing runs the agent's VPP descriptors here, over a second
+  API connection to the node's VPP (interfaces first, as in a resync), and
+  "one element added" becomes one translation made (and removed again)
+  through the translations' batch group, the agent's path for a change;
+* the offline build renders with the agent's ``CnatServiceRenderer``;
+* the VPP process's VmRSS is reported next to the agent's.
+
 Everything (the lab) is removed on exit, also on error, Ctrl-C or SIGTERM.
 """
 from __future__ import annotations
@@ -78,6 +94,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from common import progress, require_root, rss_kib, run_bench  # noqa: E402 -- bench/ helpers
+from vpputil import lab_vpp_api, lab_vpp_pid  # noqa: E402 -- bench/ helpers (VPP runs only)
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
 from agent.store.base import Delete, Put  # noqa: E402
@@ -91,6 +108,7 @@ CHUNK = 100  # etcd allows 128 operations per transaction
 SVC_BASE = ipaddress.IPv4Address("10.96.0.10")
 EP_BASE = ipaddress.IPv4Address("10.128.0.0")
 ALT_BASE = ipaddress.IPv4Address("10.250.0.0")
+SERVICE_CIDR = "10.96.0.0/12"  # the agent's default service_cidr (the lab does not change it)
 
 
 # --------------------------------------------------------------------------- objects
@@ -162,7 +180,8 @@ class Bench:
         self.args = args
         self.lab = Lab("svb" + os.urandom(2).hex())
         self.store = None
-        self.out: dict = {"sizes": {}, "machine": machine()}
+        self.vpp = args.dataplane == "vpp"
+        self.out: dict = {"sizes": {}, "machine": machine(), "dataplane": args.dataplane}
 
     # ---- agent life
     @property
@@ -231,6 +250,7 @@ class Bench:
             errors="replace").splitlines() if "start-up: " in ln]
         say(f"  agent: {phases[-1] if phases else '(no start-up line in its log)'}")
         return {"ready_s": ready_s, "resync": txn_summary(rec), "rss_kib": rss_kib(n.pid),
+                "vpp_rss_kib": rss_kib(lab_vpp_pid(self.lab, NODE)) if self.vpp else None,
                 "agent_phases": phases[-1] if phases else "",
                 "to_registered_s": marks["registered"] - t0,
                 # list + build + retrieve + plan + nft, and starting the watch and the API
@@ -281,7 +301,6 @@ class Bench:
         renderer with its group ids)."""
         from agent.cluster import ClusterSnapshot
         from agent.desired import DesiredState
-        from agent.linux.svcstate import NftServiceRenderer
         from agent.reconciler import Scheduler
         from agent.services import ServiceSync
         from agent.store.base import Event
@@ -294,12 +313,62 @@ class Bench:
             if kv.key.startswith(keys.WATCHED):
                 snap.apply(Event(kv.key, kv.value, kv.mod_revision))
         decode_s = time.perf_counter() - t
-        sync = ServiceSync(snap, DesiredState(Scheduler()), NODE, NftServiceRenderer())
+        if self.vpp:  # the renderer VppDataplane.service_renderer() makes
+            from agent.vpp.services import CnatServiceRenderer
+            renderer = CnatServiceRenderer(lambda: (self.node.data_ip,), SERVICE_CIDR, lambda: ())
+        else:
+            from agent.linux.svcstate import NftServiceRenderer
+            renderer = NftServiceRenderer()
+        sync = ServiceSync(snap, DesiredState(Scheduler()), NODE, renderer)
         t = time.perf_counter()
         parts = sync.partitions()
         build_s = time.perf_counter() - t
         return {"etcd_list_s": list_s, "decode_s": decode_s, "build_render_s": build_s,
                 "service_values": sum(len(v) for v in parts.values()), "objects": len(kvs)}
+
+    def retrieve_vpp(self) -> dict:
+        """The VPP counterpart of :meth:`retrieve_in_node`, in this process over a
+        second API connection to the node's VPP: every VPP descriptor's
+        ``retrieve`` in the agent's order (interfaces first: the others find ours
+        through them), and one translation made through the translations' batch
+        group (``call_many`` of one ``cnat_translation_update``; removed again,
+        untimed) -- the fixed cost of a one-Service change at this size."""
+        from agent.reconciler.plan import Operation, OpKind
+        from agent.vpp.descriptors import descriptors
+        from agent.vpp.svcdesc import CnatPath, CnatTranslation, translation_key
+
+        class Ctx:  # what the batch group asks of the scheduler: metadata by key
+            def __init__(self):
+                self.meta: dict = {}
+
+            def metadata(self, key):
+                return self.meta.get(key)
+        api = lab_vpp_api(self.lab, NODE)
+        try:
+            out: dict = {}
+            ds = descriptors(api, (self.lab.state().pod_cidr, SERVICE_CIDR))
+            for d in ds:
+                t = time.perf_counter()
+                r = d.retrieve({}, None)
+                out[d.name] = [time.perf_counter() - t, len(r)]
+            (td,) = [d for d in ds if d.name == "vpp-cnat-translation"]
+            v = CnatTranslation("10.111.255.254", 9, "tcp", (CnatPath("10.250.255.254", 9),))
+            key = translation_key(v.proto, v.vip, v.port)
+            xs = []
+            for _ in range(5):
+                ctx = Ctx()
+                t = time.perf_counter()
+                res = td.batch_group.apply([Operation(OpKind.CREATE, key, v, "bench")], [td], ctx)
+                xs.append(time.perf_counter() - t)
+                if not isinstance(res[0], dict):
+                    raise RuntimeError(f"one translation: {res}")
+                ctx.meta[key] = res[0]
+                assert td.batch_group.apply([Operation(OpKind.DELETE, key, v, "bench")], [td], ctx) == [None]
+            out["one-translation-txn"] = [sorted(xs)[2], 5]
+            self.out.setdefault("vpp_version", api.version())
+            return out
+        finally:
+            api.close()
 
     def retrieve_in_node(self) -> dict:
         """Timed in the node's namespace with the agent's own descriptors: their
@@ -343,6 +412,15 @@ class Bench:
         return json.loads(p.stdout)
 
     def import_time(self) -> float:
+        if self.vpp:  # what a VPP agent imports by the time it serves (VppDataplane.open + renderers)
+            code = ("import time; t = time.perf_counter(); import contivctl.main, agent.daemon, agent.store.etcd, "
+                    "agent.api.server, agent.api.routes, agent.facade; from agent.vpp import plane, render, "
+                    "services, svcdesc, policies, poldesc, papi, descriptors, messages; "
+                    "from agent.linux import links, netns, routes; import vpp_papi; "
+                    "print(time.perf_counter() - t)")
+            t = time.perf_counter()
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+            return time.perf_counter() - t, float(p.stdout)
         # what a Linux agent imports by the time it serves (agent.linux.plane picks the renderers)
         code = ("import time; t = time.perf_counter(); import contivctl.main, agent.daemon, agent.store.etcd, "
                 "agent.api.server, agent.api.routes, agent.facade; from agent import linux; "
@@ -354,8 +432,12 @@ class Bench:
 
     # ---- the run
     def run(self) -> dict:
-        say("lab up (1 node)")
-        self.lab.up(nodes=1)
+        say(f"lab up (1 node, {self.args.dataplane} data plane)")
+        self.lab.up(nodes=1, dataplane=self.args.dataplane)
+        if self.vpp:
+            say("VPP: cold = the node's VPP restarted empty while the agent is stopped (node values and "
+                "every translation programmed); retrieve = the agent's VPP descriptors over a second API "
+                "connection; no nftables figures")
         self.store = self.lab.store()
         have = 0
         for n in self.args.sizes:
@@ -367,8 +449,12 @@ class Bench:
             write(self.store, ops, f"writing {n - have:,} Services + slices to etcd")
             r["etcd_write_s"] = time.perf_counter() - t
             have = n
-            subprocess.run(["ip", "netns", "exec", self.node.netns, "nft", "delete", "table", "ip", "contiv"],
-                           check=True)
+            if self.vpp:  # VPP comes back empty: everything is programmed again
+                self.lab.stop_vpp(NODE, kill=False)
+                self.lab.start_vpp(NODE)
+            else:
+                subprocess.run(["ip", "netns", "exec", self.node.netns, "nft", "delete", "table", "ip",
+                                "contiv"], check=True)
             say("cold start")
             r["cold"] = self.start_agent()
             say(f"  ready in {r['cold']['ready_s']:.2f}s; resync {r['cold']['resync']}")
@@ -377,7 +463,7 @@ class Bench:
             say("warm restart")
             r["warm"] = self.start_agent()
             say(f"  ready in {r['warm']['ready_s']:.2f}s; resync {r['warm']['resync']}")
-            r["retrieve"] = self.retrieve_in_node()
+            r["retrieve"] = self.retrieve_vpp() if self.vpp else self.retrieve_in_node()
             r["offline"] = self.offline_phases(n)
             say(f"  offline {r['offline']}")
             # (b) one endpoint change, then add/remove one Service
@@ -402,10 +488,13 @@ class Bench:
             r["change"] = changes
             r["add"], r["remove"] = adds, dels
             r["rss_kib"] = rss_kib(self.node.pid)
+            if self.vpp:
+                r["vpp_rss_kib"] = rss_kib(lab_vpp_pid(self.lab, NODE))
             r["health_ms_after"] = self.health_ms()
             self.out["sizes"][n] = r
             say(f"  change e2e p50 {summary([c['e2e_ms'] for c in changes])['p50']:.1f} ms, "
-                f"add p50 {summary([c['e2e_ms'] for c in adds])['p50']:.1f} ms, rss {r['rss_kib'] / 1024:.0f} MiB")
+                f"add p50 {summary([c['e2e_ms'] for c in adds])['p50']:.1f} ms, rss {r['rss_kib'] / 1024:.0f} MiB"
+                + (f", VPP rss {r['vpp_rss_kib'] / 1024:.0f} MiB" if self.vpp else ""))
         self.out["import_s"] = self.import_time()
         return self.out
 
@@ -469,6 +558,12 @@ def report(out: dict) -> str:
                 vals.append("-")
         lines.append(f"| {label} | " + " | ".join(vals) + " |")
 
+    vpp = out.get("dataplane") == "vpp"
+    dp = "VPP" if vpp else "nft"
+    if vpp:
+        lines.append(f"data plane: VPP {out.get('vpp_version', '')} (cnat); cold = VPP restarted empty; "
+                     "retrieve = the agent's VPP descriptors; no nftables figures")
+        lines.append("")
     lines.append("| Services (x 5 endpoints) | " + " | ".join(f"{n:,}" for n in sizes) + " |")
     lines.append("|---|" + "---:|" * len(sizes))
     p = lambda xs, q: summary(xs)[q]  # noqa: E731
@@ -476,7 +571,7 @@ def report(out: dict) -> str:
     row("  start to registered (s)", lambda r: r["cold"]["to_registered_s"], "{:.2f}")
     row("  registered to ready: the sync (s)", lambda r: r["cold"]["sync_s"], "{:.2f}")
     row("  start-up resync txn (ms)", lambda r: r["cold"]["resync"]["duration_ms"])
-    row("    of which nft operations (ms)", lambda r: r["cold"]["resync"]["ops_ms"])
+    row(f"    of which {dp} operations (ms)", lambda r: r["cold"]["resync"]["ops_ms"])
     row("    operations", lambda r: r["cold"]["resync"]["operations"], "{:,}")
     row("warm restart to ready (s)", lambda r: r["warm"]["ready_s"], "{:.2f}")
     row("  registered to ready: the sync (s)", lambda r: r["warm"]["sync_s"], "{:.2f}")
@@ -485,24 +580,35 @@ def report(out: dict) -> str:
     row("one endpoint change, e2e p50 (ms)", lambda r: p([c["e2e_ms"] for c in r["change"]], "p50"))
     row("one endpoint change, e2e p90 (ms)", lambda r: p([c["e2e_ms"] for c in r["change"]], "p90"))
     row("  agent txn p50 (ms)", lambda r: p([c["txn"]["duration_ms"] for c in r["change"] if c["txn"]], "p50"), "{:.2f}")
-    row("    of which nft (ms)", lambda r: p([c["txn"]["ops_ms"] for c in r["change"] if c["txn"]], "p50"), "{:.2f}")
+    row(f"    of which {dp} (ms)", lambda r: p([c["txn"]["ops_ms"] for c in r["change"] if c["txn"]], "p50"), "{:.2f}")
     row("add one Service, e2e p50 (ms)", lambda r: p([c["e2e_ms"] for c in r["add"]], "p50"))
     row("add one Service, e2e p90 (ms)", lambda r: p([c["e2e_ms"] for c in r["add"]], "p90"))
     row("  agent txn p50 (ms)", lambda r: p([c["txn"]["duration_ms"] for c in r["add"] if c["txn"]], "p50"), "{:.2f}")
     row("remove one Service, e2e p50 (ms)", lambda r: p([c["e2e_ms"] for c in r["remove"]], "p50"))
     row("agent RSS after (MiB)", lambda r: r["rss_kib"] / 1024, "{:.0f}")
     row("agent RSS after cold start (MiB)", lambda r: r["cold"]["rss_kib"] / 1024, "{:.0f}")
+    if vpp:
+        row("VPP RSS after (MiB)", lambda r: r["vpp_rss_kib"] / 1024, "{:.0f}")
+        row("VPP RSS after cold start (MiB)", lambda r: r["cold"]["vpp_rss_kib"] / 1024, "{:.0f}")
     row("agent health() call (ms)", lambda r: r["health_ms_after"], "{:.1f}")
     row("offline: etcd list (s)", lambda r: r["offline"]["etcd_list_s"], "{:.3f}")
     row("offline: decode into snapshot (s)", lambda r: r["offline"]["decode_s"], "{:.3f}")
     row("offline: build + render every Service (s)", lambda r: r["offline"]["build_render_s"], "{:.3f}")
-    row("retrieve, all descriptors (s)", lambda r: sum(v[0] for k, v in r["retrieve"].items()
-                                                       if k.startswith("nft-")), "{:.3f}")
-    row("retrieve: sets (s)", lambda r: r["retrieve"]["nft-set"][0], "{:.3f}")
-    row("retrieve: chains (s)", lambda r: r["retrieve"]["nft-chain"][0], "{:.3f}")
-    row("retrieve: elements (s)", lambda r: r["retrieve"]["nft-element"][0], "{:.3f}")
-    row("nft: list table, text (s)", lambda r: r["retrieve"]["list-text"][0], "{:.3f}")
-    row("nft: one element added, agent path (ms)", lambda r: r["retrieve"]["one-element-txn"][0] * 1000, "{:.3f}")
+    if vpp:
+        row("retrieve, all VPP descriptors (s)", lambda r: sum(v[0] for k, v in r["retrieve"].items()
+                                                               if k.startswith("vpp-")), "{:.3f}")
+        row("retrieve: cnat translations (s)", lambda r: r["retrieve"]["vpp-cnat-translation"][0], "{:.3f}")
+        row("  translations found", lambda r: r["retrieve"]["vpp-cnat-translation"][1], "{:,}")
+        row("VPP: one translation made, agent path (ms)",
+            lambda r: r["retrieve"]["one-translation-txn"][0] * 1000, "{:.3f}")
+    else:
+        row("retrieve, all descriptors (s)", lambda r: sum(v[0] for k, v in r["retrieve"].items()
+                                                           if k.startswith("nft-")), "{:.3f}")
+        row("retrieve: sets (s)", lambda r: r["retrieve"]["nft-set"][0], "{:.3f}")
+        row("retrieve: chains (s)", lambda r: r["retrieve"]["nft-chain"][0], "{:.3f}")
+        row("retrieve: elements (s)", lambda r: r["retrieve"]["nft-element"][0], "{:.3f}")
+        row("nft: list table, text (s)", lambda r: r["retrieve"]["list-text"][0], "{:.3f}")
+        row("nft: one element added, agent path (ms)", lambda r: r["retrieve"]["one-element-txn"][0] * 1000, "{:.3f}")
     lines.append("")
     lo, hi = sizes[0], sizes[-1]
 
@@ -522,6 +628,8 @@ def report(out: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataplane", choices=("linux", "vpp"), default="linux",
+                    help="the lab node's data plane (default linux: nftables; vpp: cnat)")
     ap.add_argument("--sizes", default="100,1000,10000",
                     type=lambda s: sorted(int(x.replace("_", "")) for x in s.split(",")))
     ap.add_argument("--changes", type=int, default=20)
@@ -530,6 +638,12 @@ def main() -> int:
     args = ap.parse_args()
     if not require_root("services_scale"):
         return 2
+    if args.dataplane == "vpp":
+        from agent.vpp.process import availability
+        ok, why = availability()
+        if not ok:
+            print(f"services_scale: --dataplane vpp: {why}", file=sys.stderr)
+            return 2
     return run_bench(lambda: Bench(args), report, args.json, "services_scale")
 
 

@@ -8,6 +8,7 @@ complete -c contivctl -f -n '__fish_use_subcommand' -a nodes
 complete -c contivctl -f -n '__fish_use_subcommand' -a pods
 complete -c contivctl -f -n '__fish_use_subcommand' -a policies
 complete -c contivctl -f -n '__fish_use_subcommand' -a services
+complete -c contivctl -f -n '__fish_use_subcommand' -a vpp
 complete -c contivctl -n '__fish_use_subcommand' -l debug
 complete -c contivctl -n '__fish_use_subcommand' -l help
 complete -c contivctl -n '__fish_use_subcommand' -l socket
@@ -126,3 +127,14 @@ complete -c contivctl -n '__fish_seen_subcommand_from policies' -l protocol
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l namespace
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l output
+complete -c contivctl -f -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -a cli
+complete -c contivctl -f -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -a dump
+complete -c contivctl -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from vpp and __fish_seen_subcommand_from cli' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from vpp and __fish_seen_subcommand_from cli' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from vpp and __fish_seen_subcommand_from cli' -l node
+complete -c contivctl -n '__fish_seen_subcommand_from vpp and __fish_seen_subcommand_from cli' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from vpp and __fish_seen_subcommand_from dump' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from vpp and __fish_seen_subcommand_from dump' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from vpp and __fish_seen_subcommand_from dump' -l node
+complete -c contivctl -n '__fish_seen_subcommand_from vpp and __fish_seen_subcommand_from dump' -l output

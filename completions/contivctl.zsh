@@ -15,11 +15,12 @@ _contivctl() {
 }
 _contivctl_subs() {
     case "$1" in
-        "") echo "agent completion install ipam lab nodes pods policies services" ;;
+        "") echo "agent completion install ipam lab nodes pods policies services vpp" ;;
         "agent") echo "history plan resync run state status" ;;
         "install") echo "cni" ;;
         "ipam") echo "gc" ;;
         "lab") echo "apply delete down exec list logs probe status up" ;;
+        "vpp") echo "cli dump" ;;
     esac
 }
 _contivctl_opts() {
@@ -51,6 +52,9 @@ _contivctl_opts() {
         "pods") echo "--help --output -o" ;;
         "policies") echo "--help --namespace --output --port --protocol -n -o" ;;
         "services") echo "--help --namespace --output -n -o" ;;
+        "vpp") echo "--help" ;;
+        "vpp cli") echo "--help --lab --node --output -o" ;;
+        "vpp dump") echo "--help --lab --node --output -o" ;;
     esac
 }
 complete -F _contivctl contivctl

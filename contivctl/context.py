@@ -19,8 +19,27 @@ class _Ctx:
         from agent.api.client import AgentClient  # noqa: PLC0415
         return AgentClient(socket or self.socket)
 
+    def target(self, lab: str | None, node: str | None):
+        """The agent a command asks: of ``node`` in lab ``lab`` (``--lab``, or
+        ``CONTIVCTL_LAB``), else the one at ``--socket``."""
+        import os  # noqa: PLC0415
+        from agent.errors import InvalidInput  # noqa: PLC0415
+        lab = lab or os.environ.get("CONTIVCTL_LAB") or None
+        if lab is None:
+            if node:
+                raise InvalidInput("--node names a node of a lab: give --lab NAME too",
+                                   hint="on a node, the agent at --socket answers")
+            return self.client()
+        from lab.cluster import Lab  # noqa: PLC0415 -- resolves the node's socket
+        st = Lab(lab).state()
+        return self.client(st.node(node or st.nodes[0].name).socket)
+
 
 ctx = _Ctx()
+
+#: Targeting a lab's node instead of the local agent.
+LAB = typer.Option(None, "--lab", help="A lab's node instead of the local agent (or CONTIVCTL_LAB).")
+NODE = typer.Option(None, "--node", help="With --lab: which node (default: the first).")
 
 #: The ``-o/--output`` option every data command takes.
 OUTPUT = typer.Option("table", "--output", "-o", help="table | wide | json | yaml",

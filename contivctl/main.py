@@ -11,7 +11,7 @@ import sys
 import typer
 
 from contivctl import __version__
-from contivctl.commands import agent, diag, install, lab
+from contivctl.commands import agent, diag, install, lab, vpp
 from contivctl.context import ctx, new_app
 
 app = new_app(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -42,6 +42,7 @@ def _root(
 app.add_typer(agent.app, name="agent")
 app.add_typer(install.app, name="install")
 app.add_typer(lab.app, name="lab")
+app.add_typer(vpp.app, name="vpp")
 diag.register(app)
 
 

@@ -299,6 +299,14 @@ class Lab:
                              f"route add default via {st.gateway}"]
                             + ([f"link set {VPP_UPLINK} up"] if n.dataplane == "vpp" else []),
                             netns=n.netns)
+        if any(n.dataplane == "vpp" for n in st.nodes):
+            # Virtual links hand on TCP/UDP checksums unfinished (the NIC of a
+            # real node would finish them). VPP reads raw frames through
+            # af_packet and cannot: what the underlay's client and the other
+            # nodes send must leave with its checksums done.
+            sysnet.tx_checksum_off("br0", netns=ul)
+            for n in st.nodes:
+                sysnet.tx_checksum_off("eth0", netns=n.netns)
 
     def _start_etcd(self, st: LabState) -> None:
         from agent.store.embedded import EmbeddedEtcd  # noqa: PLC0415
@@ -418,6 +426,49 @@ class Lab:
     def _pids_in_netns(ns: str) -> list[int]:
         p = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
         return [int(x) for x in p.stdout.split() if x.isdigit()]
+
+    # ------------------------------------------------------------------ faults
+    # A node's agent and VPP, one by one: what chaos tests and `lab` users do
+    # to see the agent ride out a VPP restart or start before its VPP.
+    def stop_agent(self, node: str) -> None:
+        st = self.state()
+        n = st.node(node)
+        stop_processes([n.pid])
+        n.pid = 0
+        st.save(self.paths)
+
+    def start_agent(self, node: str) -> int:
+        """Start the node's agent again; does not wait for it to be ready."""
+        st = self.state()
+        n = st.node(node)
+        if _pid_alive(n.pid):
+            raise InvalidInput(f"the agent of {node} is running (pid {n.pid})")
+        n.pid = self._start_agent(st, n)
+        st.save(self.paths)
+        return n.pid
+
+    def stop_vpp(self, node: str, *, kill: bool = True) -> None:
+        """Stop the VPP of a VPP node -- SIGKILL by default, as a crash would."""
+        st = self.state()
+        n = st.node(node)
+        if n.dataplane != "vpp":
+            raise InvalidInput(f"{node} runs the {n.dataplane} data plane, not VPP")
+        if kill and _pid_alive(n.vpp_pid):
+            os.kill(n.vpp_pid, signal.SIGKILL)
+        stop_processes([n.vpp_pid])
+        n.vpp_pid = 0
+        st.save(self.paths)
+
+    def start_vpp(self, node: str) -> int:
+        st = self.state()
+        n = st.node(node)
+        if n.dataplane != "vpp":
+            raise InvalidInput(f"{node} runs the {n.dataplane} data plane, not VPP")
+        if _pid_alive(n.vpp_pid):
+            raise InvalidInput(f"the VPP of {node} is running (pid {n.vpp_pid})")
+        n.vpp_pid = self._start_vpp(n)
+        st.save(self.paths)
+        return n.vpp_pid
 
     # ------------------------------------------------------------------ agents
     def client(self, node: str):

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from agent.errors import InvalidInput
 from lab.nsthread import in_netns
 
+IP_RECVERR = getattr(socket, "IP_RECVERR", 11)
 PROTOCOLS = {"TCP": (socket.SOCK_STREAM, 0), "UDP": (socket.SOCK_DGRAM, 0),
              "SCTP": (socket.SOCK_STREAM, getattr(socket, "IPPROTO_SCTP", 132))}
 
@@ -70,6 +71,10 @@ def probe(netns: str, address: str, port: int, protocol: str = "TCP", timeout: f
                     break
                 data += chunk
         else:
+            # every ICMP error reaches the socket, not only "fatal" ones: a host
+            # unreachable (what VPP answers for a Service without endpoints)
+            # would otherwise be ignored and the probe wait for its timeout
+            s.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
             s.connect((address, port))
             s.send(b"probe\n")
             data = s.recv(256)

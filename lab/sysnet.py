@@ -58,3 +58,14 @@ def netns_list(prefix: str) -> list[str]:
 
 def netns_path(name: str) -> str:
     return str(NETNS_DIR / name)
+
+
+def tx_checksum_off(dev: str, netns: str | None = None) -> None:
+    """Turn off TX checksum offload of ``dev`` (ethtool)."""
+    cmd = ["ethtool", "-K", dev, "tx", "off"]
+    if netns:
+        cmd = ["ip", "netns", "exec", netns] + cmd
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise DataplaneError(f"{' '.join(cmd)}: {p.stderr.strip() or p.returncode}",
+                             hint="apt-get install ethtool")

@@ -13,7 +13,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 PKGS=(python3 python3-venv python3-pip iproute2 nftables conntrack iptables
-      containernetworking-plugins iputils-ping ca-certificates procps
+      containernetworking-plugins iputils-ping ca-certificates procps ethtool
       podman runc busybox-static)   # a real container runtime for the CNI tests
 missing=()
 for p in "${PKGS[@]}"; do

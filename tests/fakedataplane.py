@@ -304,3 +304,11 @@ class FakeDataplane:
 
     def trace(self, flow) -> list:
         raise NotSupported("the fake data plane carries no packets")
+
+    def cli(self, command: str) -> str:
+        raise NotSupported("the fake data plane has no CLI")
+
+    def dump(self, what: str) -> list[dict]:
+        if what == "interfaces":
+            return [{"name": n, "owner": link.owner} for n, link in sorted(self.kernel.links.items())]
+        raise NotSupported(f"the fake data plane has no {what}")

@@ -86,6 +86,12 @@ class AgentClient:
     def explain(self, src: str, dst: str, port: int, protocol: str = "TCP") -> rec.Explanation:
         return self._call(ENDPOINTS["explain"], src=src, dst=dst, port=port, protocol=protocol)
 
+    def dataplane_cli(self, command: str) -> rec.CliOutput:
+        return self._call(ENDPOINTS["dataplane_cli"], command=command)
+
+    def dataplane_dump(self, what: str) -> rec.DumpResult:
+        return self._call(ENDPOINTS["dataplane_dump"], what=what)
+
     def cni(self, env: dict[str, str], body: bytes) -> rec.CNIReply:
         headers = {h: env[k] for k, h in CNI_HEADERS.items() if k in env}
         status, hdrs, raw = self._request("POST", CNI_PATH, body=body, headers=headers)

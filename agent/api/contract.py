@@ -21,6 +21,8 @@ from agent.errors import InvalidInput
 from agent.model import api as rec
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
+#: what ``dataplane_dump`` lists (agent.dataplane.Dataplane.dump)
+DUMPS = ("interfaces", "routes", "nat", "acl", "vxlan", "sessions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class Param:
 
     def parse(self, raw: Any, *, from_query: bool) -> Any:
         """The checked value of ``raw`` (a query string, or a JSON value)."""
-        if raw is None or (raw == "" and not self.required):
+        if raw is None or raw == "":
             if self.required:
                 raise InvalidInput(f"parameter {self.name} is required")
             return self.default
@@ -95,6 +97,10 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
     Endpoint("services", "GET", "/v1/services", rec.ServiceList,
              (Param("namespace"), Param("name"))),
     Endpoint("policies", "GET", "/v1/policies", rec.PolicyList, (Param("namespace"), Param("pod"))),
+    Endpoint("dataplane_cli", "POST", "/v1/dataplane/cli", rec.CliOutput,
+             (Param("command", required=True),)),
+    Endpoint("dataplane_dump", "GET", "/v1/dataplane/dump", rec.DumpResult,
+             (Param("what", required=True, choices=DUMPS),)),
     Endpoint("explain", "POST", "/v1/policies/explain", rec.Explanation,
              (Param("src", required=True), Param("dst", required=True),
               Param("port", "int", required=True, lo=1, hi=65535),
@@ -164,6 +170,13 @@ class NodeAPI(Protocol):
 
     def explain(self, src: str, dst: str, port: int, protocol: str = "TCP") -> rec.Explanation:
         """The offline verdict for a new connection SRC -> DST:PORT."""
+
+    def dataplane_cli(self, command: str) -> rec.CliOutput:
+        """Run a command of the data plane's own CLI (VPP's ``show ...``);
+        NotSupported on a data plane without one."""
+
+    def dataplane_dump(self, what: str) -> rec.DumpResult:
+        """The data plane's objects of one kind (``DUMPS``) in its own terms."""
 
     def cni(self, env: dict[str, str], body: bytes) -> rec.CNIReply:
         """One CNI request as the runtime made it: ``CNI_*`` variables and stdin."""

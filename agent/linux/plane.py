@@ -146,3 +146,13 @@ class LinuxDataplane:
     def trace(self, flow) -> list:
         raise NotSupported("packet tracing on the Linux data plane is not built yet",
                            hint="`contivctl policies explain` gives the policy verdict offline")
+
+    def cli(self, command: str) -> str:
+        raise NotSupported("the Linux data plane has no CLI of its own",
+                           hint="use ip and nft in the node's namespace")
+
+    def dump(self, what: str) -> list[dict]:
+        if what == "sessions":
+            return [s.to_dict() for s in self.sessions()]
+        raise NotSupported(f"the Linux data plane has no {what} dump of VPP's kind",
+                           hint="`contivctl agent state` lists what the agent programmed")

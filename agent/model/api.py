@@ -324,3 +324,25 @@ class CNIReply:
 
     exit_code: int
     body: bytes
+
+
+# ------------------------------------------------------------------ the data plane's own view
+@dataclass(frozen=True, slots=True)
+class CliOutput(_Record):
+    """``POST /v1/dataplane/cli``: a data plane's own CLI (VPP's debug CLI)."""
+
+    node: str
+    dataplane: str
+    command: str
+    output: str
+
+
+@dataclass(frozen=True, slots=True)
+class DumpResult(_Record):
+    """``GET /v1/dataplane/dump``: the data plane's objects of one kind, in its
+    own terms (VPP's API dumps), as plain JSON."""
+
+    node: str
+    dataplane: str
+    what: str
+    items: tuple[dict, ...]

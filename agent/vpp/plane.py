@@ -200,3 +200,11 @@ class VppDataplane:
     def trace(self, flow) -> list:
         raise NotSupported("packet tracing through VPP's graph is not built yet",
                            hint="`contivctl policies explain` gives the policy verdict offline")
+
+    def cli(self, command: str) -> str:
+        """VPP's debug CLI (``cli_inband``), through the chokepoint."""
+        return self.api.cli(command)
+
+    def dump(self, what: str) -> list[dict]:
+        from agent.vpp.inspect import DUMPS  # noqa: PLC0415
+        return DUMPS[what](self.api)

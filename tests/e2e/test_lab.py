@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from lab.paths import LAB_ROOT
+from tests.helpers import dataplanes
 from tests.e2e.labtools import (FREE_PORT, NS, Neighbour, PODS, TCP_PORT, UDP_PORT, WAIT,
                                 agent, assert_one_line_error, cli, host_links, kube_pod,
                                 lab_status, leftovers, netns_names, pod_manifest, probe_api,
@@ -42,18 +43,24 @@ class Env:
     up: subprocess.CompletedProcess
     neighbour: Neighbour
     tmp: Path
+    dataplane: str
+
+    @property
+    def processes(self) -> int:
+        """etcd, two agents, the pod responder -- and a VPP per VPP node."""
+        return 4 + (2 if self.dataplane == "vpp" else 0)
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
+@pytest.fixture(scope="module", params=dataplanes())
+def env(request, tmp_path_factory):
     name = unique("e")
     links = host_links()
     assert leftovers(name).empty()
     neighbour = Neighbour(name)
     try:
         neighbour.create()
-        up = cli("lab", "up", "--name", name, "--nodes", "2")
-        yield Env(name, links, up, neighbour, tmp_path_factory.mktemp("lab"))
+        up = cli("lab", "up", "--name", name, "--nodes", "2", "--dataplane", request.param)
+        yield Env(name, links, up, neighbour, tmp_path_factory.mktemp("lab"), request.param)
     finally:
         from lab.cluster import Lab
         Lab(name).down()
@@ -81,7 +88,7 @@ def test_up_creates_nodes_etcd_agents_and_responder(env):
     assert [r[0] for r in rows] == ["node1", "node2"]
     left = leftovers(env.name)
     assert left.netns == {f"{env.name}-underlay", f"{env.name}-node1", f"{env.name}-node2"}
-    assert len(left.processes) == 4  # etcd, two agents, the pod responder
+    assert len(left.processes) == env.processes
     assert "state.json" in left.files
     st = status_json(env.name)
     assert st["healthy"] is True and st["complete"] is True and st["etcd_running"] is True
@@ -400,10 +407,11 @@ def test_deleting_the_namespace_stops_each_of_its_pods_once(env, applied):
 # --------------------------------------------------------------------------- down
 def test_down_removes_everything_and_nothing_else(env):
     before = leftovers(env.name)
-    assert len(before.processes) == 4 and len(before.netns) >= 3, before
+    assert len(before.processes) == env.processes and len(before.netns) >= 3, before
     r = cli("lab", "down", "--name", env.name, "-o", "json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {"processes": 4, "namespaces": len(before.netns), "files": True}
+    assert json.loads(r.stdout) == {"processes": env.processes, "namespaces": len(before.netns),
+                                    "files": True}
     left = leftovers(env.name)
     assert left.empty(), left
     assert host_links() == env.links_before

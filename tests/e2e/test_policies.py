@@ -38,6 +38,8 @@ from agent.model import keys
 from agent.model.api import Explanation
 from lab import objects, ops
 from lab.kube import Kube
+from tests.conftest import unique_lab_name
+from tests.helpers import dataplanes
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -173,13 +175,20 @@ def render(m: dict[str, dict[str, bool]]) -> str:
     return "\n".join(lines)
 
 
-@pytest.fixture(scope="module")
-def world(lab2):
-    w = World(lab2)
+@pytest.fixture(scope="module", params=dataplanes())
+def world(request):
+    """The world on a two-node lab of each data plane."""
+    from lab.cluster import Lab  # noqa: PLC0415
+    lab = Lab(unique_lab_name())
+    w = None
     try:
+        lab.up(nodes=2, dataplane=request.param)
+        w = World(lab)
         yield w
     finally:
-        w.kube.close()
+        if w is not None:
+            w.kube.close()
+        lab.down()
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from agent.model import keys
 from lab import objects
 from lab.ops import run_probe
 from tests.conftest import IS_ROOT, unique_lab_name
+from tests.helpers import REJECTED, dataplanes
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -59,6 +60,8 @@ def service(name: str, spec: dict) -> dict:
 
 
 HTTP = {"name": "http", "port": 80, "targetPort": "http"}
+#: how each data plane names a frontend in `services -o json` (dataplane.elements)
+FRONTEND = {"linux": "{ip} . {proto} . {port} -> ", "vpp": "{proto} {ip}:{port} -> "}
 
 
 def valid(obj: dict) -> dict:
@@ -93,14 +96,15 @@ MANIFEST = [
 class Env:
     lab: object
     kube: object
+    dataplane: str
     underlay: str  # the underlay client's address
     node_ip: dict  # node -> underlay address
     gateway: dict  # node -> pod gateway (SNAT address)
     pod_ip: dict   # pod name -> IP
 
 
-@pytest.fixture(scope="module")
-def env():
+@pytest.fixture(scope="module", params=dataplanes())
+def env(request):
     if not IS_ROOT:
         pytest.skip("needs root: creates network namespaces and links")
     from lab.cluster import Lab
@@ -108,11 +112,11 @@ def env():
     lab = Lab(unique_lab_name())
     kube = None
     try:
-        lab.up(nodes=2)
+        lab.up(nodes=2, dataplane=request.param)
         kube = Kube(lab)
         kube.apply([valid(o) for o in MANIFEST], timeout=WAIT)
         st = lab.state()
-        yield Env(lab, kube, st.gateway, {n.name: n.ip for n in st.nodes},
+        yield Env(lab, kube, request.param, st.gateway, {n.name: n.service_ip for n in st.nodes},
                   {n.name: lab.client(n.name).ipam().gateway[0] for n in st.nodes},
                   {p["metadata"]["name"]: p["status"]["podIP"] for p in kube.list("pod", NS)})
     finally:
@@ -279,9 +283,9 @@ def test_service_without_endpoints_rejects(env, src, dst, port, protocol):
     timeout = 5.0
     r = probe(env, src, dst, port, protocol, timeout=timeout)
     assert not r.connected
-    # rejected (TCP reset / ICMP port unreachable), not dropped: the client
+    # rejected (TCP reset / ICMP unreachable), not dropped: the client
     # learns at once instead of waiting for its timeout
-    assert r.error == "refused", r
+    assert r.error == REJECTED[env.dataplane], r
     assert r.ms < timeout * 1000 / 2, r
 
 
@@ -315,16 +319,21 @@ def test_contivctl_services_reports_frontends_endpoints_and_programmed_state(env
             assert {(e["pod"], e["ip"], e["port"], e["node"], e["local"]) for e in p["endpoints"]} == {
                 (f"{NS}/web-a", env.pod_ip["web-a"], want_port, "node1", node == "node1"),
                 (f"{NS}/web-b", env.pod_ip["web-b"], want_port, "node2", node == "node2")}
-        # the data plane holds the cluster IP's frontend (whatever the renderer maps it to)
-        assert any(e.startswith(f"{cip} . tcp . 80 -> ") for e in web["dataplane"]["elements"])
+        # the data plane holds the cluster IP's frontend, in its own words
+        assert any(e.startswith(FRONTEND[env.dataplane].format(ip=cip, proto="tcp", port=80))
+                   for e in web["dataplane"]["elements"]), web["dataplane"]["elements"]
         np = svcs["web-np"]["ports"][0]["frontends"]
         assert {(f["kind"], f["port"]) for f in np} == {
             ("cluster-ip", 80), ("node-port", node_port(env, "web-np"))}
         empty = svcs["empty"]
         assert all(p["endpoints"] == [] for p in empty["ports"])
         ecip = env.kube.service(f"{NS}/empty")["spec"]["clusterIP"]
-        assert {e.split(" -> ")[0] for e in empty["dataplane"]["elements"]} >= {
-            f"{ecip} . tcp . 80", f"{ecip} . udp . 53"}
+        if env.dataplane == "linux":
+            assert {e.split(" -> ")[0] for e in empty["dataplane"]["elements"]} >= {
+                f"{ecip} . tcp . 80", f"{ecip} . udp . 53"}
+        else:  # VPP rejects a port without endpoints through the Service CIDR's unreach route
+            assert any("rejected" in e for e in empty["dataplane"]["elements"]) or \
+                empty["dataplane"]["values"] == 0, empty["dataplane"]
     # one Service by name, and the table rendering of the same data
     assert set(services_json(env, "node1", "web-aff")) == {"web-aff"}
     r = cli("--socket", env.lab.state().node("node1").socket, "services", "-n", NS)
@@ -349,11 +358,21 @@ def test_scaling_endpoints_up_and_down(env):
 
 
 # --------------------------------------------------------------------------- deletion
-def test_deleting_a_service_leaves_no_nftables_state(env):
+def vpp_nat(env: Env, node: str) -> set[tuple]:
+    """VPP's translations on ``node`` (vip, protocol, endpoints), as it dumps them."""
+    return {(t["vip"], t["protocol"], tuple(sorted(t["paths"])))
+            for t in env.lab.client(node).dataplane_dump("nat").items}
+
+
+def dataplane_summary(env: Env, node: str):
+    return nft_summary(nft(env, node)) if env.dataplane == "linux" else vpp_nat(env, node)
+
+
+def test_deleting_a_service_leaves_no_dataplane_state(env):
     gone = valid(service("gone", {
         "type": "NodePort", "sessionAffinity": "ClientIP", "selector": WEB, "ports": [
             HTTP, {"name": "other", "port": 81, "targetPort": "missing"}]}))
-    before = {n: nft_summary(nft(env, n)) for n in ("node1", "node2")}
+    before = {n: dataplane_summary(env, n) for n in ("node1", "node2")}
     env.kube.apply([gone], timeout=WAIT)
     try:
         cip = env.kube.service(f"{NS}/gone")["spec"]["clusterIP"]
@@ -361,6 +380,12 @@ def test_deleting_a_service_leaves_no_nftables_state(env):
         assert probe(env, "client1", "gone").connected
         nps = [str(p["nodePort"]) for p in env.kube.service(f"{NS}/gone")["spec"]["ports"]]
         for node in ("node1", "node2"):
+            if env.dataplane == "vpp":
+                vips = {vip for vip, _, _ in vpp_nat(env, node) - before[node]}
+                assert f"{cip}:80" in vips, vips
+                for np in nps:
+                    assert any(v.endswith(f":{np}") for v in vips), (np, vips)
+                continue
             during = nft_summary(nft(env, node))
             # the Service is in the table: its cluster IP on both ports (with and
             # without endpoints) and its node ports (however the renderer keys them)
@@ -372,9 +397,9 @@ def test_deleting_a_service_leaves_no_nftables_state(env):
     finally:
         env.kube.delete([gone], timeout=WAIT)
     for node in ("node1", "node2"):
-        objs = nft(env, node)
-        assert nft_summary(objs) == before[node]
-        assert f"{NS}/gone" not in json.dumps(objs)
+        assert dataplane_summary(env, node) == before[node]
+        if env.dataplane == "linux":
+            assert f"{NS}/gone" not in json.dumps(nft(env, node))
 
 
 # --------------------------------------------------------------------------- invalid input
@@ -434,10 +459,10 @@ def test_relabelled_slice_moves_its_endpoints_to_the_other_service(env):
     try:
         put_slice("from-svc")
         assert probe(env, "client1", "from-svc").answered_by == f"{NS}/web-b"
-        assert probe(env, "client1", "to-svc").error == "refused"
+        assert probe(env, "client1", "to-svc").error == REJECTED[env.dataplane]
         put_slice("to-svc")
         assert probe(env, "client1", "to-svc").answered_by == f"{NS}/web-b"
-        assert probe(env, "client1", "from-svc").error == "refused"
+        assert probe(env, "client1", "from-svc").error == REJECTED[env.dataplane]
         for node in ("node1", "node2"):
             s = services_json(env, node)
             assert s["from-svc"]["ports"][0]["endpoints"] == []

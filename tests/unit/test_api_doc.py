@@ -254,6 +254,9 @@ FIXED = {
                                (rec.ExplainStep("egress", True, "not isolated for egress"),
                                 rec.ExplainStep("ingress", False, "denied", "shop/db-allow-web",
                                                 "shop/db-allow-web ingress[0]"))),
+    "dataplane_cli": rec.CliOutput("node1", "vpp", "show version", "vpp v26.10-rc0\n"),
+    "dataplane_dump": rec.DumpResult("node1", "vpp", "vxlan", (
+        {"interface": "vxlan_tunnel2", "src": "192.168.56.101", "dst": "192.168.56.102", "vni": 10},)),
 }
 CNI_REPLY = rec.CNIReply(1, b'{"cniVersion":"1.1.0","code":4,"msg":"bad netns"}')
 
@@ -342,6 +345,12 @@ class FakeAPI:
     def explain(self, src, dst, port, protocol="TCP"):
         return self._answer("explain", src=src, dst=dst, port=port, protocol=protocol)
 
+    def dataplane_cli(self, command):
+        return self._answer("dataplane_cli", command=command)
+
+    def dataplane_dump(self, what):
+        return self._answer("dataplane_dump", what=what)
+
     def cni(self, env, body):
         self.calls.append(("cni", {"env": env, "body": body}))
         return CNI_REPLY
@@ -410,6 +419,8 @@ CALLS = [
      {"src": "tools/client", "dst": "shop/db", "port": 5432, "protocol": "TCP"}),
     ("explain", {"src": "10.1.1.2", "dst": "shop/db", "port": 53, "protocol": "udp"},
      {"src": "10.1.1.2", "dst": "shop/db", "port": 53, "protocol": "UDP"}),
+    ("dataplane_cli", {"command": "show version"}, {"command": "show version"}),
+    ("dataplane_dump", {"what": "vxlan"}, {"what": "vxlan"}),
 ]
 
 
@@ -457,6 +468,8 @@ def test_cni_round_trip(api):
     ("explain", {"src": "a/b", "dst": "c/d", "port": 80, "protocol": "ICMP"}, "protocol"),
     ("explain", {"src": "a/b", "dst": "c/d", "port": "80"}, "port"),  # JSON body: no string for an int
     ("explain", {"src": 5, "dst": "c/d", "port": 80}, "src"),
+    ("dataplane_dump", {"what": "everything"}, "what"),
+    ("dataplane_cli", {"command": ""}, "command"),
 ])
 def test_bad_parameter_is_invalid_input_naming_it(api, name, args, param):
     client, fake, _ = api

@@ -1,0 +1,772 @@
+#!/usr/bin/env python3
+"""Pod-to-pod TCP over VPP: the agent's VPP data plane against a hand-configured VPP and Linux.
+
+Run as root from the repository::
+
+    .venv/bin/python bench/vpp_traffic.py [--rounds 7] [--seconds 3] [--idle-seconds 10]
+                                          [--hand-cnat] [--json FILE]
+
+Three setups of the same shape, up at the same time, two nodes each with two
+pods per node (``client`` and ``server-local`` on node1, ``server`` and
+``idle`` on node2):
+
+* **A** -- the agent's VPP data plane: a ``--dataplane vpp`` lab (one VPP per
+  node, real agents, real etcd), the pods applied through ``lab.kube.Kube``
+  (so wired by the real ``contiv-cni`` and the agent: veth + af_packet, loop0
+  as BVI of a bridge domain holding the VXLAN tunnel, cnat's features on the
+  pod interfaces and loop0 as the agent enables them for Services).
+* **B** -- a hand-configured VPP of the same shape: two VPPs started with
+  ``agent.vpp.process.VppProcess`` (the same startup.conf as the lab's) in
+  network namespaces made here, configured message by message through
+  ``agent.vpp.papi.VppApi`` as /tmp/vx/two.py does: the uplink as an af_packet
+  interface on a veth into an underlay bridge, loop0 (BVI of bridge domain 1,
+  learning off) with the gateway address and proxy ARP, a VXLAN tunnel in the
+  bridge domain (split horizon group 1) with the peer's static MAC, neighbour
+  and route; each pod a veth pair (MTU 1450 both ends, TX checksum offload off
+  in the pod, default route via the gateway, onlink) whose node end VPP takes
+  as an af_packet interface with the agent's settings (``ifdesc``'s mode,
+  flags and 2 KiB TX frames), unnumbered to loop0, proxy ARP, a static
+  neighbour and a /32 route. No cnat, no ACL: what pod-to-pod needs and
+  nothing else. Each VPP's main thread is pinned to the CPU the lab's VPP of
+  the same node pinned itself to (VPP pins its main thread to the CPU it
+  starts on), so both pairs sit on the CPUs alike; the placements are printed.
+* **C** -- the Linux data plane: a ``--dataplane linux`` lab with the same pods
+  (veth, routes, VXLAN device, nftables; TX checksum offload on).
+
+Measured, client -> server (cross-node: VXLAN between the two VPPs, or the two
+kernels) and client -> server-local (same node): **TCP throughput** (one
+connection, ``sendall`` of 256 KiB buffers for ``--seconds``) and **TCP
+connection rate** (short connections one after another for ``--seconds``:
+connect, the server closes, the client reads EOF). The workers are
+bench/traffic.py's, as bench/policy_scale.py uses them: Python, standard
+library, started with ``ip netns exec`` in the pods' namespaces (``iperf3`` is
+not installed here; a Python sender is CPU-bound, which shows per-packet costs
+more, not less). ``--rounds`` rounds; in each, per pair, every setup runs
+back to back (bulk, then rate), the order rotating from round to round, so
+setups compared with each other are measured seconds apart. Figures: the
+median over rounds of the per-round ratios A/B (target >= 0.9: the agent's
+configuration must cost nothing against a hand-made VPP of the same shape)
+and A/C (reported: af_packet is the ceiling of this VPP build -- no DPDK, no
+vhost-net for TAP -- so Linux's veth path is expected to be several times
+faster; docs/vpp.md).
+
+``--hand-cnat`` adds a condition **B+cnat**: the hand-configured VPPs with
+cnat's features switched on as the agent switches them on (the whole feature
+set and the SNAT policy's pod table on the pod interfaces, session lookup and
+return writeback on loop0), toggled per run -- it tells how much of A/B is
+cnat.
+
+Also measured: each VPP's **idle CPU** (% of one core: utime + stime of the
+whole process from /proc/<pid>/stat over ``--idle-seconds``, all VPPs in one
+window) and **VmRSS**, per node, with no pods and with the pods (before any
+traffic), plus VmRSS after the traffic; the lab agents' idle CPU in the same
+windows (lab A's agents ping their VPP every 0.5 s). A shape check prints, per
+setup, the client pod's eth0 (MTU, TX checksum, TSO, GSO) and each VPP's
+interfaces, RX modes and cnat features, and warns when A and B differ where
+they should not.
+
+Everything (both labs, the hand-made namespaces and VPPs, the workers) is
+removed on exit, also on error, Ctrl-C or SIGTERM.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TRAFFIC = str(Path(__file__).resolve().parent / "traffic.py")  # the pod-side workers
+if str(REPO) not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, str(REPO))
+
+from common import (git_revision, progress, require_root, run_bench,  # noqa: E402 -- bench/ helpers
+                    uninterruptible)
+from policy_world import namespace, pod, valid  # noqa: E402 -- bench/ module
+from vpputil import (NONE, idle_window, lab_vpp_api, lab_vpp_pid, proc_figures,  # noqa: E402
+                     resolve_vpp_pid)
+from lab import sysnet  # noqa: E402
+from lab.cluster import Lab, stop_processes  # noqa: E402
+from lab.kube import Kube  # noqa: E402
+
+NODES = ("node1", "node2")
+#: (pod, node): two per node
+PODS = (("client", "node1"), ("server-local", "node1"), ("server", "node2"), ("idle", "node2"))
+PAIRS = {"cross-node": "server", "same-node": "server-local"}
+K8S_NS = "perf"
+MTU = 1450
+UNDERLAY_GW = "192.168.56.1"
+VNI, VXLAN_PORT = 10, 4789   # the agent's defaults (agent.config)
+BD = 1
+
+
+def say(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    p = subprocess.run(list(argv), capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: {p.stderr.strip() or p.stdout.strip() or 'failed'}")
+    return p
+
+
+def mac(prefix: str, ip: str) -> str:
+    """prefix + the IPv4 address, as agent.vpp.render and agent.linux.links derive theirs."""
+    return prefix + ":" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(ip).packed)
+
+
+def main_core(pid: int) -> int | None:
+    """The CPU a VPP's main thread is pinned to (None: not pinned to one)."""
+    try:
+        for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
+            if line.startswith("Cpus_allowed_list:"):
+                v = line.split(":", 1)[1].strip()
+                return int(v) if v.isdigit() else None
+    except OSError:
+        pass
+    return None
+
+
+# --------------------------------------------------------------------------- what both kinds share
+class Rig:
+    """One setup: pods in namespaces, traffic servers in the server pods."""
+
+    label = "?"
+
+    def __init__(self) -> None:
+        self.servers: list[subprocess.Popen] = []
+
+    def ns(self, pod_name: str) -> str:
+        raise NotImplementedError
+
+    def ip(self, pod_name: str) -> str:
+        raise NotImplementedError
+
+    def vpp_pids(self) -> dict[str, int]:
+        return {}
+
+    def agent_pids(self) -> dict[str, int]:
+        return {}
+
+    def start_servers(self) -> None:
+        for name in set(PAIRS.values()):
+            p = subprocess.Popen(["ip", "netns", "exec", self.ns(name), sys.executable, TRAFFIC, "serve"],
+                                 stdout=subprocess.PIPE, text=True)
+            self.servers.append(p)
+            if p.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{self.label}: the traffic server in {name} did not start")
+
+    def stop_servers(self) -> None:
+        stop_processes([p.pid for p in self.servers], timeout=5)
+        for p in self.servers:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.servers = []
+
+    def worker(self, mode: str, dst: str, seconds: float) -> dict:
+        p = subprocess.run(["ip", "netns", "exec", self.ns("client"), sys.executable, TRAFFIC,
+                            mode, self.ip(dst), str(seconds)],
+                           capture_output=True, text=True, timeout=seconds + 60)
+        if p.returncode != 0:
+            raise RuntimeError(f"{self.label}: {mode} client -> {dst} ({self.ip(dst)}) failed: "
+                               f"{p.stderr.strip()[-400:]}")
+        return json.loads(p.stdout)
+
+    def pod_shape(self, pod_name: str = "client") -> dict:
+        """The pod's eth0 as the traffic sees it: MTU and the offloads af_packet cares about."""
+        ns = self.ns(pod_name)
+        out: dict = {}
+        link = json.loads(sh("ip", "-n", ns, "-j", "link", "show", "eth0").stdout or "[]")
+        out["mtu"] = link[0]["mtu"] if link else None
+        feats = sh("ip", "netns", "exec", ns, "ethtool", "-k", "eth0", check=False).stdout
+        # tx-tcp-segmentation, not the "tcp-segmentation-offload" summary: newer kernels
+        # keep tx-tcp-accecn-segmentation on, which shows the summary as on
+        for k in ("tx-checksumming", "tx-tcp-segmentation", "generic-segmentation-offload",
+                  "scatter-gather", "generic-receive-offload"):
+            m = re.search(rf"^\s*{k}: (\w+)", feats, re.M)
+            out[k] = m.group(1) if m else "?"
+        return out
+
+    def host_mtus(self, node: str) -> dict[str, int]:
+        """MTUs of the pods' node-side veth ends (everything veth but eth0 and vpp0)."""
+        links = json.loads(sh("ip", "-n", self.node_ns(node), "-j", "-d", "link", "show", "type",
+                              "veth").stdout or "[]")
+        return {x["ifname"]: x["mtu"] for x in links if x["ifname"] not in ("eth0", "vpp0")}
+
+    def node_ns(self, node: str) -> str:
+        raise NotImplementedError
+
+    def vpp_shape(self, api) -> dict:
+        """Interfaces, RX modes, cnat features and ACL lists of one VPP."""
+        ifs = api.dump("sw_interface_dump", sw_if_index=NONE)
+        names = {d.sw_if_index: d.interface_name for d in ifs}
+        out: dict = {"interfaces": sorted(n for n in names.values() if n != "local0")}
+        modes: dict[str, int] = {}
+        for line in api.cli("show interface rx-placement").splitlines():
+            m = re.search(r"queue \d+ \((\w+)\)", line)
+            if m:
+                modes[m.group(1)] = modes.get(m.group(1), 0) + 1
+        out["rx_modes"] = modes
+        for label, arc, feat in (("cnat-input", "ip4-unicast", "cnat-input-ip4"),
+                                 ("cnat-lookup", "ip4-unicast", "cnat-lookup-ip4")):
+            on = []
+            for sw, n in names.items():
+                if n == "local0":
+                    continue
+                r = api.call("feature_is_enabled", **api.fill("feature_is_enabled", arc_name=arc,
+                                                              feature_name=feat, sw_if_index=sw))
+                if r.is_enabled:
+                    on.append(n)
+            out[label] = sorted(on)
+        out["acl_lists"] = sum(1 for d in api.dump("acl_interface_list_dump", sw_if_index=NONE) if d.count)
+        return out
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class LabRig(Rig):
+    """A: a ``--dataplane vpp`` lab; C: a ``--dataplane linux`` lab."""
+
+    def __init__(self, label: str, name: str, dataplane: str) -> None:
+        super().__init__()
+        self.label = label
+        self.dataplane = dataplane
+        self.lab = Lab(name)
+        self.kube: Kube | None = None
+        self._ips: dict[str, str] = {}
+
+    def up(self) -> None:
+        self.lab.up(nodes=2, dataplane=self.dataplane, timeout=120)
+        self.kube = Kube(self.lab)
+
+    def add_pods(self) -> None:
+        objs = [namespace(K8S_NS, {"team": K8S_NS})] + \
+            [pod(K8S_NS, name, node, {"app": name}) for name, node in PODS]
+        self.kube.apply(valid(objs), timeout=300)
+
+    def ns(self, pod_name: str) -> str:
+        return self.lab.paths.pod_ns(K8S_NS, pod_name)
+
+    def ip(self, pod_name: str) -> str:
+        if pod_name not in self._ips:
+            self._ips[pod_name] = self.kube.pod(f"{K8S_NS}/{pod_name}")["status"]["podIP"]
+        return self._ips[pod_name]
+
+    def node_ns(self, node: str) -> str:
+        return self.lab.state().node(node).netns
+
+    def vpp_pids(self) -> dict[str, int]:
+        if self.dataplane != "vpp":
+            return {}
+        return {n: lab_vpp_pid(self.lab, n) for n in NODES}
+
+    def agent_pids(self) -> dict[str, int]:
+        return {n.name: n.pid for n in self.lab.state().nodes}
+
+    def vpp_api(self, node: str):
+        return lab_vpp_api(self.lab, node)
+
+    def close(self) -> None:
+        self.stop_servers()
+        if self.kube is not None:
+            self.kube.close()
+        self.lab.down()
+
+
+class HandRig(Rig):
+    """B: two VPPs configured by hand (see the module docstring)."""
+
+    label = "B"
+
+    def __init__(self, tag: str, cnat_ready: bool = False) -> None:
+        super().__init__()
+        self.prefix = f"vth{tag}-"
+        self.tmp = Path(tempfile.mkdtemp(prefix="vpp-traffic-"))
+        self.under = self.prefix + "under"
+        self.procs: dict[str, object] = {}
+        self.apis: dict[str, object] = {}
+        self.sw: dict[str, dict[str, int]] = {n: {} for n in NODES}   # node -> name -> sw_if_index
+        self.pod_sw: dict[str, tuple[str, int]] = {}                   # pod -> (node, sw_if_index)
+        self.cnat_ready = cnat_ready
+        self.cnat_on = False
+
+    @staticmethod
+    def k(node: str) -> int:
+        return int(node[-1])
+
+    @staticmethod
+    def node_ip(node: str) -> str:
+        return f"192.168.56.{100 + HandRig.k(node)}"
+
+    @staticmethod
+    def gw(node: str) -> str:
+        return f"10.1.{HandRig.k(node)}.1"
+
+    @staticmethod
+    def vtep(node: str) -> str:
+        from agent.builders.nodes import vtep_mac  # noqa: PLC0415 -- the lab's VTEP MACs
+        return vtep_mac(HandRig.k(node))
+
+    def node_ns(self, node: str) -> str:
+        return self.prefix + node
+
+    def ns(self, pod_name: str) -> str:
+        return self.prefix + "p-" + pod_name
+
+    def ip(self, pod_name: str) -> str:
+        node = dict(PODS)[pod_name]
+        j = [p for p, n in PODS if n == node].index(pod_name)
+        return f"10.1.{self.k(node)}.{2 + j}"
+
+    def vpp_pids(self) -> dict[str, int]:
+        return {n: resolve_vpp_pid(p.pid) for n, p in self.procs.items()}
+
+    def vpp_api(self, node: str):
+        from agent.vpp.papi import VppApi  # noqa: PLC0415
+        return VppApi(str(self.procs[node].api_socket), timeout=30.0, client_name="bench-shape").connect()
+
+    @staticmethod
+    def call(api, name: str, **kw):
+        return api.call(name, **api.fill(name, **kw))
+
+    # ---- nodes
+    def up(self, cores: dict[str, int | None]) -> None:
+        """Underlay, two node namespaces, a VPP in each (main thread on ``cores[node]``),
+        node configuration; no pods yet."""
+        from agent.vpp.ifdesc import AF_PACKET_FLAGS, AF_PACKET_MODE_ETHERNET, TX_FRAME_SIZE  # noqa: PLC0415
+        from agent.vpp.papi import VppApi  # noqa: PLC0415
+        from agent.vpp.process import VppProcess  # noqa: PLC0415
+        self.afp = dict(mode=AF_PACKET_MODE_ETHERNET, tx_frame_size=TX_FRAME_SIZE, flags=AF_PACKET_FLAGS)
+        sysnet.netns_add(self.under)
+        sysnet.ip_batch(["link add br0 type bridge", f"addr add {UNDERLAY_GW}/24 dev br0", "link set br0 up"],
+                        netns=self.under)
+        for node in NODES:
+            ns = self.node_ns(node)
+            sysnet.netns_add(ns)
+            port = f"u-{node}"
+            sysnet.ip_batch([f"link add {port} type veth peer name vpp0 netns {ns}",
+                             f"link set {port} master br0", f"link set {port} up"], netns=self.under)
+            sysnet.ip("link", "set", "vpp0", "up", netns=ns)
+            p = VppProcess(self.tmp / node, name=f"{self.prefix}{node}", netns=ns, main_core=cores.get(node))
+            self.procs[node] = p
+            p.start(timeout=30)
+            self.apis[node] = VppApi(str(p.api_socket), timeout=30.0, client_name="bench-hand").connect()
+        for node in NODES:
+            self._node(node)
+        for node in NODES:
+            for peer in NODES:
+                if peer != node:
+                    self._peer(node, peer)
+
+    def _node(self, node: str) -> None:
+        api, c, sw = self.apis[node], self.call, self.sw[node]
+        nip = self.node_ip(node)
+        up = c(api, "af_packet_create_v3", hw_addr=mac("02:fd", nip), host_if_name="vpp0", **self.afp).sw_if_index
+        sw["uplink"] = up
+        c(api, "sw_interface_set_flags", sw_if_index=up, flags=1)
+        c(api, "sw_interface_add_del_address", sw_if_index=up, is_add=True, prefix=f"{nip}/24")
+        c(api, "ip_route_add_del", is_add=True, route={
+            "table_id": 0, "prefix": "0.0.0.0/0",
+            "paths": [{"type": 0, "sw_if_index": up, "nh": {"address": {"ip4": UNDERLAY_GW}}}]})
+        lo = c(api, "create_loopback_instance", mac_address=self.vtep(node), is_specified=True,
+               user_instance=0).sw_if_index
+        sw["loop0"] = lo
+        c(api, "sw_interface_set_flags", sw_if_index=lo, flags=1)
+        c(api, "bridge_domain_add_del_v2", bd_id=BD, flood=True, uu_flood=True, forward=True, learn=False,
+          arp_term=False, is_add=True, bd_tag="bench")
+        c(api, "sw_interface_set_l2_bridge", rx_sw_if_index=lo, bd_id=BD, port_type=1, shg=0, enable=True)
+        gw = self.gw(node)
+        c(api, "sw_interface_add_del_address", sw_if_index=lo, is_add=True, prefix=f"{gw}/24")
+        c(api, "proxy_arp_add_del", is_add=True, proxy={"table_id": 0, "low": gw, "hi": gw})
+        if self.cnat_ready:  # the SNAT policy as the agent sets it (cnat features toggled per run)
+            from agent.vpp import svcdesc as D  # noqa: PLC0415
+            c(api, "cnat_set_snat_addresses_v2", fwd_fib_index=0, ret_fib_index=0, snat_ip4="0.0.0.0",
+              snat_ip6="::", sw_if_index=lo, flags=D.SNAT_FLAG_NO_CLIENT)
+            c(api, "cnat_set_snat_policy", policy=D.SNAT_POLICY_K8S)
+
+    def _peer(self, node: str, peer: str) -> None:
+        api, c = self.apis[node], self.call
+        lo = self.sw[node]["loop0"]
+        t = c(api, "vxlan_add_del_tunnel_v3", is_add=True, instance=self.k(peer), src_address=self.node_ip(node),
+              dst_address=self.node_ip(peer), src_port=VXLAN_PORT, dst_port=VXLAN_PORT, vni=VNI,
+              mcast_sw_if_index=NONE, decap_next_index=NONE).sw_if_index
+        self.sw[node][f"vx-{peer}"] = t
+        c(api, "sw_interface_set_flags", sw_if_index=t, flags=1)
+        c(api, "sw_interface_set_l2_bridge", rx_sw_if_index=t, bd_id=BD, port_type=0, shg=1, enable=True)
+        c(api, "l2fib_add_del", mac=self.vtep(peer), bd_id=BD, sw_if_index=t, is_add=True, static_mac=True)
+        c(api, "ip_neighbor_add_del", is_add=True, neighbor={
+            "sw_if_index": lo, "flags": 1, "mac_address": self.vtep(peer), "ip_address": self.gw(peer)})
+        c(api, "ip_route_add_del", is_add=True, route={
+            "table_id": 0, "prefix": f"10.1.{self.k(peer)}.0/24",
+            "paths": [{"type": 0, "sw_if_index": lo, "nh": {"address": {"ip4": self.gw(peer)}}}]})
+
+    # ---- pods
+    def add_pods(self) -> None:
+        for name, node in PODS:
+            self._pod(name, node)
+
+    def _pod(self, name: str, node: str) -> None:
+        api, c = self.apis[node], self.call
+        nns, pns = self.node_ns(node), self.ns(name)
+        ip, gw = self.ip(name), self.gw(node)
+        host = f"vth{self.k(node)}{[p for p, n in PODS if n == node].index(name)}"
+        pmac = mac("0a:58", ip)
+        sysnet.netns_add(pns)
+        sysnet.ip("link", "add", host, "mtu", str(MTU), "type", "veth", "peer", "name", "eth0", "mtu", str(MTU),
+                  "address", pmac, "netns", pns, netns=nns)
+        sysnet.ip("link", "set", host, "up", netns=nns)
+        sysnet.ip_batch(["link set eth0 up", f"addr add {ip}/32 dev eth0",
+                         f"route add default via {gw} dev eth0 onlink"], netns=pns)
+        sh("ip", "netns", "exec", pns, "ethtool", "-K", "eth0", "tx", "off")
+        sw = c(api, "af_packet_create_v3", hw_addr=mac("02:fe", ip), host_if_name=host, **self.afp).sw_if_index
+        self.pod_sw[name] = (node, sw)
+        c(api, "sw_interface_set_flags", sw_if_index=sw, flags=1)
+        c(api, "sw_interface_set_unnumbered", sw_if_index=self.sw[node]["loop0"], unnumbered_sw_if_index=sw,
+          is_add=True)
+        c(api, "proxy_arp_intfc_enable_disable", sw_if_index=sw, enable=True)
+        c(api, "ip_neighbor_add_del", is_add=True, neighbor={
+            "sw_if_index": sw, "flags": 1, "mac_address": pmac, "ip_address": ip})
+        c(api, "ip_route_add_del", is_add=True, route={
+            "table_id": 0, "prefix": f"{ip}/32",
+            "paths": [{"type": 0, "sw_if_index": sw, "nh": {"address": {"ip4": ip}}}]})
+
+    def set_cnat(self, on: bool) -> None:
+        """cnat's features as the agent enables them (agent.vpp.services: pod mode with
+        hairpin on pod interfaces, return mode on loop0), on or off."""
+        if on == self.cnat_on:
+            return
+        from agent.vpp import svcdesc as D  # noqa: PLC0415
+        c = self.call
+        for name, (node, sw) in sorted(self.pod_sw.items()):
+            api = self.apis[node]
+            if not on:
+                c(api, "cnat_snat_policy_add_del_if", sw_if_index=sw, is_add=0, table=D.SNAT_TABLE_POD)
+            c(api, "feature_cnat_enable_disable", sw_if_index=sw, enable_disable=on)
+            if on:
+                c(api, "cnat_snat_policy_add_del_if", sw_if_index=sw, is_add=1, table=D.SNAT_TABLE_POD)
+        for node in NODES:
+            for arc, feat in (("ip4-unicast", "cnat-lookup-ip4"), ("ip4-output", "cnat-writeback-ip4")):
+                c(self.apis[node], "feature_enable_disable", sw_if_index=self.sw[node]["loop0"], enable=on,
+                  arc_name=arc, feature_name=feat)
+        self.cnat_on = on
+
+    def close(self) -> None:
+        """Each step runs even if another fails."""
+        steps = [("traffic servers", self.stop_servers)]
+        steps += [(f"API {n}", a.close) for n, a in self.apis.items()]
+        steps += [(f"VPP {n}", p.close) for n, p in self.procs.items()]
+
+        def namespaces() -> None:
+            for ns in sysnet.netns_list(self.prefix):
+                pids = [int(x) for x in sh("ip", "netns", "pids", ns, check=False).stdout.split() if x.isdigit()]
+                stop_processes(pids, timeout=3)
+                sysnet.netns_del(ns)
+        steps += [("namespaces", namespaces),
+                  ("runtime directory", lambda: shutil.rmtree(self.tmp, ignore_errors=True))]
+        for what, fn in steps:
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 -- keep cleaning, say what is left
+                say(f"hand-configured VPP: clean-up step '{what}' failed: {e}")
+
+
+# --------------------------------------------------------------------------- the bench
+class Bench:
+    def __init__(self, args) -> None:
+        self.args = args
+        tag = os.urandom(2).hex()
+        self.a = LabRig("A", f"vta{tag}", "vpp")
+        self.b = HandRig(tag, cnat_ready=args.hand_cnat)
+        self.c = LabRig("C", f"vtc{tag}", "linux")
+        self.out: dict = {"machine": machine(), "args": vars(args),
+                          "command": " ".join([".venv/bin/python", "bench/vpp_traffic.py"] + sys.argv[1:])}
+
+    def conditions(self) -> list[tuple[str, Rig, object]]:
+        """(label, rig, context for the run); B+cnat is B with cnat's features on."""
+        conds = [("A", self.a, nullcontext), ("B", self.b, nullcontext), ("C", self.c, nullcontext)]
+        if self.args.hand_cnat:
+            @contextmanager
+            def cnat():
+                self.b.set_cnat(True)
+                try:
+                    yield
+                finally:
+                    self.b.set_cnat(False)
+            conds.insert(2, ("B+cnat", self.b, cnat))
+        return conds
+
+    def idle(self, what: str) -> dict:
+        pids = {f"{r.label} {n} VPP": p for r in (self.a, self.b) for n, p in r.vpp_pids().items()}
+        pids.update({f"{r.label} {n} agent": p for r in (self.a, self.c) for n, p in r.agent_pids().items()})
+        say(f"idle window ({what}): {self.args.idle_seconds:g}s")
+        w = idle_window(pids, self.args.idle_seconds)
+        say("  " + "; ".join(f"{k} {v['cpu_percent_of_one_core']:.1f}% {v['vmrss_kib'] / 1024:.0f} MiB"
+                             for k, v in w.items() if "VPP" in k))
+        return w
+
+    def shape(self) -> dict:
+        out: dict = {"pods": {}, "host_mtu": {}, "vpp": {}}
+        for r in (self.a, self.b, self.c):
+            out["pods"][r.label] = {p: r.pod_shape(p) for p in ("client", "server", "server-local")}
+            out["host_mtu"][r.label] = {n: r.host_mtus(n) for n in NODES}
+        for r in (self.a, self.b):
+            for n in NODES:
+                api = r.vpp_api(n)
+                try:
+                    out["vpp"][f"{r.label} {n}"] = r.vpp_shape(api)
+                    out.setdefault("vpp_version", api.version())
+                finally:
+                    api.close()
+        return out
+
+    def warm_up(self, conds) -> None:
+        """Every pair on every setup answers before anything is timed (and ARP,
+        neighbours, sessions are warm): a short rate and bulk run each."""
+        for label, rig, ctx in conds:
+            for pair, dst in PAIRS.items():
+                with ctx():
+                    x = rig.worker("rate", dst, 0.5)
+                    b = rig.worker("bulk", dst, 0.5)
+                if not x["connections"] or x["errors"] or not b["complete"]:
+                    raise RuntimeError(f"{label} {pair}: warm-up failed: rate {x}, bulk {b}")
+
+    def traffic(self, conds) -> dict:
+        a = self.args
+        res: dict = {c: {p: {"gbit_s": [], "conn_s": [], "rate_errors": 0, "incomplete": 0} for p in PAIRS}
+                     for c, _, _ in conds}
+        pairs = list(PAIRS.items())
+        with progress(f"traffic: {a.rounds} rounds x {len(pairs)} pairs x {len(conds)} setups x 2 tests "
+                      f"x {a.seconds:g}s", a.rounds * len(pairs) * len(conds) * 2) as advance:
+            for r in range(a.rounds):
+                order = conds[r % len(conds):] + conds[:r % len(conds)]
+                for pair, dst in pairs[r % 2:] + pairs[:r % 2]:
+                    for c, rig, ctx in order:
+                        with ctx():
+                            b = rig.worker("bulk", dst, a.seconds)
+                        res[c][pair]["gbit_s"].append(b["bytes"] * 8 / b["seconds"] / 1e9)
+                        res[c][pair]["incomplete"] += not b["complete"]
+                        advance()
+                    for c, rig, ctx in order:
+                        with ctx():
+                            x = rig.worker("rate", dst, a.seconds)
+                        res[c][pair]["conn_s"].append(x["connections"] / x["seconds"])
+                        res[c][pair]["rate_errors"] += x["errors"]
+                        advance()
+        for c, _, _ in conds:
+            say(f"  {c}: " + "; ".join(f"{pair} {statistics.median(res[c][pair]['gbit_s']):.2f} Gbit/s, "
+                                       f"{statistics.median(res[c][pair]['conn_s']):.0f} conn/s" for pair in PAIRS))
+        return res
+
+    def run(self) -> dict:
+        a = self.args
+        conds = self.conditions()
+        n_runs = a.rounds * len(PAIRS) * len(conds) * 2
+        say(f"setups: A lab {self.a.lab.name} (VPP), B hand-configured VPPs ({self.b.prefix}*), "
+            f"C lab {self.c.lab.name} (Linux); then {n_runs} runs of {a.seconds:g}s "
+            f"(about {n_runs * (a.seconds + 0.4):.0f} s of traffic)")
+        with progress("A: lab up (VPP data plane, 2 nodes)"):
+            self.a.up()
+        cores = {n: main_core(p) for n, p in self.a.vpp_pids().items()}
+        with progress("B: hand-configured VPPs up"):
+            self.b.up(cores)
+        with progress("C: lab up (Linux data plane, 2 nodes)"):
+            self.c.up()
+        self.out["vpp_main_core"] = {f"{r.label} {n}": main_core(p) for r in (self.a, self.b)
+                                     for n, p in r.vpp_pids().items()}
+        say("VPP main threads on CPUs: " + ", ".join(f"{k} {v}" for k, v in self.out["vpp_main_core"].items()))
+        self.out["idle_no_pods"] = self.idle("no pods")
+        with progress("pods: 2 per node in A, B and C"):
+            self.a.add_pods()
+            self.b.add_pods()
+            self.c.add_pods()
+        self.out["ips"] = {r.label: {p: r.ip(p) for p, _ in PODS} for r in (self.a, self.b, self.c)}
+        self.out["idle_pods"] = self.idle("2 pods per node, no traffic")
+        self.out["shape"] = self.shape()
+        for r in (self.a, self.b, self.c):
+            r.start_servers()
+        say("warm-up: every pair on every setup")
+        self.warm_up(conds)
+        self.out["traffic"] = self.traffic(conds)
+        self.out["rss_after_traffic"] = {f"{r.label} {n} VPP": proc_figures(p)
+                                         for r in (self.a, self.b) for n, p in r.vpp_pids().items()}
+        self.out["afpacket_blocks"] = self.afpacket_blocks()
+        self.out["conditions"] = [c for c, _, _ in conds]
+        return self.out
+
+    def afpacket_blocks(self) -> dict:
+        """af_packet's RX blocks since each VPP started: how many reached VPP because the
+        kernel's block-retire timer expired (TPACKET_V3: a block is handed over when
+        full or when its timer -- here one jiffy -- expires) rather than full."""
+        out = {}
+        for r in (self.a, self.b):
+            for n in NODES:
+                api = r.vpp_api(n)
+                try:
+                    text = api.cli("show errors")
+                finally:
+                    api.close()
+                got = {}
+                for line in text.splitlines():
+                    m = re.match(r"\s*(\d+)\s+af-packet-input\s+(timed out block|total received block)", line)
+                    if m:
+                        got[m.group(2)] = got.get(m.group(2), 0) + int(m.group(1))
+                out[f"{r.label} {n}"] = got
+        return out
+
+    def close(self) -> None:
+        with uninterruptible():
+            for r in (self.b, self.a, self.c):
+                try:
+                    r.close()
+                except Exception as e:  # noqa: BLE001 -- the others must go too
+                    say(f"closing {r.label}: {e}")
+
+
+def machine() -> dict:
+    from agent.vpp.process import find_vpp  # noqa: PLC0415
+    inst = find_vpp()
+    return {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+            "vpp_binary": str(inst.binary) if inst else None,
+            "iperf3": bool(shutil.which("iperf3")), "commit": git_revision(REPO),
+            "loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}
+
+
+# --------------------------------------------------------------------------- report
+def paired(res: dict, num: str, den: str, pair: str, k: str) -> dict:
+    """The median of per-round ratios num/den (runs of one round are seconds apart)."""
+    x, y = res[den][pair][k], res[num][pair][k]
+    ratios = [b / a for a, b in zip(x, y) if a > 0]
+    return {"ratio": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+
+
+def report(out: dict) -> str:
+    L = []
+    m = out["machine"]
+    res = out["traffic"]
+    conds = out["conditions"]
+    L.append(f"pod-to-pod TCP, {out['args']['rounds']} rounds x {out['args']['seconds']:g}s per run; "
+             f"VPP {out['shape'].get('vpp_version', '?')}; {m['cpus']} CPUs, kernel {m['kernel']}, "
+             f"commit {m['commit']}; workers: bench/traffic.py (Python; iperf3 "
+             f"{'installed, not used' if m['iperf3'] else 'not installed'})")
+    L.append("A = the agent's VPP data plane (lab), B = hand-configured VPP of the same shape, "
+             "C = the Linux data plane (lab)" + (", B+cnat = B with cnat's features on as the agent has them"
+                                                 if "B+cnat" in conds else ""))
+    L.append("")
+    head = "| client -> server | " + " | ".join(f"{c} (median)" for c in conds) + \
+        " | A/B: median of paired rounds [range] | target >= 0.9 | A/C [range] |"
+    if "B+cnat" in conds:
+        head += " A/(B+cnat) [range] |"
+    L.append(head)
+    L.append("|---|" + "---:|" * len(conds) + "---:|---|---:|" + ("---:|" if "B+cnat" in conds else ""))
+    for pair in PAIRS:
+        for k, unit, fmt in (("gbit_s", "TCP throughput (Gbit/s)", "{:.2f}"),
+                             ("conn_s", "TCP connections/s", "{:.0f}")):
+            ab = paired(res, "A", "B", pair, k)
+            ac = paired(res, "A", "C", pair, k)
+            row = f"| {pair} {unit} | " + " | ".join(fmt.format(statistics.median(res[c][pair][k])) for c in conds)
+            row += (f" | **{ab['ratio']:.2f}x** [{ab['min']:.2f}-{ab['max']:.2f}] | "
+                    f"{'met' if ab['ratio'] >= 0.9 else 'NOT met'} | {ac['ratio']:.2f}x [{ac['min']:.2f}-{ac['max']:.2f}] |")
+            if "B+cnat" in conds:
+                ax = paired(res, "A", "B+cnat", pair, k)
+                row += f" {ax['ratio']:.2f}x [{ax['min']:.2f}-{ax['max']:.2f}] |"
+            L.append(row)
+    bad = [(c, p) for c in conds for p in PAIRS if res[c][p]["rate_errors"] or res[c][p]["incomplete"]]
+    for c, p in bad:
+        L.append(f"WARNING: {c} {p}: {res[c][p]['rate_errors']} connection errors, "
+                 f"{res[c][p]['incomplete']} incomplete bulk runs")
+    L.append("")
+    keys = [k for k in out["idle_pods"] if "VPP" in k]
+    L.append("| VPP per node | " + " | ".join(keys) + " |")
+    L.append("|---|" + "---:|" * len(keys))
+    rows = (("idle CPU, no pods (% of one core)", "idle_no_pods", lambda v: f"{v['cpu_percent_of_one_core']:.2f}"),
+            ("VmRSS, no pods (MiB)", "idle_no_pods", lambda v: f"{v['vmrss_kib'] / 1024:.1f}"),
+            ("idle CPU, 2 pods (% of one core)", "idle_pods", lambda v: f"{v['cpu_percent_of_one_core']:.2f}"),
+            ("VmRSS, 2 pods (MiB)", "idle_pods", lambda v: f"{v['vmrss_kib'] / 1024:.1f}"),
+            ("VmRSS after the traffic (MiB)", "rss_after_traffic", lambda v: f"{v['vmrss_kib'] / 1024:.1f}"))
+    for label, sect, f in rows:
+        L.append(f"| {label} | " + " | ".join(f(out[sect][k]) if k in out[sect] else "-" for k in keys) + " |")
+    L.append("| main thread on CPU | " + " | ".join(str(out["vpp_main_core"].get(k[:-4], "?")) for k in keys) + " |")
+    w = out["idle_pods"]
+    agents = [k for k in w if "agent" in k]
+    L.append(f"(idle window {w[keys[0]]['idle_seconds']:.1f}s, clock tick 1/{w[keys[0]]['clk_tck']} s; "
+             "agents in the same window, 2 pods: "
+             + ", ".join(f"{k} {w[k]['cpu_percent_of_one_core']:.2f}%" for k in agents) + ")")
+    L.append("")
+    sh_ = out["shape"]
+    L.append("shape check (client pod's eth0: MTU, tx-checksumming, TSO, GSO):")
+    for r, pods in sh_["pods"].items():
+        c = pods["client"]
+        L.append(f"  {r}: mtu {c['mtu']}, tx-csum {c['tx-checksumming']}, tso {c['tx-tcp-segmentation']}, "
+                 f"gso {c['generic-segmentation-offload']}; node-side veth MTUs "
+                 + ", ".join(f"{n} {sorted(set(v.values()))}" for n, v in sh_["host_mtu"][r].items()))
+    for k, v in sh_["vpp"].items():
+        L.append(f"  VPP {k}: {len(v['interfaces'])} interfaces, RX modes {v['rx_modes']}, cnat-input on "
+                 f"{len(v['cnat-input'])}, cnat-lookup on {len(v['cnat-lookup'])}, ACL lists {v['acl_lists']}")
+    blocks = out.get("afpacket_blocks") or {}
+    if blocks:
+        L.append("af_packet RX blocks handed to VPP by the kernel's retire timer / all, since start: "
+                 + ", ".join(f"{k} {v.get('timed out block', 0):,}/{v.get('total received block', 0):,}"
+                             for k, v in blocks.items()))
+    for w_ in shape_warnings(sh_):
+        L.append(f"WARNING: {w_}")
+    L.append(f"load average start {m['loadavg_start']}, end {m.get('loadavg_end')}")
+    return "\n".join(L)
+
+
+def shape_warnings(s: dict) -> list[str]:
+    """Where A and B differ in what should be the same shape (cnat is expected to differ)."""
+    out = []
+    for p in ("client", "server", "server-local"):
+        a, b = s["pods"]["A"][p], s["pods"]["B"][p]
+        if a != b:
+            out.append(f"pod {p}'s eth0 differs: A {a}, B {b}")
+    for n in NODES:
+        a, b = s["vpp"][f"A {n}"], s["vpp"][f"B {n}"]
+        if len(a["interfaces"]) != len(b["interfaces"]) or a["rx_modes"] != b["rx_modes"]:
+            out.append(f"VPP {n}: A has {a['interfaces']} {a['rx_modes']}, B {b['interfaces']} {b['rx_modes']}")
+        ma, mb = (set(s["host_mtu"][x][n].values()) for x in ("A", "B"))
+        if ma != mb:
+            out.append(f"{n}: node-side veth MTUs differ: A {ma}, B {mb}")
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=7, help="rounds of runs (default 7)")
+    ap.add_argument("--seconds", type=float, default=3.0, help="seconds per run (default 3)")
+    ap.add_argument("--idle-seconds", type=float, default=10.0, help="each idle window (default 10)")
+    ap.add_argument("--hand-cnat", action="store_true",
+                    help="also measure B with cnat's features on as the agent has them (B+cnat)")
+    ap.add_argument("--json", help="write every figure and sample to this file")
+    args = ap.parse_args()
+    if args.rounds < 1 or args.seconds <= 0 or args.idle_seconds <= 0:
+        ap.error("need --rounds >= 1, --seconds > 0, --idle-seconds > 0")
+    if not require_root("vpp_traffic"):
+        return 2
+    from agent.vpp.process import availability  # noqa: PLC0415
+    ok, why = availability()
+    if not ok:
+        print(f"vpp_traffic: {why}", file=sys.stderr)
+        return 2
+    if not shutil.which("ethtool"):
+        print("vpp_traffic: needs ethtool (TX checksum offload off in the hand-made pods)", file=sys.stderr)
+        return 2
+    return run_bench(lambda: Bench(args), report, args.json, "vpp_traffic")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
