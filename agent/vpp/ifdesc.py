@@ -44,9 +44,7 @@ class InterfaceDescriptor(VppDescriptor):
             raise InvalidInput(f"VPP interface name {v.name!r} is too long for a tag")
 
     def dependencies(self, key, v: Interface):
-        if v.kind == "af_packet" and v.host_if.startswith("cv"):
-            return (Dependency("host-link-exists", f"linux/veth/{v.host_if}"),)
-        return ()
+        return (Dependency("host-link-exists", v.needs),) if v.needs else ()
 
     def create(self, key, v: Interface, ctx):
         if v.kind == "loopback":
@@ -110,7 +108,7 @@ class InterfaceDescriptor(VppDescriptor):
             want = correlate.get(interface_key(name))
             if d.sw_if_index in hosts:
                 v = Interface(name, "af_packet", _str(d.l2_address), hosts[d.sw_if_index],
-                              mtu=want.mtu if want else 0)
+                              mtu=want.mtu if want else 0, needs=want.needs if want else "")
             else:
                 inst = d.interface_name[4:] if d.interface_name.startswith("loop") else ""
                 v = Interface(name, "loopback", _str(d.l2_address),

@@ -40,6 +40,7 @@ class VppDataplane:
     def __init__(self, cfg=None, *, api_factory: Callable[[str], Any] | None = None) -> None:
         self._factory = api_factory
         self._service_cidr = cfg.service_cidr if cfg is not None else ""
+        self._pod_cidr = ""  # set when opened: the host interconnect's route
         self._peer_ips: tuple[str, ...] = ()
         self.api = None
         self.netlink = None
@@ -62,6 +63,7 @@ class VppDataplane:
         from agent.vpp.descriptors import descriptors  # noqa: PLC0415
         self.uplink = render.Uplink(cfg.vpp_uplink, cfg.vpp_uplink_cidr, cfg.vpp_uplink_gateway)
         self._service_cidr = cfg.service_cidr
+        self._pod_cidr = cfg.pod_cidr
         self.stats_socket = cfg.vpp_stats_socket
         node_ip = str(ipaddress.ip_interface(cfg.vpp_uplink_cidr).ip)
         self.facts = NodeFacts(cfg.vpp_uplink, node_ip, (node_ip,), cfg.mtu or DEFAULT_POD_MTU)
@@ -135,7 +137,7 @@ class VppDataplane:
         from agent.vpp import render  # noqa: PLC0415
         # the Service renderer reads them: node ports of peers go through here
         self._peer_ips = tuple(sorted(p.node_ip for p in t.peers))
-        return render.render_node(t, self.uplink, self._service_cidr)
+        return render.render_node(t, self.uplink, self._service_cidr, self._pod_cidr)
 
     def render_pod(self, p) -> dict[str, object]:
         from agent.vpp import render  # noqa: PLC0415
@@ -163,7 +165,9 @@ class VppDataplane:
 
     def policy_renderer(self):
         from agent.vpp.policies import AclPolicyRenderer  # noqa: PLC0415
-        return AclPolicyRenderer(self._node_ips)
+        from agent.vpp.render import HOST_LINUX_IP  # noqa: PLC0415
+        # the node reaches its pods from the host interconnect's address
+        return AclPolicyRenderer(lambda: self._node_ips() + (HOST_LINUX_IP,))
 
     # ------------------------------------------------------------ resync
     def prefetch(self) -> None:

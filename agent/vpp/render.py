@@ -36,6 +36,13 @@ from agent.vpp import values as vv
 BVI = "loop0"
 UPLINK = "uplink"
 BD = 1
+#: the host interconnect (render_host): VPP's interface, the veth's two ends,
+#: the /30 between them, and the node's own namespace (as the agent sees it)
+HOST = "host"
+HOST_VETH = "contiv-vh"
+HOST_LINUX_IF = "contiv-host"
+HOST_LINUX_IP, HOST_VPP_IP = "169.254.99.1", "169.254.99.2"
+NODE_NETNS = "/proc/self/ns/net"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +66,39 @@ def vtep_index(mac: str) -> int:
     return int(mac.replace(":", "")[-8:], 16)
 
 
-def render_node(t: NodeTransport, uplink: Uplink, service_cidr: str = "") -> dict[str, object]:
+def render_host(pod_cidr: str, service_cidr: str, mtu: int) -> dict[str, object]:
+    """The host interconnect: the node's own network stack reaches pods and
+    Services through a veth pair whose VPP end VPP takes as ``host``
+    (af_packet; 169.254.99.2/30) and whose Linux end ``contiv-host`` holds
+    169.254.99.1/30, with routes for the pod and Service CIDRs via VPP.
+    Services' cnat runs on ``host`` as on a pod's interface, so the node
+    reaches Services too; policies admit the node's address (kubelet probes)."""
+    from agent.vpp import services  # noqa: PLC0415
+    out: dict[str, object] = {
+        lv.veth_key(HOST_VETH): lv.Veth(HOST_VETH, NODE_NETNS, HOST_LINUX_IF, (f"{HOST_LINUX_IP}/30",),
+                                        mtu, f"{lv.TAG_PREFIX}pod:~node", tx_checksum=False),
+        vv.interface_key(HOST): vv.Interface(HOST, "af_packet", "02:fd:a9:fe:63:02", host_if=HOST_VETH,
+                                             needs=lv.veth_key(HOST_VETH)),
+        vv.address_key(HOST, f"{HOST_VPP_IP}/30"): vv.Address(HOST, f"{HOST_VPP_IP}/30"),
+    }
+    for dst in (pod_cidr, service_cidr):
+        if dst:
+            out[lv.podroute_key(HOST_VETH, dst)] = lv.PodRoute(HOST_VETH, NODE_NETNS, HOST_LINUX_IF,
+                                                              dst, HOST_VPP_IP)
+    out.update(services.pod_values(HOST))
+    return out
+
+
+def render_node(t: NodeTransport, uplink: Uplink, service_cidr: str = "",
+                pod_cidr: str = "") -> dict[str, object]:
     """``service_cidr``: a port without endpoints is rejected there (see
-    :func:`agent.vpp.services.node_values`)."""
+    :func:`agent.vpp.services.node_values`); with ``pod_cidr``, the host
+    interconnect (:func:`render_host`) is part of the node."""
     from agent.vpp import services  # noqa: PLC0415 -- builds on what this renders
     node_ip = str(ipaddress.ip_interface(uplink.cidr).ip)
     out: dict[str, object] = dict(services.node_values(BVI, service_cidr))
+    if pod_cidr:
+        out.update(render_host(pod_cidr, service_cidr, t.mtu))
 
     def put(key: str, value: object) -> None:
         out[key] = value
@@ -104,7 +138,8 @@ def render_pod(p: PodAttachment) -> dict[str, object]:
                                                                 "0.0.0.0/0", gw, True)
     ip = str(ipaddress.ip_interface(p.ips[0]).ip)
     name = vv.pod_ifname(ip)
-    out[vv.interface_key(name)] = vv.Interface(name, "af_packet", _mac("02:fe", ip), host_if=host_if)
+    out[vv.interface_key(name)] = vv.Interface(name, "af_packet", _mac("02:fe", ip), host_if=host_if,
+                                               needs=lv.veth_key(host_if))
     out[vv.unnumbered_key(name)] = vv.Unnumbered(name, BVI)
     out[vv.proxyarpif_key(name)] = vv.ProxyArpIf(name)
     out[vv.neighbor_key(name, ip)] = vv.Neighbor(name, ip, pod_mac(p.ips))

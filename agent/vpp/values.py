@@ -60,6 +60,7 @@ class Interface:
     host_if: str = ""
     instance: int = 0
     mtu: int = 0  # 0: VPP's default
+    needs: str = ""  # the key of the Linux link an af_packet interface reads, when it is ours
 
 
 @dataclass(frozen=True, slots=True)

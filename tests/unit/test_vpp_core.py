@@ -103,6 +103,26 @@ def test_programming_a_node_and_a_pod_sends_only_valid_messages():
     assert names.index("af_packet_create_v3") < names.index("ip_route_add_del")
 
 
+def test_the_host_interconnect_is_a_veth_into_the_node_with_routes_via_vpp():
+    """With the pod CIDR, the node gets a veth whose VPP end is ``host`` and whose
+    Linux end routes the pod and Service CIDRs via VPP; its messages are valid."""
+    v = render.render_node(transport(), UPLINK, "10.96.0.0/12", "10.1.0.0/16")
+    host = v[vv.interface_key(render.HOST)]
+    veth_key = "linux/veth/" + render.HOST_VETH
+    assert host.kind == "af_packet" and host.host_if == render.HOST_VETH and host.needs == veth_key
+    assert v[veth_key].tx_checksum is False and v[veth_key].netns == render.NODE_NETNS
+    assert v[vv.address_key(render.HOST, f"{render.HOST_VPP_IP}/30")]
+    routes = {k: r for k, r in v.items() if k.startswith("linux/podroute/")}
+    assert {r.dst for r in routes.values()} == {"10.1.0.0/16", "10.96.0.0/12"}
+    assert {r.via for r in routes.values()} == {render.HOST_VPP_IP}
+    assert vv.interface_key(render.HOST) not in render.render_node(transport(), UPLINK), "no pod CIDR: none"
+    rec = Recorder()
+    res = scheduler(rec).apply(v)
+    assert res.ok, res.errors
+    assert render.HOST_VETH in {c["host_if_name"] for c in rec.calls_to("af_packet_create_v3")}
+    assert "contiv:host" in {c["tag"] for c in rec.calls_to("sw_interface_tag_add_del")}
+
+
 def test_removing_a_pod_and_a_peer_sends_only_valid_messages():
     rec = Recorder()
     s = scheduler(rec)

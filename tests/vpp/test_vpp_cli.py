@@ -96,3 +96,23 @@ def test_a_linux_node_says_why_not(lab):
     assert_one_line_error(r, 2, "unknown dump 'everything'")
     r = cli("vpp", "cli", "--node", "node1", "show", "version")
     assert_one_line_error(r, 2, "--node names a node of a lab")
+
+
+def test_the_node_reaches_its_pods_and_services_through_the_host_interconnect(lab):
+    """The node's own stack (kubelet probes, a node-local client) reaches a
+    pod VPP holds -- even one isolated by a policy -- and a Service."""
+    from lab.kube import Kube  # noqa: PLC0415
+    from lab.probe import probe  # noqa: PLC0415
+    node1 = lab.state().node("node1")
+    kube = Kube(lab)
+    try:
+        b = kube.get("pod", NS, "b")["status"]["podIP"]
+        vip = kube.service(f"{NS}/web")["spec"]["clusterIP"]
+    finally:
+        kube.close()
+    netns = f"/run/netns/{node1.netns}"
+    to_pod = probe(netns, b, 8080, "TCP", 2.0)
+    assert to_pod.connected and to_pod.answered_by == f"{NS}/b", to_pod
+    assert to_pod.client_seen == "169.254.99.1"
+    to_svc = probe(netns, vip, 80, "TCP", 2.0)
+    assert to_svc.connected and to_svc.answered_by == f"{NS}/b", to_svc
