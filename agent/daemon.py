@@ -27,7 +27,6 @@ import threading
 import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
 
 from agent import dataplane
 from agent.builders.nodes import node_transport, vtep_mac
@@ -36,6 +35,7 @@ from agent.cnihandler import E_NOT_AVAILABLE, E_NOT_AVAILABLE_LIMITED, CNIHandle
 from agent.config import AgentConfig
 from agent.desired import DesiredState
 from agent.errors import ContivError, FatalError, Unavailable
+from agent.gcpause import gc_paused
 from agent.ipam.pods import PodIPAM
 from agent.ipam.subnets import SubnetAllocator
 from agent.model import keys
@@ -44,32 +44,11 @@ from agent.podnet import PodNetwork
 from agent.policies import PolicySync
 from agent.reconciler import Scheduler
 from agent.services import ServiceSync
-from agent.store import Compacted, WatchBatch, open_store
+from agent.store import Compacted, WatchBatch, merge_queued, open_store
 
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
-
-
-@contextmanager
-def _gc_paused(keep: bool = False):
-    """Bulk rebuilds allocate hundreds of thousands of small objects next to a
-    large, long-lived heap (the cluster snapshot): Python's cyclic collector
-    would walk that heap again and again (it doubled a 10,000-Service sync).
-
-    ``keep``: what the block built lives as long as the agent (start-up).
-    Re-enabling the collector as is would make the next allocation walk every
-    object made during the pause (~170 ms at 10,000 Services); freezing them
-    into the permanent generation first skips that walk for good."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if keep:
-            gc.freeze()
-        if was:
-            gc.enable()
 
 
 class _ResyncRequest(Future):
@@ -143,7 +122,7 @@ class Agent:
             phase("register")
             # What start-up builds lives as long as the agent: the collector is
             # paused while it is built and never walks it afterwards (frozen).
-            with _gc_paused(keep=True):
+            with gc_paused(keep=True):
                 revision = self._relist()
                 phase("list")
                 res = self._resync("start-up resync")
@@ -260,7 +239,7 @@ class Agent:
         # the desired state is held for the resync its (re)connection brings.
         self._plane_generation = self.plane.generation()
         held = self.plane.ready()
-        with _gc_paused():
+        with gc_paused():
             res = self.desired.resync(build, description=why, held=held)
         if held:
             log.warning("%s: the data plane is not ready (%s); holding the desired state", why, held)
@@ -280,7 +259,7 @@ class Agent:
         meanwhile. At 10,000 Services that takes about 1.5 s out of the lock."""
         self.plane.prefetch()
         try:
-            with _gc_paused():
+            with gc_paused():
                 built = {**self.services.partitions(), **self.policies.partitions()}
                 self.plane.wait_prefetch()
                 return self._resync(why, built=built)
@@ -309,28 +288,8 @@ class Agent:
         # are dropped in _on_batch. One stream keeps revisions totally ordered.
         self._watch = self.store.watch(keys.ROOT, from_revision, self._q.put)
 
-    def _drain(self, first: WatchBatch) -> tuple[WatchBatch, object]:
-        """``first`` merged with every watch batch already queued behind it (up to
-        a bound), and the first non-batch item met (or None). A burst of writes
-        -- a manifest of a thousand objects -- becomes one rebuild and one
-        data-plane transaction instead of a thousand."""
-        events = list(first.events)
-        revision = first.revision
-        other = None
-        while len(events) < 20000:
-            try:
-                nxt = self._q.get_nowait()
-            except queue.Empty:
-                break
-            if not isinstance(nxt, WatchBatch):
-                other = nxt
-                break
-            events += nxt.events
-            revision = max(revision, nxt.revision)
-        return WatchBatch(tuple(events), revision), other
-
     def _on_batch(self, batch: WatchBatch) -> None:
-        with _gc_paused():
+        with gc_paused():
             self._apply_batch(batch)
 
     def _apply_batch(self, batch: WatchBatch) -> None:
@@ -377,7 +336,7 @@ class Agent:
             try:
                 if isinstance(item, WatchBatch):
                     watch_backoff = 0.2
-                    item, after = self._drain(item)
+                    item, after = merge_queued(self._q, item)
                     self._on_batch(item)
                     if after is not None:
                         self._q.put(after)  # handled on the next turn (rare: a watch error)
@@ -429,7 +388,7 @@ class Agent:
             self._watch = None
         try:
             if relist:
-                with _gc_paused():
+                with gc_paused():
                     revision = self._relist()
                     self._rebuild_after_relist()
                 self._report()

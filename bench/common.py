@@ -143,3 +143,15 @@ def progress(what: str, total: int | None = None) -> Iterator[Callable[[int], No
                           file=sys.stderr, flush=True)
         yield advance
     print(f"  {what}: done in {time.monotonic() - t0:.1f}s", file=sys.stderr, flush=True)
+
+
+def stop_workers(procs: list[subprocess.Popen]) -> None:
+    """Stop worker processes (traffic servers) and reap them: SIGTERM, then
+    SIGKILL after 5 s (lab.cluster.stop_processes); none is left a zombie."""
+    from lab.cluster import stop_processes  # noqa: PLC0415 -- bench/ runs with the repo on sys.path
+    stop_processes([p.pid for p in procs], timeout=5)
+    for p in procs:
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass

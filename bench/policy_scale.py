@@ -123,7 +123,8 @@ TRAFFIC = str(Path(__file__).resolve().parent / "traffic.py")  # the pod-side wo
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import cpu_seconds, progress, require_root, rss_kib, run_bench  # noqa: E402 -- bench/ helpers
+from common import (cpu_seconds, progress, require_root, rss_kib, run_bench,  # noqa: E402 -- bench/ helpers
+                    stop_workers)
 from vpputil import clear_policy_acls, lab_vpp_api, lab_vpp_pid  # noqa: E402 -- bench/ helpers (VPP runs)
 from policy_world import NODES, policy, scale_labels, valid, world  # noqa: E402 -- bench/ module
 from agent.model import keys  # noqa: E402
@@ -227,12 +228,7 @@ class Rig:
         return json.loads(p.stdout)
 
     def close(self) -> None:
-        stop_processes([p.pid for p in self.servers], timeout=5)
-        for p in self.servers:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
+        stop_workers(self.servers)
         if self.kube:
             self.kube.close()
         say(f"lab {self.lab.name}: down")

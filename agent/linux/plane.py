@@ -22,7 +22,24 @@ _PROTOCOLS = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPRO
               132: "sctp"}
 
 
-class LinuxDataplane:
+class VethPods:
+    """Pods as Linux veth pairs (this data plane's, and VPP's, which takes the
+    node end as af_packet): what the CNI result and the API say about a pod's
+    interfaces, from the veth descriptor's metadata."""
+
+    def pod_interfaces(self, p, metadata: Callable[[str], Any]) -> tuple[PodInterface, ...]:
+        from agent.linux import values  # noqa: PLC0415
+        host_if = values.host_ifname(p.container_id, p.ifname)
+        meta = metadata(values.veth_key(host_if)) or {}
+        return (PodInterface(host_if, meta.get("mac", "")),
+                PodInterface(p.ifname, meta.get("pod_mac", ""), p.netns))
+
+    def pod_host_if(self, container_id: str, ifname: str) -> str:
+        from agent.linux import values  # noqa: PLC0415
+        return values.host_ifname(container_id, ifname)
+
+
+class LinuxDataplane(VethPods):
     """See the module docstring; opened once per agent."""
 
     name = "linux"
@@ -68,17 +85,6 @@ class LinuxDataplane:
     def render_pod(self, p) -> dict[str, object]:
         from agent.linux import render  # noqa: PLC0415
         return render.render_pod(p)
-
-    def pod_interfaces(self, p, metadata: Callable[[str], Any]) -> tuple[PodInterface, ...]:
-        from agent.linux import values  # noqa: PLC0415
-        host_if = values.host_ifname(p.container_id, p.ifname)
-        meta = metadata(values.veth_key(host_if)) or {}
-        return (PodInterface(host_if, meta.get("mac", "")),
-                PodInterface(p.ifname, meta.get("pod_mac", ""), p.netns))
-
-    def pod_host_if(self, container_id: str, ifname: str) -> str:
-        from agent.linux import values  # noqa: PLC0415
-        return values.host_ifname(container_id, ifname)
 
     def service_renderer(self):
         from agent.linux.svcstate import NftServiceRenderer  # noqa: PLC0415

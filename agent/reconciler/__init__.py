@@ -10,7 +10,8 @@ them, retries temporary failures with backoff and records every transaction
 """
 from agent.reconciler.descriptor import Context, Dependency, Descriptor, Retrieved
 from agent.reconciler.plan import Operation, OpKind, Plan
-from agent.reconciler.scheduler import Scheduler, TxnResult, ValueState
+from agent.reconciler.scheduler import Scheduler
+from agent.reconciler.state import TxnResult, ValueState
 
 __all__ = ["Context", "Dependency", "Descriptor", "OpKind", "Operation", "Plan", "Retrieved",
            "Scheduler", "TxnResult", "ValueState"]

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 def plan(sched: "Scheduler", keys: set[str] | None, actual: Mapping[str, Any]) -> Plan:
     """Plan over ``keys`` (None: everything) against ``actual`` (key -> the
-    scheduler's _Actual; not mutated)."""
+    scheduler's Actual; not mutated)."""
     plan = Plan()
     desired = sched._desired
     if keys is None:

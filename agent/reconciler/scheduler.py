@@ -20,8 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Iterable, Mapping
 
 from agent.errors import FatalError, InvalidInput, TemporaryError
@@ -29,60 +27,12 @@ from agent.reconciler.descriptor import Dependency, Descriptor, Retrieved
 from agent.reconciler.history import History, OpRecord, TxnRecord
 from agent.reconciler import planner
 from agent.reconciler.plan import Operation, OpKind, Plan, plain
+from agent.reconciler.state import TxnResult, ValueState, Actual, Failure, RetrieveCtx
 
 log = logging.getLogger(__name__)
 
 #: Marker for "delete this key" in a change set.
 DELETE = None
-
-
-class ValueState(str, Enum):
-    CONFIGURED = "configured"   # desired and present
-    PENDING = "pending"         # desired, waiting for a dependency
-    FAILED = "failed"           # last operation failed; a retry is scheduled
-    INVALID = "invalid"         # rejected by validate(); never attempted
-    OBSOLETE = "obsolete"       # present, no longer desired, deletion failed
-
-
-@dataclass(slots=True)
-class _Actual:
-    value: Any
-    metadata: Any
-    deps: tuple[Dependency, ...]
-
-
-@dataclass(slots=True)
-class _Failure:
-    op: OpKind
-    error: str
-    temporary: bool
-    attempts: int
-    next_retry: float
-
-
-@dataclass(slots=True)
-class TxnResult:
-    """What one transaction did. ``errors`` maps key -> error message."""
-
-    record: TxnRecord
-    plan: Plan
-    errors: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return not self.errors
-
-    def failed(self, keys: Iterable[str]) -> dict[str, str]:
-        """Errors (or pending/invalid reasons) for ``keys`` -- the caller's values."""
-        out = {}
-        for k in keys:
-            if k in self.errors:
-                out[k] = self.errors[k]
-            elif k in self.plan.invalid:
-                out[k] = "invalid: " + self.plan.invalid[k]
-            elif k in self.plan.pending:
-                out[k] = "pending: " + self.plan.pending[k]
-        return out
 
 
 class _Ctx:
@@ -96,15 +46,6 @@ class _Ctx:
         return a.metadata if a else None
 
 
-class _RetrieveCtx:
-    def __init__(self, retrieved: dict[str, _Actual]) -> None:
-        self._r = retrieved
-
-    def metadata(self, key: str) -> Any:
-        a = self._r.get(key)
-        return a.metadata if a else None
-
-
 class Scheduler:
     """See the module docstring. ``clock`` is injectable for retry tests."""
 
@@ -112,8 +53,8 @@ class Scheduler:
                  clock=time.monotonic, backoff_base: float = 0.1, backoff_max: float = 30.0):
         self._descs: dict[str, Descriptor] = {}
         self._desired: dict[str, Any] = {}
-        self._actual: dict[str, _Actual] = {}
-        self._failures: dict[str, _Failure] = {}
+        self._actual: dict[str, Actual] = {}
+        self._failures: dict[str, Failure] = {}
         self._invalid: dict[str, str] = {}
         self._pending: dict[str, str] = {}
         # reverse dependency indexes: dependency key -> keys that name it
@@ -319,7 +260,7 @@ class Scheduler:
         cached = self._deps_cache.get(key)
         deps = cached[1] if cached is not None and cached[0] is value else \
             tuple(self.descriptor_for(key).dependencies(key, value))
-        self._actual[key] = _Actual(value, metadata, deps)
+        self._actual[key] = Actual(value, metadata, deps)
         for d in deps:
             self._rdeps_actual.setdefault(d.key, set()).add(key)
 
@@ -334,15 +275,15 @@ class Scheduler:
                 if not s:
                     del self._rdeps_actual[d.key]
 
-    def _retrieve(self, scope: set[str] | None = None) -> dict[str, _Actual]:
+    def _retrieve(self, scope: set[str] | None = None) -> dict[str, Actual]:
         """Ask every descriptor (in registration order) what really exists;
         with ``scope``, only the descriptors of those keys, about those keys.
 
         Descriptors see the metadata retrieved so far (not our possibly stale
         belief): a pod route's retrieve needs the pod veth's retrieved index.
         """
-        out: dict[str, _Actual] = {}
-        ctx = _RetrieveCtx(out)
+        out: dict[str, Actual] = {}
+        ctx = RetrieveCtx(out)
         # desired values by descriptor in one pass (every prefix is "plane/type/")
         by_prefix: dict[str, dict[str, Any]] = {p: {} for p in self._descs}
         items = self._desired.items() if scope is None else \
@@ -359,16 +300,16 @@ class Scheduler:
             for r in desc.retrieve(correlate, ctx):
                 if not isinstance(r, Retrieved) or not r.key.startswith(prefix):
                     raise TypeError(f"{desc.name}.retrieve returned {r!r}")
-                out[r.key] = _Actual(r.value, r.metadata, tuple(desc.dependencies(r.key, r.value)))
+                out[r.key] = Actual(r.value, r.metadata, tuple(desc.dependencies(r.key, r.value)))
         return out
 
     # ------------------------------------------------------------------ planning
-    def _plan(self, keys: set[str] | None, actual: Mapping[str, _Actual]) -> Plan:
+    def _plan(self, keys: set[str] | None, actual: Mapping[str, Actual]) -> Plan:
         return planner.plan(self, keys, actual)
 
     # ------------------------------------------------------------------ execution
     def _run(self, kind: str, description: str, keys: set[str] | None,
-             retrieved: dict[str, _Actual] | None) -> TxnResult:
+             retrieved: dict[str, Actual] | None) -> TxnResult:
         t0 = time.perf_counter()
         self._seq += 1
         rec = TxnRecord(self._seq, kind, description, time.time())
@@ -490,7 +431,7 @@ class Scheduler:
             prev = self._failures.get(k)
             attempts = prev.attempts + 1 if prev else 1
             base, cap = self._backoff
-            self._failures[k] = _Failure(op.kind, msg, temporary, attempts,
+            self._failures[k] = Failure(op.kind, msg, temporary, attempts,
                                          self._clock() + min(cap, base * 2 ** (attempts - 1)))
             if op.kind is OpKind.CREATE:
                 self._drop_actual(k)

@@ -4,10 +4,10 @@ Both implement :class:`agent.store.base.Store`; code above this layer never
 imports ``etcd3`` directly.
 """
 from agent.store.base import (Absent, Compacted, Delete, Event, KV, ModRevisionIs, Put,
-                              Store, WatchBatch)
+                              Store, WatchBatch, merge_queued)
 
 __all__ = ["Absent", "Compacted", "Delete", "Event", "KV", "ModRevisionIs", "Put", "Store",
-           "WatchBatch", "open_store"]
+           "WatchBatch", "merge_queued", "open_store"]
 
 
 def open_store(endpoint: str, *, timeout: float = 5.0) -> Store:

@@ -14,6 +14,7 @@ implementation can honour exactly the same contract:
 """
 from __future__ import annotations
 
+import queue
 from dataclasses import dataclass
 from typing import Callable, Iterable, Protocol
 
@@ -60,6 +61,25 @@ class WatchBatch:
 
     events: tuple[Event, ...]
     revision: int
+
+
+def merge_queued(q: "queue.Queue", first: WatchBatch, limit: int = 20000) -> tuple[WatchBatch, object]:
+    """``first`` merged with every watch batch already queued behind it in ``q``
+    (up to ``limit`` events), and the first non-batch item met (or None). A
+    burst of writes -- a manifest of a thousand objects -- becomes one rebuild
+    and one data-plane transaction instead of a thousand."""
+    events = list(first.events)
+    revision = first.revision
+    while len(events) < limit:
+        try:
+            nxt = q.get_nowait()
+        except queue.Empty:
+            break
+        if not isinstance(nxt, WatchBatch):
+            return WatchBatch(tuple(events), revision), nxt
+        events += nxt.events
+        revision = max(revision, nxt.revision)
+    return WatchBatch(tuple(events), revision), None
 
 
 # --- transaction language ---------------------------------------------------

@@ -18,8 +18,9 @@ from agent.reconciler import Descriptor
 from agent.vpp.values import NONE, if_key_of
 
 
-class Interfaces:
-    """Our interfaces: name <-> sw_if_index (thread-safe)."""
+class IndexMap:
+    """Names of our VPP objects <-> their VPP indexes (thread-safe: the
+    scheduler's thread writes, the API's readers read)."""
 
     def __init__(self) -> None:
         self._by_name: dict[str, int] = {}
@@ -33,11 +34,11 @@ class Interfaces:
         with self._lock:
             self._by_name.pop(name, None)
 
-    def replace(self, kind_prefix_keep: set[str], found: dict[str, int]) -> None:
-        """After a retrieve of one kind: ``found`` is all of that kind there is;
-        entries of other kinds (``kind_prefix_keep``: names kept) stay."""
+    def replace(self, found: dict[str, int], keep: set[str] = frozenset()) -> None:
+        """After a retrieve: ``found`` is all there is of what it retrieved;
+        the entries named in ``keep`` (another kind's) stay."""
         with self._lock:
-            self._by_name = {n: i for n, i in self._by_name.items() if n in kind_prefix_keep}
+            self._by_name = {n: i for n, i in self._by_name.items() if n in keep}
             self._by_name.update(found)
 
     def names(self) -> dict[str, int]:
@@ -51,6 +52,10 @@ class Interfaces:
     def by_index(self) -> dict[int, str]:
         with self._lock:
             return {i: n for n, i in self._by_name.items()}
+
+
+class Interfaces(IndexMap):
+    """Our interfaces: name <-> sw_if_index."""
 
 
 class VppDescriptor(Descriptor):

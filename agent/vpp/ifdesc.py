@@ -116,7 +116,7 @@ class InterfaceDescriptor(VppDescriptor):
                               mtu=want.mtu if want else 0)
             found[name] = d.sw_if_index
             out.append(Retrieved(interface_key(name), v, {"sw_if_index": d.sw_if_index}))
-        self.ifs.replace({n for n in self.ifs.names() if n.startswith("vx-")}, found)
+        self.ifs.replace(found, keep={n for n in self.ifs.names() if n.startswith("vx-")})
         return out
 
 
@@ -169,7 +169,7 @@ class VxlanDescriptor(VppDescriptor):
             out.append(Retrieved(vxlan_key(name), Vxlan(name, str(d.src_address), str(d.dst_address),
                                                         d.vni, d.instance, d.dst_port),
                                  {"sw_if_index": d.sw_if_index}))
-        self.ifs.replace({n for n in self.ifs.names() if not n.startswith("vx-")}, found)
+        self.ifs.replace(found, keep={n for n in self.ifs.names() if not n.startswith("vx-")})
         return out
 
 

@@ -22,6 +22,7 @@ of the unit tier (:mod:`agent.vpp.recorder`) implements it too.
 """
 from __future__ import annotations
 
+import logging
 import socket
 import struct
 import threading
@@ -40,6 +41,8 @@ DEFAULT_WINDOW = 256
 # transport relies on the same two numbers).
 _SOCKCLNT_CREATE, _SOCKCLNT_CREATE_REPLY = 15, 16
 _MAX_REPLY = 64 << 20   # a sane upper bound for the first reply (the message table)
+
+log = logging.getLogger(__name__)
 
 
 class VppChannel(Protocol):
@@ -243,8 +246,8 @@ class VppApi:
         c.transport.connected = False
         try:
             c.disconnect()
-        except Exception:
-            pass
+        except Exception as e:  # noqa: BLE001 -- the connection is gone either way
+            log.debug("VPP API disconnect: %s", e)
 
     def _lost(self, name: str, err: BaseException) -> VppUnavailable:
         self._teardown()

@@ -22,8 +22,9 @@ import logging
 import threading
 from typing import Any, Callable, Mapping
 
-from agent.dataplane import NodeFacts, PodInterface
+from agent.dataplane import NodeFacts
 from agent.errors import FatalError, NotSupported
+from agent.linux.plane import VethPods
 from agent.model.diag import InterfaceCounters, Session
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ DEFAULT_POD_MTU = 1450  # af_packet over the underlay's 1500 with VXLAN (50)
 MONITOR_INTERVAL = 0.5
 
 
-class VppDataplane:
+class VppDataplane(VethPods):
     """See the module docstring; opened once per agent."""
 
     name = "vpp"
@@ -142,17 +143,6 @@ class VppDataplane:
     def render_pod(self, p) -> dict[str, object]:
         from agent.vpp import render  # noqa: PLC0415
         return render.render_pod(p)
-
-    def pod_interfaces(self, p, metadata: Callable[[str], Any]) -> tuple[PodInterface, ...]:
-        from agent.linux import values  # noqa: PLC0415
-        host_if = values.host_ifname(p.container_id, p.ifname)
-        meta = metadata(values.veth_key(host_if)) or {}
-        return (PodInterface(host_if, meta.get("mac", "")),
-                PodInterface(p.ifname, meta.get("pod_mac", ""), p.netns))
-
-    def pod_host_if(self, container_id: str, ifname: str) -> str:
-        from agent.linux import values  # noqa: PLC0415
-        return values.host_ifname(container_id, ifname)
 
     def _node_ips(self) -> tuple[str, ...]:
         """The node's addresses at the time of asking (the renderers are made

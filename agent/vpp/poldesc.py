@@ -33,13 +33,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import InvalidInput
 from agent.reconciler import Dependency, OpKind, Retrieved
-from agent.vpp.base import Interfaces, VppDescriptor
+from agent.vpp.base import IndexMap, Interfaces, VppDescriptor
 from agent.vpp.errors import VppApiError, VppMessageInvalid
 from agent.vpp.values import NONE, if_key_of, tag, untag
 
@@ -120,46 +119,36 @@ def rule_of(d: Any) -> AclRule:
                    int(_f(d, "is_permit")))
 
 
-class AclIndex:
-    """Our ACLs: name <-> acl_index (thread-safe), kept by the ACL descriptor
-    (create, delete, retrieve) for the list descriptor."""
-
-    def __init__(self) -> None:
-        self._by_name: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def set(self, name: str, index: int) -> None:
-        with self._lock:
-            self._by_name[name] = index
-
-    def drop(self, name: str) -> None:
-        with self._lock:
-            self._by_name.pop(name, None)
-
-    def replace(self, found: dict[str, int]) -> None:
-        with self._lock:
-            self._by_name = dict(found)
-
-    def index(self, name: str) -> int | None:
-        with self._lock:
-            return self._by_name.get(name)
-
-    def names(self) -> dict[int, str]:
-        with self._lock:
-            return {i: n for n, i in self._by_name.items()}
+class AclIndex(IndexMap):
+    """Our ACLs: name <-> acl_index, kept by the ACL descriptor (create,
+    delete, retrieve) for the list descriptor."""
 
 
-class AclDescriptor(VppDescriptor):
-    """One ACL of ours (see the module docstring)."""
-
-    name = "vpp-acl"
-    key_prefix = ACL_PREFIX
-    supports_update = True
+class _Batched(VppDescriptor):
+    """Both descriptors: every operation goes through their batch group
+    (:class:`AclBatch`), which orders them across the two kinds."""
 
     def __init__(self, api, ifs: Interfaces, batch: "AclBatch") -> None:
         super().__init__(api, ifs)
         self.batch_group = batch
         self.acls = batch.acls
+
+    def create(self, key, v, ctx):
+        return self.batch_group.apply_one(self, OpKind.CREATE, key, v, None, ctx)
+
+    def update(self, key, old, new, metadata, ctx):
+        return self.batch_group.apply_one(self, OpKind.UPDATE, key, new, metadata, ctx)
+
+    def delete(self, key, v, metadata, ctx):
+        self.batch_group.apply_one(self, OpKind.DELETE, key, v, metadata, ctx)
+
+
+class AclDescriptor(_Batched):
+    """One ACL of ours (see the module docstring)."""
+
+    name = "vpp-acl"
+    key_prefix = ACL_PREFIX
+    supports_update = True
 
     def validate(self, key, v: Acl) -> None:
         if key != acl_key(v.name) or not v.name.startswith(NAME_PREFIX):
@@ -179,15 +168,6 @@ class AclDescriptor(VppDescriptor):
         return self.api.fill("acl_add_replace", acl_index=index, tag=tag(v.name),
                              r=[rule_request(r) for r in v.rules])
 
-    def create(self, key, v: Acl, ctx):
-        return self.batch_group.apply_one(self, OpKind.CREATE, key, v, None, ctx)
-
-    def update(self, key, old: Acl, new: Acl, metadata, ctx):
-        return self.batch_group.apply_one(self, OpKind.UPDATE, key, new, metadata, ctx)
-
-    def delete(self, key, v: Acl, metadata, ctx):
-        self.batch_group.apply_one(self, OpKind.DELETE, key, v, metadata, ctx)
-
     def retrieve(self, correlate, ctx):
         out, found = [], {}
         for d in self.api.dump("acl_dump", acl_index=NONE):
@@ -201,17 +181,12 @@ class AclDescriptor(VppDescriptor):
         return out
 
 
-class AclListDescriptor(VppDescriptor):
+class AclListDescriptor(_Batched):
     """The ACLs checked on one pod interface (see the module docstring)."""
 
     name = "vpp-acllist"
     key_prefix = LIST_PREFIX
     supports_update = True
-
-    def __init__(self, api, ifs: Interfaces, batch: "AclBatch") -> None:
-        super().__init__(api, ifs)
-        self.batch_group = batch
-        self.acls = batch.acls
 
     def validate(self, key, v: AclList) -> None:
         if key != acllist_key(v.ifname):
@@ -249,18 +224,9 @@ class AclListDescriptor(VppDescriptor):
             return None  # the interface is gone, and its lists with it
         return self.api.fill("acl_interface_set_acl_list", sw_if_index=sw, n_input=0, acls=[])
 
-    def create(self, key, v: AclList, ctx):
-        return self.batch_group.apply_one(self, OpKind.CREATE, key, v, None, ctx)
-
-    def update(self, key, old: AclList, new: AclList, metadata, ctx):
-        return self.batch_group.apply_one(self, OpKind.UPDATE, key, new, metadata, ctx)
-
-    def delete(self, key, v: AclList, metadata, ctx):
-        self.batch_group.apply_one(self, OpKind.DELETE, key, v, metadata, ctx)
-
     def retrieve(self, correlate, ctx):
         names = self.ifs.by_index()
-        acls = self.acls.names()
+        acls = self.acls.by_index()
         out = []
         for d in self.api.dump("acl_interface_list_dump", sw_if_index=NONE):
             ifname = names.get(d.sw_if_index)

@@ -92,7 +92,7 @@ class PodInterfaces(Descriptor):
     def retrieve(self, correlate, ctx):
         found = {untag(d.tag): d.sw_if_index for d in self.api.dump("sw_interface_dump", sw_if_index=0xFFFFFFFF)
                  if untag(d.tag or "")}
-        self.ifs.replace(set(), found)
+        self.ifs.replace(found)
         return [Retrieved(interface_key(n), n, {"sw_if_index": sw}) for n, sw in found.items()]
 
 

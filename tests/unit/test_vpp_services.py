@@ -53,24 +53,9 @@ class FakeLinux(Descriptor):
 
 
 def vpp_descriptors(api, owned):
-    """``agent.vpp.descriptors.descriptors``; while the policy descriptors it
-    also lists are not in the tree yet, the same list without them."""
-    try:
-        from agent.vpp.descriptors import descriptors  # noqa: PLC0415
-        return descriptors(api, owned)
-    except ModuleNotFoundError as e:
-        if e.name != "agent.vpp.policies":
-            raise
-    from agent.vpp import ifdesc, l2desc, l3desc  # noqa: PLC0415
-    from agent.vpp.base import Interfaces  # noqa: PLC0415
-    ifs = Interfaces()
-    bds = l2desc.BridgeDomainDescriptor(api, ifs)
-    return [ifdesc.InterfaceDescriptor(api, ifs), ifdesc.VxlanDescriptor(api, ifs),
-            ifdesc.AddressDescriptor(api, ifs), ifdesc.UnnumberedDescriptor(api, ifs),
-            bds, l2desc.BridgePortDescriptor(api, ifs, bds), l2desc.L2FibDescriptor(api, ifs, bds),
-            l3desc.NeighborDescriptor(api, ifs), l3desc.ProxyArpDescriptor(api, ifs, owned),
-            l3desc.ProxyArpIfDescriptor(api, ifs), l3desc.RouteDescriptor(api, ifs, owned),
-            *S.descriptors(api, ifs, owned)]
+    """The data plane's VPP descriptors, as the plane registers them."""
+    from agent.vpp.descriptors import descriptors  # noqa: PLC0415
+    return descriptors(api, owned)
 
 
 class Rig:

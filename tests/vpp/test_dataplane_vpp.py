@@ -9,81 +9,50 @@ pods' veths open there) and goes back home afterwards, even on failure.
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
 import time
 from types import SimpleNamespace
 
 import pytest
 
-from agent.nsenter import setns
 from agent.vpp.process import availability
 from tests.dataplane_contract import DataplaneContract
+from tests.nodens import GATEWAY, NodeNamespaces, ip
 
 HAVE_VPP, WHY = availability()
 pytestmark = [pytest.mark.root, pytest.mark.vpp,
               pytest.mark.skipif(not HAVE_VPP, reason=f"needs a VPP: {WHY}")]
 
 
-def ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True)
-
-
-class VppHarness:
+class VppHarness(NodeNamespaces):
     def __init__(self, tmp) -> None:
         from agent.vpp.process import VppProcess  # noqa: PLC0415
-        tag = secrets.token_hex(3)
-        self.node, self.gw = f"dvn-{tag}", f"dvg-{tag}"
-        self.netns: list[str] = []
-        self.plane = self.vpp = None
-        self._home = os.open("/proc/self/ns/net", os.O_RDONLY)
-        for ns in (self.node, self.gw):
-            ip("netns", "add", ns)
-            self.netns.append(ns)
-            ip("-n", ns, "link", "set", "lo", "up")
-        ip("-n", self.node, "link", "add", "vpp0", "type", "veth", "peer", "name", "up0",
-           "netns", self.gw)
-        ip("-n", self.gw, "addr", "add", "192.168.77.1/24", "dev", "up0")
-        ip("-n", self.node, "link", "set", "vpp0", "up")
-        ip("-n", self.gw, "link", "set", "up0", "up")
-        self.vpp = VppProcess(tmp / "vpp", netns=self.node)
-        self.vpp.start(15)
-        fd = os.open(f"/run/netns/{self.node}", os.O_RDONLY)
+        self.vpp = None
+        super().__init__("dv", "vpp0")
         try:
-            setns(fd, self.node)
-        finally:
-            os.close(fd)
-        from agent.dataplane import create  # noqa: PLC0415
-        self.plane = create("vpp")
-        self.facts = self.plane.open(SimpleNamespace(
-            vpp_uplink="vpp0", vpp_uplink_cidr="192.168.77.2/24", vpp_uplink_gateway="192.168.77.1",
-            vpp_api_socket=str(self.vpp.api_socket), vpp_stats_socket=str(self.vpp.config.stats_socket),
-            mtu=0, pod_cidr="10.1.0.0/16", service_cidr="10.96.0.0/12"))
-        deadline = time.monotonic() + 10
-        while self.plane.ready() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert self.plane.ready() == "", self.plane.ready()
-        self.api = self.plane.api
+            self.vpp = VppProcess(tmp / "vpp", netns=self.node)
+            self.vpp.start(15)
+            self.enter()
+            from agent.dataplane import create  # noqa: PLC0415
+            self.plane = create("vpp")
+            self.facts = self.plane.open(SimpleNamespace(
+                vpp_uplink="vpp0", vpp_uplink_cidr="192.168.77.2/24", vpp_uplink_gateway=GATEWAY,
+                vpp_api_socket=str(self.vpp.api_socket),
+                vpp_stats_socket=str(self.vpp.config.stats_socket),
+                mtu=0, pod_cidr="10.1.0.0/16", service_cidr="10.96.0.0/12"))
+            deadline = time.monotonic() + 10
+            while self.plane.ready() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert self.plane.ready() == "", self.plane.ready()
+            self.api = self.plane.api
+        except BaseException:
+            self.close()
+            raise
 
-    def close(self) -> None:
-        try:
-            if self.plane is not None:
-                self.plane.close()
-        finally:
-            setns(self._home, "the test's own")
-            os.close(self._home)
-            if self.vpp is not None:
-                self.vpp.stop()
-                self.vpp.close()
-            for ns in self.netns:
-                subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-
-    def new_netns(self, name: str) -> str:
-        ns = f"{self.node}-{name}"
-        ip("netns", "add", ns)
-        self.netns.append(ns)
-        ip("-n", ns, "link", "set", "lo", "up")
-        return f"/run/netns/{ns}"
+    def release(self) -> None:
+        if self.vpp is not None:
+            self.vpp.stop()
+            self.vpp.close()
+            self.vpp = None
 
     def call(self, name, **kw):
         return self.api.call(name, **self.api.fill(name, **kw))

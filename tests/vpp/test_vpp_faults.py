@@ -10,12 +10,11 @@
 """
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from agent.vpp.process import availability
 from tests.conftest import unique_lab_name
+from tests.e2e.labtools import wait_until
 
 HAVE_VPP, WHY = availability()
 pytestmark = [pytest.mark.root, pytest.mark.vpp, pytest.mark.e2e,
@@ -50,17 +49,6 @@ def env():
         lab.down()
 
 
-def until(cond, what: str, limit: float = WAIT):
-    deadline = time.monotonic() + limit
-    while True:
-        v = cond()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {limit:.0f}s")
-        time.sleep(0.2)
-
-
 def connects(kube, src="a", dst="b") -> bool:
     from lab.ops import run_probe  # noqa: PLC0415
     return run_probe(kube, f"{NS}/{src}", f"{NS}/{dst}", 8080, "TCP", 1.0).connected
@@ -79,12 +67,12 @@ def test_a_vpp_restart_under_a_running_agent_is_ridden_out(env):
     lab, kube = env
     assert connects(kube)
     lab.stop_vpp("node1")  # SIGKILL, as a crash
-    h = until(lambda: (lambda x: x if x is not None and not x.ready else None)(health(lab, "node1")),
+    h = wait_until(lambda: (lambda x: x if x is not None and not x.ready else None)(health(lab, "node1")),
               "CNI STATUS to say not ready while VPP is gone", 10)
     assert h.cni_status == 50 and "VPP" in h.message, h
     lab.start_vpp("node1")
-    until(lambda: (health(lab, "node1") or h).ready, "the agent to be ready with the new VPP")
-    until(lambda: connects(kube), "a connection across nodes after the resync")
+    wait_until(lambda: (health(lab, "node1") or h).ready, "the agent to be ready with the new VPP")
+    wait_until(lambda: connects(kube), "a connection across nodes after the resync")
     assert connects(kube, "b", "a")
     assert lab.client("node1").plan().operations == (), "the resync left drift"
     hist = lab.client("node1").history(limit=200).transactions
@@ -96,14 +84,14 @@ def test_an_agent_started_without_vpp_programs_everything_once_vpp_appears(env):
     lab.stop_agent("node1")
     lab.stop_vpp("node1")
     lab.start_agent("node1")
-    h = until(lambda: health(lab, "node1"), "the agent to answer without VPP")
+    h = wait_until(lambda: health(lab, "node1"), "the agent to answer without VPP")
     assert not h.ready and "VPP" in h.message, h
     held = [v for v in lab.client("node1").state().values if v.state == "pending"]
     assert held and all("waiting for the data plane" in v.reason for v in held if v.reason)
     assert not connects(kube)
     lab.start_vpp("node1")
-    until(lambda: (health(lab, "node1") or h).ready, "ready once VPP is there")
-    until(lambda: connects(kube), "the pods wired before to work again")
+    wait_until(lambda: (health(lab, "node1") or h).ready, "ready once VPP is there")
+    wait_until(lambda: connects(kube), "the pods wired before to work again")
     assert lab.client("node1").plan().operations == ()
 
 
@@ -125,17 +113,17 @@ def test_one_object_vpp_refuses_fails_alone_and_is_retried(env):
                         mcast_sw_if_index=0xFFFFFFFF, src_port=4789, dst_port=4789)
         api.call("vxlan_add_del_tunnel_v3", **args)  # not ours: no tag
         lab.start_agent("node1")
-        until(lambda: health(lab, "node1"), "the agent to answer")
+        wait_until(lambda: health(lab, "node1"), "the agent to answer")
 
         def failed():
             vals = {v.key: v for v in lab.client("node1").state().values}
             v = vals.get("vpp/vxlan/vx-node2")
             return (v, vals) if v is not None and v.state == "failed" else None
-        tunnel, values = until(failed, "the agent's tunnel to node2 to fail")
+        tunnel, values = wait_until(failed, "the agent's tunnel to node2 to fail")
         assert "vxlan_add_del_tunnel_v3" in tunnel.error, tunnel.error
         pod_if = [k for k in values if k.startswith("vpp/interface/p")]
         assert pod_if and all(values[k].state == "configured" for k in pod_if), \
             "the pod's own values are programmed regardless"
         api.call("vxlan_add_del_tunnel_v3", **{**args, "is_add": False})
-    until(lambda: connects(kube), "the retried tunnel to carry a connection", 45)
+    wait_until(lambda: connects(kube), "the retried tunnel to carry a connection", 45)
     assert lab.client("node1").plan().operations == ()

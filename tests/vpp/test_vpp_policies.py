@@ -273,11 +273,8 @@ def vpp_descriptors(api) -> list:
 
 def policy_drift(world: World) -> list:
     """What a resync would do to the policies' values: their descriptors
-    retrieve, compared with their desired values (a scoped dry run -- the
-    other descriptors' state is theirs to test; at the time of writing the
-    pods' veths differ in their TX checksum setting, which the Linux veth
-    descriptor does not apply yet, and a full plan re-creates them and what
-    depends on them)."""
+    retrieve, compared with their desired values (a scoped dry run: the
+    other descriptors' state is theirs to test)."""
     mine = ("vpp/acl/", "vpp/acllist/")
     ops = world.sched.dry_run(resync=True, keys=world.sched.desired("vpp/acl")).operations
     # (a scoped plan also lists what they depend on: not ours to judge)
