@@ -23,6 +23,10 @@ class Operation:
     ``value`` is the value to create/update to, or the value being deleted;
     ``old`` the previous value for updates; ``reason`` says why in words an
     operator understands ("dependency linux/link/veth/cv1a2b removed").
+    ``still_desired`` (deletions): the key stays desired -- it goes because a
+    dependency goes, or its value is invalid or cannot be updated in place --
+    so a descriptor that can swap a value atomically may keep the old one
+    until the new one comes, rather than leave a gap.
     """
 
     kind: OpKind
@@ -30,6 +34,7 @@ class Operation:
     value: Any
     reason: str
     old: Any = None
+    still_desired: bool = False
 
     def to_dict(self) -> dict:
         return {"op": self.kind.value, "key": self.key, "reason": self.reason,

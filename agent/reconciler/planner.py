@@ -84,7 +84,8 @@ def plan(sched: "Scheduler", keys: set[str] | None, actual: Mapping[str, Any]) -
         for dep in rdeps_actual.get(k, ()):
             if dep in remove:
                 visit_del(dep)
-        plan.operations.append(Operation(OpKind.DELETE, k, actual[k].value, remove[k]))
+        plan.operations.append(Operation(OpKind.DELETE, k, actual[k].value, remove[k],
+                                         still_desired=k in desired))
 
     for k in sorted(remove):
         visit_del(k)

@@ -53,9 +53,6 @@ ACL_PREFIX, LIST_PREFIX = "vpp/acl/", "vpp/acllist/"
 _POD_IF = re.compile(r"p[0-9a-f]{8}")
 # retvals meaning "already gone" (no such ACL / interface)
 _GONE = (-6, -2)
-# reasons of the planner (agent.reconciler.planner) for removing a value that
-# is still desired: its new value follows in the same transaction
-_STILL_WANTED = ("dependency ", "desired value is invalid")
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -293,8 +290,8 @@ class AclBatch:
             try:
                 if o.kind is not OpKind.DELETE:
                     req = descs[i].request(o.value, ctx, local)
-                elif o.key in setting or o.reason.startswith(_STILL_WANTED):
-                    continue  # replaced in this run, or a new value follows (see above)
+                elif o.key in setting or o.still_desired:
+                    continue  # replaced in this run, or still wanted: kept until its new value
                 else:
                     req = descs[i].clear_request(o.value)
                     if req is None:

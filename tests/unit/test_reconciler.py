@@ -52,6 +52,8 @@ def test_removing_dependency_cascades_dependents_first(env):
     assert kinds[-1] == (OpKind.DELETE, "fake/iface/eth1")
     assert {k for _, k in kinds[:-1]} == {"fake/route/10.0.0.0/24", "fake/route/10.0.1.0/24"}
     assert all("dependency fake/iface/eth1" in o.reason for o in r.plan.operations[:-1])
+    # the routes go though still wanted, the interface because it is not: typed, not in words
+    assert [o.still_desired for o in r.plan.operations] == [True, True, False]
     # routes are still desired: they wait for the interface
     assert set(r.plan.pending) == {"fake/route/10.0.0.0/24", "fake/route/10.0.1.0/24"}
     assert plane.objects == {}
