@@ -21,11 +21,17 @@ complete -c contivctl -f -n '__fish_seen_subcommand_from agent and not __fish_se
 complete -c contivctl -f -n '__fish_seen_subcommand_from agent and not __fish_seen_subcommand_from history plan resync run state status' -a status
 complete -c contivctl -n '__fish_seen_subcommand_from agent and not __fish_seen_subcommand_from history plan resync run state status' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from history' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from history' -l lab
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from history' -l limit
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from history' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from history' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from plan' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from plan' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from plan' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from plan' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from resync' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from resync' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from resync' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from resync' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l config
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l dataplane
@@ -45,9 +51,13 @@ complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subc
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l vpp-uplink-cidr
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l vpp-uplink-gateway
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from state' -l prefix
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from status' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from status' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from status' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from status' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from completion' -l help
 complete -c contivctl -f -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni' -a cni
@@ -62,8 +72,12 @@ complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_su
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l uninstall
 complete -c contivctl -f -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -a gc
 complete -c contivctl -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from ipam and __fish_seen_subcommand_from gc' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from ipam and __fish_seen_subcommand_from gc' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from ipam and __fish_seen_subcommand_from gc' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from ipam and __fish_seen_subcommand_from gc' -l output
 complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a apply
 complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a delete
@@ -116,16 +130,24 @@ complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcom
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l timeout
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l underlay
 complete -c contivctl -n '__fish_seen_subcommand_from nodes' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from nodes' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from nodes' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from nodes' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from pods' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from pods' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from pods' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from pods' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from policies' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from policies' -l lab
 complete -c contivctl -n '__fish_seen_subcommand_from policies' -l namespace
+complete -c contivctl -n '__fish_seen_subcommand_from policies' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from policies' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from policies' -l port
 complete -c contivctl -n '__fish_seen_subcommand_from policies' -l protocol
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from services' -l lab
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l namespace
+complete -c contivctl -n '__fish_seen_subcommand_from services' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l output
 complete -c contivctl -f -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -a cli
 complete -c contivctl -f -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -a dump

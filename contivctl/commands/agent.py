@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import typer
 
-from contivctl.context import OUTPUT, check_output, ctx, new_app
+from contivctl.context import LAB, NODE, OUTPUT, check_output, ctx, new_app
 from contivctl.output import line, render
 
 app = new_app(no_args_is_help=True, help="Run the node agent and inspect it.")
@@ -60,10 +60,10 @@ def run(
 
 
 @app.command("status")
-def status(output: str = OUTPUT) -> None:
+def status(lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """The agent's health, node, revision and value counts."""
     fmt = check_output(output)
-    data = ctx.client().status().to_dict()
+    data = ctx.target(lab, node).status().to_dict()
     render(data, fmt, pairs=_status_pairs(data))
 
 
@@ -78,12 +78,12 @@ def _status_pairs(data: dict) -> list[tuple[str, object]]:
 
 
 @app.command("plan")
-def plan(output: str = OUTPUT) -> None:
+def plan(lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """What a resync would change now (dry run: nothing is touched).
 
     Exit status 1 when the data plane has drifted from the desired state."""
     fmt = check_output(output)
-    data = ctx.client().plan().to_dict()
+    data = ctx.target(lab, node).plan().to_dict()
     render(data, fmt, rows=data["operations"],
            columns=[("OP", "op"), ("KEY", "key"), ("REASON", "reason")])
     if fmt not in ("json", "yaml"):
@@ -100,10 +100,11 @@ def _op_line(o: dict, prefix: str = "") -> tuple:
 
 
 @app.command("history")
-def history(limit: int = typer.Option(20, "--limit", min=1), output: str = OUTPUT) -> None:
+def history(limit: int = typer.Option(20, "--limit", min=1), lab: str = LAB, node: str = NODE,
+            output: str = OUTPUT) -> None:
     """Recent reconciler transactions with their operations and outcome."""
     fmt = check_output(output)
-    data = ctx.client().history(limit=limit).to_dict()
+    data = ctx.target(lab, node).history(limit=limit).to_dict()
     rows = []
     for t in data["transactions"]:
         failed = sum(1 for o in t["operations"] if not o["ok"])
@@ -120,20 +121,20 @@ def history(limit: int = typer.Option(20, "--limit", min=1), output: str = OUTPU
 
 @app.command("state")
 def state(prefix: str = typer.Option("", "--prefix", help="Only keys starting with this."),
-          output: str = OUTPUT) -> None:
+          lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """Every data-plane value the agent manages, with its state."""
     fmt = check_output(output)
-    data = ctx.client().state(prefix=prefix).to_dict()
+    data = ctx.target(lab, node).state(prefix=prefix).to_dict()
     render(data, fmt, rows=[{**v, "detail": v.get("error") or v.get("reason")} for v in data["values"]],
            columns=[("KEY", "key"), ("STATE", "state")],
            wide=[("DESCRIPTOR", "descriptor"), ("DETAIL", "detail")])
 
 
 @app.command("resync")
-def resync(output: str = OUTPUT) -> None:
+def resync(lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """Retrieve the data plane now and repair any drift."""
     fmt = check_output(output)
-    data = ctx.client().resync().to_dict()
+    data = ctx.target(lab, node).resync().to_dict()
     if fmt in ("json", "yaml"):
         render(data, fmt)
     else:

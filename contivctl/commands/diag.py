@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import typer
 
-from contivctl.context import OUTPUT, check_output, ctx, new_app
+from contivctl.context import LAB, NODE, OUTPUT, check_output, ctx, new_app
 from contivctl.output import Node, line, render, tree
 
 
-def pods(output: str = OUTPUT) -> None:
+def pods(lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """Pods attached on this node: addresses, interfaces, data-plane state, CNI timing."""
     fmt = check_output(output)
-    data = ctx.client().pods().to_dict()
+    data = ctx.target(lab, node).pods().to_dict()
     rows = []
     for p in data["pods"]:
         add = p.get("timings", {}).get("add", {})
@@ -27,10 +27,10 @@ def pods(output: str = OUTPUT) -> None:
                  ("ADD-MS", "add_ms"), ("IPAM-MS", "ipam_ms"), ("DP-MS", "dp_ms")])
 
 
-def nodes(output: str = OUTPUT) -> None:
+def nodes(lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """Nodes in the registry, as this node's agent sees them."""
     fmt = check_output(output)
-    data = ctx.client().nodes().to_dict()
+    data = ctx.target(lab, node).nodes().to_dict()
     render(data, fmt, rows=data["nodes"],
            columns=[("NODE", "name"), ("NODE-IP", "node_ip"), ("POD-SUBNET", "pod_subnets"),
                     ("GATEWAY", "gateways")],
@@ -39,12 +39,12 @@ def nodes(output: str = OUTPUT) -> None:
 
 def services(name: str = typer.Argument(None, help="Service name (with -n) or ns/name."),
              namespace: str = typer.Option(None, "--namespace", "-n"),
-             output: str = OUTPUT) -> None:
+             lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """Services with their virtual IPs, ports, endpoints and what the data plane holds."""
     fmt = check_output(output)
     if name and "/" in name:
         namespace, name = name.split("/", 1)
-    data = ctx.client().services(namespace=namespace, name=name).to_dict()
+    data = ctx.target(lab, node).services(namespace=namespace, name=name).to_dict()
     render(data, fmt, rows=_service_rows(data) if fmt in ("table", "wide") else [],
            columns=[("SERVICE", "service"), ("TYPE", "type"), ("PORT", "port"),
                     ("FRONTENDS", "frontends"), ("ENDPOINTS", "endpoints"), ("DATAPLANE", "dataplane")],
@@ -74,7 +74,7 @@ def policies(args: list[str] = typer.Argument(None, metavar="[POD] | explain SRC
              namespace: str = typer.Option(None, "--namespace", "-n"),
              port: int = typer.Option(None, "--port", min=1, max=65535, help="explain: the port."),
              protocol: str = typer.Option("TCP", "--protocol", help="explain: TCP | UDP | SCTP."),
-             output: str = OUTPUT) -> None:
+             lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """Which policies select a pod and its effective rules; or `explain`: the verdict
     for SRC -> DST:PORT computed offline from cluster state (no traffic is sent;
     exit status 0 allowed, 1 denied)."""
@@ -84,13 +84,13 @@ def policies(args: list[str] = typer.Argument(None, metavar="[POD] | explain SRC
     if args and args[0] == "explain":
         if len(args) != 3 or port is None:
             raise InvalidInput("usage: contivctl policies explain SRC DST --port P [--protocol X]")
-        return _explain(args[1], args[2], port, protocol, fmt)
+        return _explain(ctx.target(lab, node), args[1], args[2], port, protocol, fmt)
     if len(args) > 1:
         raise InvalidInput("give at most one pod (or: explain SRC DST --port P)")
     pod = args[0] if args else None
     if pod and "/" in pod:
         namespace, pod = pod.split("/", 1)
-    data = ctx.client().policies(namespace=namespace, pod=pod).to_dict()
+    data = ctx.target(lab, node).policies(namespace=namespace, pod=pod).to_dict()
     if fmt in ("json", "yaml"):
         return render(data, fmt)
     if pod and not data["pods"]:
@@ -118,8 +118,8 @@ def _policy_tree(p: dict) -> Node:
     return root
 
 
-def _explain(src: str, dst: str, port: int, protocol: str, fmt: str) -> None:
-    data = ctx.client().explain(src, dst, port, protocol.upper()).to_dict()
+def _explain(api, src: str, dst: str, port: int, protocol: str, fmt: str) -> None:
+    data = api.explain(src, dst, port, protocol.upper()).to_dict()
     if fmt in ("json", "yaml"):
         render(data, fmt)
     else:
@@ -137,12 +137,12 @@ ipam_app = new_app(help="Pod address management on this node.", invoke_without_c
 
 
 @ipam_app.callback()
-def ipam(typer_ctx: typer.Context, output: str = OUTPUT) -> None:
+def ipam(typer_ctx: typer.Context, lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """Show the node subnet and its allocations."""
     if typer_ctx.invoked_subcommand:
         return
     fmt = check_output(output)
-    data = ctx.client().ipam().to_dict()
+    data = ctx.target(lab, node).ipam().to_dict()
     if fmt in ("table", "wide"):
         line(f"node {data['node']}: subnet {data['subnet']} (gateway {', '.join(data['gateway'])}), "
              f"{data['used']} used, {data['free']} free")
@@ -153,10 +153,10 @@ def ipam(typer_ctx: typer.Context, output: str = OUTPUT) -> None:
 
 
 @ipam_app.command("gc")
-def ipam_gc(output: str = OUTPUT) -> None:
+def ipam_gc(lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """Release allocations whose network namespace no longer exists."""
     fmt = check_output(output)
-    data = ctx.client().ipam_gc().to_dict()
+    data = ctx.target(lab, node).ipam_gc().to_dict()
     render(data, fmt, rows=data["released"], columns=[("RELEASED", "ips"), ("CONTAINER", "container_id")])
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from lab.paths import LAB_ROOT
 from tests.helpers import dataplanes
-from tests.e2e.labtools import (FREE_PORT, NS, Neighbour, PODS, TCP_PORT, UDP_PORT, WAIT,
+from tests.e2e.labtools import (CLI, FREE_PORT, NS, REPO, Neighbour, PODS, TCP_PORT, UDP_PORT, WAIT,
                                 agent, assert_one_line_error, cli, host_links, kube_pod,
                                 lab_status, leftovers, netns_names, pod_manifest, probe_api,
                                 probe_json, status_json, unique, wait_until, write)
@@ -336,6 +336,23 @@ def test_bad_manifest_is_one_line_usage_error_and_changes_nothing(env, applied, 
     assert_one_line_error(cli("lab", "apply", "--name", env.name, "-f", f), 2, *needles)
     assert lab_status(env.name)["pods"] == pods_before  # the valid pod was not applied either
     assert f"{env.name}-pod-{NS}.good" not in netns_names()
+
+
+def test_node_commands_reach_a_labs_node_by_name(env, applied):
+    """--lab/--node (or CONTIVCTL_LAB) pick the node's agent: no socket path to type."""
+    for node in ("node1", "node2"):
+        by_name = json.loads(cli("pods", "--lab", env.name, "--node", node, "-o", "json").stdout)
+        from lab.cluster import Lab  # noqa: PLC0415
+        sock = Lab(env.name).state().node(node).socket
+        by_socket = json.loads(cli("--socket", sock, "pods", "-o", "json").stdout)
+        assert by_name == by_socket
+        assert {p["pod"] for p in by_name["pods"]} == {f"{NS}/{p}" for p, n in PODS.items() if n == node}
+    r = subprocess.run(CLI + ["agent", "status", "--node", "node2", "-o", "json"], capture_output=True,
+                       text=True, cwd=REPO, env={**os.environ, "CONTIVCTL_LAB": env.name, "NO_COLOR": "1"})
+    assert r.returncode == 0 and json.loads(r.stdout)["node"]["name"] == "node2", r.stderr
+    assert_one_line_error(cli("ipam", "--lab", env.name, "--node", "node9"), 3, "no node 'node9'",
+                          "node1, node2")
+    assert_one_line_error(cli("nodes", "--node", "node1"), 2, "give --lab NAME too")
 
 
 @pytest.mark.parametrize("args", [["status"], ["apply", "-f", "-"], ["probe", "a/b", "c/d"],
