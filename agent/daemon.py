@@ -455,6 +455,8 @@ class Agent:
             self._watch = None
         if self._loop and self._loop is not threading.current_thread():
             self._loop.join(timeout=5)
+        if self.podnet is not None:
+            self.podnet.close()  # after the API: no ADD can start a commit any more
         if self.store is not None and was_ready:
             self._report()
         if self.store is not None:

@@ -29,7 +29,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
-from agent.errors import FatalError, InvalidInput
+from agent.errors import InvalidInput
 
 #: name -> "module:Class" of every data plane this build knows; imported only
 #: when chosen, so that a node running one never loads the other's libraries.
@@ -37,8 +37,6 @@ REGISTRY: dict[str, str] = {
     "linux": "agent.linux.plane:LinuxDataplane",
     "vpp": "agent.vpp.plane:VppDataplane",
 }
-#: data planes designed for but not in this build: a clear refusal, not a KeyError
-PLANNED: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,9 +212,6 @@ def create(name: str, cfg=None) -> Dataplane:
     before it is opened."""
     target = REGISTRY.get(name)
     if target is None:
-        if name in PLANNED:
-            raise FatalError(f"data plane {name!r} is not available in this build",
-                             hint=f"use --dataplane {' or '.join(sorted(REGISTRY))}")
         raise InvalidInput(f"unknown data plane {name!r}; known: {', '.join(sorted(REGISTRY))}")
     module, _, cls = target.partition(":")
     return getattr(importlib.import_module(module), cls)(cfg)

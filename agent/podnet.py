@@ -257,6 +257,11 @@ class PodNetwork:
                 self.timings.get(f"{a.container_id}/{a.ifname}", {})))
         return out
 
+    def close(self) -> None:
+        """Wait for IPAM commits still running (before the store closes) and
+        stop their threads."""
+        self._commits.shutdown(wait=True)
+
     def _record_timing(self, alloc: Allocation, op: str, timings: dict) -> None:
         key = f"{alloc.container_id}/{alloc.ifname}"
         entry = self.timings.setdefault(key, {"pod": alloc.pod_ref})

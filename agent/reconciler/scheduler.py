@@ -432,7 +432,7 @@ class Scheduler:
             attempts = prev.attempts + 1 if prev else 1
             base, cap = self._backoff
             self._failures[k] = Failure(op.kind, msg, temporary, attempts,
-                                         self._clock() + min(cap, base * 2 ** (attempts - 1)))
+                                        self._clock() + min(cap, base * 2 ** (attempts - 1)))
             if op.kind is OpKind.CREATE:
                 self._drop_actual(k)
             return msg
