@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 from agent.errors import FatalError, InvalidInput, Unavailable
+from agent.procs import terminate
 
 
 def find_etcd_binary() -> str:
@@ -128,14 +128,8 @@ class EmbeddedEtcd:
     def stop(self, timeout: float = 10.0) -> None:
         """Terminate and reap the server; safe to call twice."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            terminate(proc, timeout)
 
     def __enter__(self) -> "EmbeddedEtcd":
         return self.start()

@@ -37,8 +37,6 @@ from agent.vpp.errors import VppMessageInvalid, VppUnavailable
 #: The fields every message starts with; vpp_papi sets them, callers must not.
 HEADER_FIELDS = frozenset({"_vl_msg_id", "client_index", "context"})
 _NO_DEFAULT = object()
-BASE_TYPES = frozenset({"u8", "i8", "u16", "i16", "u32", "i32", "u64", "i64",
-                        "f64", "bool", "string"})
 # Plain `enum`s that VPP uses as bit sets (if_status_flags: ADMIN_UP|LINK_UP);
 # only `enumflag` is declared as such in the files.
 _FLAGS_NAME = re.compile(r"(_flags|_mask|_features_\w+)$")
@@ -133,7 +131,6 @@ class Service:
     reply: str
     stream: bool = False
     details: str | None = None
-    events: tuple[str, ...] = ()
 
 
 def _parse_field(raw: list) -> Field:
@@ -189,7 +186,6 @@ class ApiDefs:
         self.enums: dict[str, Enum] = {}
         self.aliases: dict[str, Alias] = {}
         self.services: dict[str, Service] = {}
-        self.modules: dict[str, str] = {}       # module name -> vl_api_version
         for module, doc in documents:
             self._add(module, doc)
         self._checkers: dict[str, Any] = {}
@@ -198,7 +194,6 @@ class ApiDefs:
         self._tuples: dict[str, type] = {}
 
     def _add(self, module: str, doc: dict) -> None:
-        self.modules[module] = doc.get("vl_api_version", "")
         for raw in doc.get("enums", []):
             e = _parse_enum(raw, False)
             self.enums[e.name] = e
@@ -219,8 +214,7 @@ class ApiDefs:
         for req, s in doc.get("services", {}).items():
             self.services[req] = Service(req, s.get("reply", ""), bool(s.get("stream")),
                                          s.get("stream_msg") or (s["reply"] if s.get("stream")
-                                                                 else None),
-                                         tuple(s.get("events", ())))
+                                                                 else None))
 
     @classmethod
     def from_dir(cls, api_dir: str | os.PathLike) -> "ApiDefs":
@@ -383,15 +377,3 @@ def load(api_dir: str | os.PathLike | None = None) -> ApiDefs:
             raise VppUnavailable("no VPP API definitions found", hint=_HOW_TO_GET_DEFS)
     return _load_cached(str(Path(api_dir).resolve()))
 
-
-def validate(msg_name: str, kwargs: Mapping[str, Any], *,
-             api_dir: str | os.PathLike | None = None) -> None:
-    """Validate one message against the definitions of ``api_dir`` (default:
-    the installed VPP's). Raises VppMessageInvalid naming the bad field."""
-    load(api_dir).validate(msg_name, kwargs)
-
-
-def fill(msg_name: str, kwargs: Mapping[str, Any], *,
-         api_dir: str | os.PathLike | None = None) -> dict:
-    """:meth:`ApiDefs.fill` on the definitions of ``api_dir``."""
-    return load(api_dir).fill(msg_name, kwargs)

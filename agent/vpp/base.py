@@ -66,7 +66,7 @@ class VppDescriptor(Descriptor):
         self.ifs = ifs
 
     def call(self, name: str, **kwargs: Any) -> Any:
-        """One request; fields left out are VPP's defaults (see apidefs.fill)."""
+        """One request; fields left out are VPP's defaults (see ApiDefs.fill)."""
         return self.api.call(name, **self.api.fill(name, **kwargs))
 
     def sw(self, ifname: str, ctx) -> int:

@@ -50,7 +50,6 @@ class VppDataplane(VethPods):
         self.stats_socket = ""
         self._descriptors: list = []
         self._why = "not opened"
-        self._generation = 0
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -94,8 +93,7 @@ class VppDataplane(VethPods):
                 self._why = e.message
                 return
             self._why = ""
-            self._generation += 1
-        log.info("connected to VPP %s (connection %d)", self.api.version(), self._generation)
+        log.info("connected to VPP %s (connection %d)", self.api.version(), self.api.generation)
 
     def _watch(self) -> None:
         """Reconnect when VPP is gone; notice it going (a cheap ping)."""
@@ -116,7 +114,9 @@ class VppDataplane(VethPods):
                 log.exception("VPP monitor")
 
     def generation(self) -> int:
-        return self._generation
+        # the chokepoint counts connections; one that failed `require` leaves
+        # ready() false, and the agent resyncs only once it is ready
+        return self.api.generation if self.api is not None else 0
 
     def ready(self) -> str:
         return self._why

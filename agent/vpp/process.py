@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import InvalidInput
+from agent.procs import terminate
 from agent.vpp.errors import VppUnavailable
 
 HOW_TO_GET_VPP = ("install FD.io's 'vpp' and 'vpp-plugin-core' packages (VPP 26.10, see "
@@ -254,17 +254,11 @@ class VppProcess:
         p = self._proc
         if p is None:
             return None
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        status = terminate(p, timeout)
         if self._out is not None:
             self._out.close()
             self._out = None
-        return p.returncode
+        return status
 
     def kill(self) -> None:
         """SIGKILL, as a crash would (the API socket file stays behind)."""

@@ -66,17 +66,17 @@ class Checker:
         for k in kwargs:
             if k in HEADER_FIELDS:
                 self.fail(k, "is set by the API client; do not pass it")
-        self.struct(self.msg, kwargs, "", top=True)
+        self.struct(self.msg, kwargs, "")
 
     def fail(self, path: str, reason: str, hint: str | None = None):
         raise VppMessageInvalid(self.msg.name, path or None, reason, hint=hint)
 
     # -- containers ------------------------------------------------------------
-    def struct(self, st: Struct, data: Any, path: str, top: bool = False) -> None:
+    def struct(self, st: Struct, data: Any, path: str) -> None:
         if not isinstance(data, Mapping):
             self.fail(path, f"expected a dict of {st.name} fields, got {_kind(data)}")
         for k in data:
-            if k not in st.by_name or (top and k in HEADER_FIELDS):
+            if k not in st.by_name:  # (header fields: refused by check())
                 names = [f for f in st.by_name if f not in HEADER_FIELDS]
                 close = difflib.get_close_matches(str(k), names, n=2)
                 self.fail(_join(path, str(k)), f"unknown field of {st.name}" + (
@@ -84,8 +84,6 @@ class Checker:
                     f" (fields: {', '.join(names)})"))
         risky = self._risky(st)
         for f in st.fields:
-            if top and f.name in HEADER_FIELDS:
-                continue
             if f.name in data:
                 self.field(f, data[f.name], _join(path, f.name))
             elif f.name in risky:
@@ -101,10 +99,7 @@ class Checker:
         if hit is None:
             names = []
             for f in st.fields:
-                e = self.defs.enums.get(f.type)
-                if must_be_given(self.defs, f) or (
-                        e is not None and f.length is None and not f.has_default
-                        and not e.flags and 0 not in e.by_value):
+                if must_be_given(self.defs, f) or self._zero_invalid(f) is not None:
                     names.append(f.name)
             hit = self.defs._risky[st.name] = frozenset(names)
         return hit
@@ -115,13 +110,19 @@ class Checker:
                       f"of {f.type} (it fails on it)" if f.length else
                       f"left out, but {f.type} holds a fixed array that vpp_papi cannot "
                       "send missing", hint="use fill() to add it, zero-filled")
-        # VPP receives 0 for a field left out. For an enum without a 0 member
-        # (af_packet_mode) that is never a valid value, so say so here.
+        e = self._zero_invalid(f)
+        if e is not None:
+            self.fail(path, f"left out, so VPP would receive 0, which is not a value of "
+                            f"{e.name} ({e.describe()})")
+
+    def _zero_invalid(self, f: Field):
+        """The enum of ``f`` when leaving it out is never valid: VPP receives 0
+        for a field left out, and this enum (af_packet_mode) has no 0 member."""
         e = self.defs.enums.get(f.type)
         if (e is not None and f.length is None and not f.has_default and not e.flags
                 and 0 not in e.by_value):
-            self.fail(path, f"left out, so VPP would receive 0, which is not a value of "
-                            f"{e.name} ({e.describe()})")
+            return e
+        return None
 
     def count(self, f: Field, data: Mapping, path: str) -> None:
         items = data.get(f.name)

@@ -195,7 +195,7 @@ def test_unknown_message_suggests_near_names(defs):
     with pytest.raises(VppMessageInvalid, match=r"unknown message.*vxlan_add_del_tunnel_v3"):
         defs.validate("vxlan_add_del_tunnl_v3", {})
     with pytest.raises(VppMessageInvalid, match="unknown message"):
-        apidefs.validate("no_such_message_at_all", {}, api_dir=API_DIR)
+        apidefs.load(API_DIR).validate("no_such_message_at_all", {})
 
 
 def test_message_invalid_is_invalid_input_so_never_retried(defs):
