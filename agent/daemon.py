@@ -218,6 +218,8 @@ class Agent:
             registry = list(self.snapshot.nodes.values())
         t = node_transport(self.node_info, registry, vni=self.cfg.vxlan_vni, port=self.cfg.vxlan_port,
                            mtu=self.facts.mtu, underlay_dev=self.facts.underlay)
+        if self.services.r.nodes(t):
+            self.services.mark_all()  # e.g. node ports of peers held here: the next flush
         return self.plane.render_node(t)
 
     def _resync(self, why: str, built: dict[str, dict] | None = None):
@@ -309,8 +311,6 @@ class Agent:
         if dirty_nodes:
             self.desired.set_partition(NODE_PARTITION, self._node_values(),
                                        description="node registry changed")
-            if self.services.r.needs_nodes:
-                self.services.mark_all()  # node ports follow the nodes' addresses
         self.services.flush()
         self.policies.flush()
         if relevant:

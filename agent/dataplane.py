@@ -93,12 +93,16 @@ class ServiceRenderer(Protocol):
     (None: no limit); the sync reports the rest as a problem of the Service."""
 
     endpoint_limit: int | None
-    #: whether the rendering depends on the nodes' addresses (node ports of
-    #: peers held here): the agent rebuilds every Service when they change
-    needs_nodes: bool
 
     def reset(self) -> None:
         """Forget everything: a full rebuild follows."""
+
+    def nodes(self, t) -> bool:
+        """This node and its peers as they are now (the node transport,
+        :class:`agent.builders.nodes.NodeTransport`, handed over whenever the
+        node's values are built); True when the renderer's output depends on
+        something that changed (node ports of peers held here): every Service
+        is rebuilt then."""
 
     def service(self, key: tuple[str, str], ports: Sequence[Any]) -> dict[str, object]:
         """The values of Service ``key`` (its own partition); ``ports`` empty

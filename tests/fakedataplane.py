@@ -166,7 +166,6 @@ class FakeServiceRenderer:
     one value per local pod."""
 
     endpoint_limit = 64
-    needs_nodes = False
 
     def __init__(self) -> None:
         self._services: set = set()
@@ -176,6 +175,9 @@ class FakeServiceRenderer:
         self._services.clear()
         self._last_count = -1
 
+
+    def nodes(self, t) -> bool:
+        return False
     def service(self, key, ports: Sequence[Any]) -> dict[str, object]:
         ns, name = key
         out = {}

@@ -44,8 +44,8 @@ class AgentClient:
 
     # ------------------------------------------------------------ NodeAPI
     def health(self) -> rec.Health:
-        """Answers a not-ready agent's record too (HTTP 503 carries it)."""
-        return self._call(ENDPOINTS["health"], _answers=(503,))
+        """Answers a not-ready agent's record too (its ``unready`` status carries it)."""
+        return self._call(ENDPOINTS["health"])
 
     def status(self) -> rec.NodeStatus:
         return self._call(ENDPOINTS["status"])
@@ -100,8 +100,7 @@ class AgentClient:
         return rec.CNIReply(int(hdrs.get("x-cni-exit", "1")), raw)
 
     # ------------------------------------------------------------ transport
-    def _call(self, ep: Endpoint, _answers: tuple[int, ...] = (), **args):
-        """``_answers``: error statuses whose body is still the endpoint's record."""
+    def _call(self, ep: Endpoint, **args):
         args = {k: v for k, v in args.items() if v is not None}
         path, body, headers = ep.path, None, None
         if ep.method == "GET":
@@ -111,7 +110,7 @@ class AgentClient:
             body = json.dumps(args).encode()
             headers = {"Content-Type": "application/json"}
         status, _, raw = self._request(ep.method, path, body=body, headers=headers)
-        if status >= 400 and status not in _answers:
+        if status >= 400 and status != ep.unready:
             self._raise(status, raw)
         try:
             data = json.loads(raw)

@@ -69,20 +69,24 @@ class Param:
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """A :class:`NodeAPI` method bound to HTTP: ``result`` parses its answer."""
+    """A :class:`NodeAPI` method bound to HTTP: ``result`` parses its answer.
+    ``unready``: the status of an answer whose record says it is not ready
+    (``result.ready`` false), still carrying the record -- a load balancer
+    or kubelet probe reads the status alone."""
 
     name: str
     method: str
     path: str
     result: type
     params: tuple[Param, ...] = ()
+    unready: int | None = None
 
 
 _PREFIX = Param("prefix", default="")
 
 #: Every endpoint but ``/v1/cni`` (raw bytes in and out; see :meth:`NodeAPI.cni`).
 ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
-    Endpoint("health", "GET", "/v1/health", rec.Health),
+    Endpoint("health", "GET", "/v1/health", rec.Health, unready=503),
     Endpoint("status", "GET", "/v1/status", rec.NodeStatus),
     Endpoint("ipam", "GET", "/v1/ipam", rec.IpamInfo),
     Endpoint("ipam_gc", "POST", "/v1/ipam/gc", rec.GcResult, (Param("valid", "any"),)),

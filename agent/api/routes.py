@@ -20,9 +20,7 @@ def _route(api: NodeAPI, ep: Endpoint):
         src = req.query if get else req.json()
         args = {p.name: p.parse(src.get(p.name), from_query=get) for p in ep.params}
         result = getattr(api, ep.name)(**args)
-        status = 200
-        if ep.name == "health" and not result.ready:
-            status = 503  # a load balancer or kubelet probe reads the status alone
+        status = ep.unready if ep.unready and not result.ready else 200
         return status, result.to_dict()
     return handle
 

@@ -40,7 +40,6 @@ class NftServiceRenderer:
     """See the module docstring."""
 
     endpoint_limit = R.MAX_ENDPOINTS
-    needs_nodes = False  # node ports match "any local address" (fib daddr type local)
 
     def __init__(self) -> None:
         self._gids: dict[tuple, int] = {}
@@ -63,6 +62,9 @@ class NftServiceRenderer:
         self._timeouts.clear()
         self._lb_last = None
         self._hairpin.clear()
+
+    def nodes(self, t) -> bool:
+        return False  # node ports match "any local address" (fib daddr type local)
 
     def service(self, key: tuple[str, str], ports: Sequence[ServicePort]) -> dict[str, object]:
         values: dict = {}

@@ -69,7 +69,9 @@ class Descriptor:
     ``batch_group`` -- optional. Descriptors sharing a batch group (an object
     with ``apply(ops, descriptors, ctx) -> [metadata | Exception]``) get every
     run of consecutive operations on any of them in one call: nftables uses it
-    to make one kernel transaction of thousands of chains and elements.
+    to make one kernel transaction of thousands of chains and elements. Such
+    descriptors need no ``create``/``update``/``delete``: the scheduler never
+    calls them one by one.
     """
 
     name: str = ""

@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from agent.errors import TemporaryError
+from agent.vpp.errors import VppApiError, VppMessageInvalid
 from agent.reconciler import Descriptor
 from agent.vpp.values import NONE, if_key_of
 
@@ -78,3 +79,26 @@ class VppDescriptor(Descriptor):
         if index is None or index == NONE:
             raise TemporaryError(f"VPP interface {ifname} is not there (yet)")
         return index
+
+
+def call_each(api, name: str, reqs: list[dict]) -> list:
+    """``reqs`` of one message pipelined (``call_many``), one result each, in
+    order: the reply, or the error of that one request (the others took
+    effect); when the batch fails as a whole (VPP gone), every place holds
+    that error. A batch refused by validation is split so that the good
+    requests are not failed for good with the bad one."""
+    if not reqs:
+        return []
+    try:
+        return list(api.call_many(name, reqs))
+    except VppApiError as e:
+        if e.replies is None:
+            return [e] * len(reqs)
+        return [VppApiError(name, reqs[i], r.retval) if getattr(r, "retval", 0) else r
+                for i, r in enumerate(e.replies)]
+    except VppMessageInvalid as e:
+        if len(reqs) == 1:
+            return [e]
+        return [x for r in reqs for x in call_each(api, name, [r])]
+    except Exception as e:  # noqa: BLE001 -- VPP gone: every one of them
+        return [e] * len(reqs)

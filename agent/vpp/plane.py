@@ -42,7 +42,6 @@ class VppDataplane(VethPods):
         self._factory = api_factory
         self._service_cidr = cfg.service_cidr if cfg is not None else ""
         self._pod_cidr = ""  # set when opened: the host interconnect's route
-        self._peer_ips: tuple[str, ...] = ()
         self.api = None
         self.netlink = None
         self.facts: NodeFacts | None = None
@@ -136,8 +135,6 @@ class VppDataplane(VethPods):
     # ------------------------------------------------------------ rendering
     def render_node(self, t) -> dict[str, object]:
         from agent.vpp import render  # noqa: PLC0415
-        # the Service renderer reads them: node ports of peers go through here
-        self._peer_ips = tuple(sorted(p.node_ip for p in t.peers))
         return render.render_node(t, self.uplink, self._service_cidr, self._pod_cidr)
 
     def render_pod(self, p) -> dict[str, object]:
@@ -151,7 +148,7 @@ class VppDataplane(VethPods):
 
     def service_renderer(self):
         from agent.vpp.services import CnatServiceRenderer  # noqa: PLC0415
-        return CnatServiceRenderer(self._node_ips, self._service_cidr, lambda: self._peer_ips)
+        return CnatServiceRenderer(self._node_ips, self._service_cidr)
 
     def policy_renderer(self):
         from agent.vpp.policies import AclPolicyRenderer  # noqa: PLC0415

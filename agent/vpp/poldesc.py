@@ -38,8 +38,8 @@ from typing import Any
 
 from agent.errors import InvalidInput
 from agent.reconciler import Dependency, OpKind, Retrieved
-from agent.vpp.base import IndexMap, Interfaces, VppDescriptor
-from agent.vpp.errors import VppApiError, VppMessageInvalid
+from agent.vpp.base import IndexMap, Interfaces, VppDescriptor, call_each
+from agent.vpp.errors import VppApiError
 from agent.vpp.values import NONE, if_key_of, tag, untag
 
 DENY, PERMIT, PERMIT_REFLECT = 0, 1, 2
@@ -129,15 +129,6 @@ class _Batched(VppDescriptor):
         super().__init__(api, ifs)
         self.batch_group = batch
         self.acls = batch.acls
-
-    def create(self, key, v, ctx):
-        return self.batch_group.apply_one(self, OpKind.CREATE, key, v, None, ctx)
-
-    def update(self, key, old, new, metadata, ctx):
-        return self.batch_group.apply_one(self, OpKind.UPDATE, key, new, metadata, ctx)
-
-    def delete(self, key, v, metadata, ctx):
-        self.batch_group.apply_one(self, OpKind.DELETE, key, v, metadata, ctx)
 
 
 class AclDescriptor(_Batched):
@@ -245,16 +236,6 @@ class AclBatch:
         self.ifs = ifs
         self.acls = AclIndex()
 
-    def apply_one(self, desc, kind: OpKind, key: str, value, metadata, ctx):
-        """One operation outside the scheduler's batching (tests, tools)."""
-        from agent.reconciler import Operation  # noqa: PLC0415
-        old = value if kind is OpKind.UPDATE else None
-        res = self._run([Operation(kind, key, value, "direct", old)], [desc], ctx,
-                        {key: metadata})[0]
-        if isinstance(res, Exception):
-            raise res
-        return res
-
     def apply(self, ops, descs, ctx) -> list:
         return self._run(ops, descs, ctx, {})
 
@@ -275,7 +256,7 @@ class AclBatch:
             m = meta(o.key) if o.kind is OpKind.UPDATE else None
             index = m.get("acl_index", NONE) if isinstance(m, dict) else NONE
             reqs.append(descs[i].request(o.value, index))
-        for (i, o), res in zip(acl_ops, self._many("acl_add_replace", reqs)):
+        for (i, o), res in zip(acl_ops, call_each(self.api, "acl_add_replace", reqs)):
             if isinstance(res, Exception):
                 results[i] = res
                 continue
@@ -301,7 +282,7 @@ class AclBatch:
                 continue
             todo.append(i)
             reqs.append(req)
-        for i, res in zip(todo, self._many("acl_interface_set_acl_list", reqs)):
+        for i, res in zip(todo, call_each(self.api, "acl_interface_set_acl_list", reqs)):
             if isinstance(res, VppApiError) and ops[i].kind is OpKind.DELETE and res.retval in _GONE:
                 res = None
             results[i] = res if isinstance(res, Exception) else None
@@ -316,31 +297,10 @@ class AclBatch:
                 continue  # never made, or gone with a restarted VPP
             todo.append((i, o))
             reqs.append({"acl_index": index})
-        for (i, o), res in zip(todo, self._many("acl_del", reqs)):
+        for (i, o), res in zip(todo, call_each(self.api, "acl_del", reqs)):
             if isinstance(res, VppApiError) and res.retval in _GONE:
                 res = None
             if res is None:
                 self.acls.drop(o.value.name)
             results[i] = res if isinstance(res, Exception) else None
         return results
-
-    def _many(self, name: str, reqs: list[dict]) -> list:
-        """Replies in order; a failing request's place holds its error (the
-        others took effect); a failure of the whole batch is every place's."""
-        if not reqs:
-            return []
-        try:
-            return list(self.api.call_many(name, reqs))
-        except VppApiError as e:
-            if e.replies is None:
-                return [e] * len(reqs)
-            return [VppApiError(name, reqs[i], r.retval) if getattr(r, "retval", 0) else r
-                    for i, r in enumerate(e.replies)]
-        except VppMessageInvalid as e:
-            if len(reqs) == 1:
-                return [e]
-            # validation refuses the whole batch: find the bad one(s) alone,
-            # the good ones must not be marked invalid (never retried) with it
-            return [x for r in reqs for x in self._many(name, [r])]
-        except Exception as e:  # noqa: BLE001 -- VPP gone: every one of them
-            return [e] * len(reqs)

@@ -33,7 +33,7 @@ from agent.linux import values as lv
 from agent.linux.links import pod_mac
 from agent.vpp import values as vv
 
-BVI = "loop0"
+BVI = vv.BVI
 UPLINK = "uplink"
 BD = 1
 #: the host interconnect (render_host): VPP's interface, the veth's two ends,

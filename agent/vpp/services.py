@@ -57,7 +57,7 @@ from agent.reconciler import Dependency, Retrieved
 from agent.vpp import svcdesc as D
 from agent.vpp.base import VppDescriptor
 from agent.vpp.errors import VppApiError
-from agent.vpp.values import NONE, Route, if_key_of, route_key
+from agent.vpp.values import BVI, NONE, Route, if_key_of, route_key
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +69,6 @@ MESSAGES = (
     "feature_enable_disable", "feature_is_enabled", "ip_address_dump", "sw_interface_dump",
     "cli_inband",
 )
-#: the pods' gateway (agent.vpp.render.BVI): SNAT source of external traffic
-#: to remote endpoints and of hairpin connections
-BVI = "loop0"
 _PROTO = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
 _IP_PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 132: "sctp"}
 SESSION_IS_RETURN = 1 << 4  # cnat_session.h
@@ -274,21 +271,19 @@ class CnatServiceRenderer:
 
     ``node_ips()``: this node's addresses at call time (node ports answer on
     each); ``service_cidr``: where the reject target of external frontends
-    lies (empty: none); ``peer_ips()``: the other nodes' addresses, whose
-    node ports this node's pods reach through a translation here (a change
-    of either list needs a rebuild of the Services: ``ServiceSync.mark_all``);
-    ``bvi``: the interface whose address SNATs."""
+    lies (empty: none); ``peers``: the other nodes' addresses, whose node
+    ports this node's pods reach through a translation here, kept current
+    by :meth:`nodes` (a change rebuilds every Service).
+    External traffic to remote endpoints SNATs to the BVI's address."""
 
     #: one translation balances over its paths in a VPP load balancer; a
     #: thousand keeps the request within one API message and Maglev's table
     endpoint_limit = 1000
-    needs_nodes = True  # node ports: a translation per node (and peer) address
 
     def __init__(self, node_ips: Callable[[], Sequence[str]], service_cidr: str = "",
-                 peer_ips: Callable[[], Sequence[str]] | None = None, bvi: str = BVI) -> None:
+                 peers: Sequence[str] = ()) -> None:
         self.node_ips = node_ips
-        self.peer_ips = peer_ips or (lambda: ())
-        self.bvi = bvi
+        self.peers = tuple(sorted(peers))
         self.reject_ip = (str(ipaddress.ip_network(service_cidr).broadcast_address)
                           if service_cidr else "")
         self._owner: dict[str, tuple[str, str]] = {}  # translation key -> Service
@@ -299,6 +294,11 @@ class CnatServiceRenderer:
         self._owner.clear()
         self._keys.clear()
 
+
+    def nodes(self, t) -> bool:
+        peers = tuple(sorted(p.node_ip for p in t.peers))
+        changed, self.peers = peers != self.peers, peers
+        return changed
     def service(self, key: tuple[str, str], ports: Sequence) -> dict[str, object]:
         values: dict[str, object] = {}
         for sp in ports:
@@ -328,7 +328,7 @@ class CnatServiceRenderer:
                 ips, peers = [f.ip], []
             else:  # a node port: on this node's addresses, and pods' way to the peers'
                 ips = sorted(a for a in self.node_ips() if ":" not in a)  # IPv4 Services only
-                peers = sorted({a for a in self.peer_ips() if ":" not in a} - set(ips))
+                peers = sorted({a for a in self.peers if ":" not in a} - set(ips))
             if not sp.endpoints and not f.external:
                 # rejected by an unreach route for the cluster IP (the Service
                 # CIDR's says the same, where it is known): a translation to
@@ -361,7 +361,7 @@ class CnatServiceRenderer:
             return (D.CnatPath(self.reject_ip, port),)
         if not eps:
             return (D.CnatPath("", port),)  # traffic policy Local, none here: drop
-        return tuple(D.CnatPath(e.ip, e.port, self.bvi if external and not e.local else "")
+        return tuple(D.CnatPath(e.ip, e.port, BVI if external and not e.local else "")
                      for e in eps)
 
     def local_pods(self, changes: Mapping[str, str | None]) -> dict[str, dict]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from agent.errors import InvalidInput
 from agent.reconciler import Dependency, Retrieved
 from agent.reconciler.plan import OpKind
-from agent.vpp.base import VppDescriptor
+from agent.vpp.base import VppDescriptor, call_each
 from agent.vpp.errors import VppApiError
 from agent.vpp.values import NONE, if_key_of, route_key
 
@@ -172,22 +172,6 @@ class CnatTranslationDescriptor(VppDescriptor):
             "flow_hash_config": FLOW_HASH_SRC_IP if v.affinity else 0,
             "n_paths": len(paths), "paths": paths})
 
-    def create(self, key, v: CnatTranslation, ctx):
-        return {"id": self.api.call("cnat_translation_update", **self.request(v, ctx)).id}
-
-    def update(self, key, old, new: CnatTranslation, metadata, ctx):
-        return self.create(key, new, ctx)
-
-    def delete(self, key, v: CnatTranslation, metadata, ctx):
-        tid = (metadata or {}).get("id")
-        if tid is None:
-            return
-        try:
-            self.api.call("cnat_translation_del", id=tid)
-        except VppApiError as e:
-            if e.retval not in GONE:
-                raise
-
     def retrieve(self, correlate, ctx):
         names = self.ifs.by_index()
         local = {str(getattr(d.prefix, "ip", d.prefix)).split("/")[0]  # node ports' VIPs
@@ -260,32 +244,10 @@ class CnatBatch:
         if not reqs:
             return
         name = "cnat_translation_del" if deleting else "cnat_translation_update"
-        try:
-            replies = d.api.call_many(name, reqs)
-        except InvalidInput:
-            # the batch is checked whole before anything is sent: find the bad
-            # one(s) one by one, so that the others are not failed for good
-            replies = []
-            for n, k in enumerate(todo):
-                try:
-                    replies.append(d.api.call(name, **reqs[n]))
-                except Exception as e:  # noqa: BLE001 -- that request's own error
-                    results[k] = e
-                    replies.append(None)
-        except VppApiError as e:
-            if e.replies is None:
-                for k in todo:
-                    results[k] = e
-                return
-            replies = e.replies
-            for n, (k, r) in enumerate(zip(todo, replies)):
-                rv = getattr(r, "retval", 0)
-                if rv and not (deleting and rv in GONE):
-                    results[k] = VppApiError(name, reqs[n], rv)
-        except Exception as e:  # noqa: BLE001 -- e.g. VPP went away: every one failed
-            for k in todo:
-                results[k] = e
-            return
-        for k, r in zip(todo, replies):
-            if results[k] is None and not deleting and r is not None:
+        for k, r in zip(todo, call_each(d.api, name, reqs)):
+            if isinstance(r, VppApiError) and deleting and r.retval in GONE:
+                continue  # gone already
+            if isinstance(r, Exception):
+                results[k] = r
+            elif not deleting:
                 results[k] = {"id": r.id}

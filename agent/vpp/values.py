@@ -24,6 +24,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: the pods' gateway loopback: BVI of the overlay bridge domain, and the SNAT
+#: source of external traffic to remote endpoints and of hairpin connections
+BVI = "loop0"
 TAG_PREFIX = "contiv:"
 #: VPP's FIB source of routes added through the API (vnet/fib/fib_source.h:
 #: a compile-time enum, FIB_SOURCE_API)

@@ -9,7 +9,8 @@ from contivctl.output import render, text
 
 app = new_app(no_args_is_help=True, help="VPP's own view of a node: its CLI and its dumps.")
 
-#: what each dump shows in table mode: (header, key) columns, then wide ones
+#: what each dump (agent.api.contract.DUMPS) shows in table mode: (header, key)
+#: columns, then wide ones
 COLUMNS = {
     "interfaces": ([("IDX", "sw_if_index"), ("NAME", "name"), ("TAG", "tag"), ("UP", "admin_up")],
                    [("LINK", "link_up"), ("MAC", "mac"), ("MTU", "mtu")]),
@@ -39,10 +40,11 @@ def cli(command: list[str] = typer.Argument(..., help="A VPP CLI command, e.g. s
 def dump(what: str = typer.Argument(..., help="interfaces | routes | nat | acl | vxlan | sessions"),
          lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     """VPP's objects of one kind as its API dumps them (tags say which are ours)."""
+    from agent.api.contract import DUMPS  # noqa: PLC0415
     from agent.errors import InvalidInput  # noqa: PLC0415
     fmt = check_output(output)
-    if what not in COLUMNS:
-        raise InvalidInput(f"unknown dump {what!r}; use one of {', '.join(COLUMNS)}")
+    if what not in DUMPS:
+        raise InvalidInput(f"unknown dump {what!r}; use one of {', '.join(DUMPS)}")
     data = ctx.target(lab, node).dataplane_dump(what).to_dict()
     rows = data["items"]
     if what == "routes":  # one row per path

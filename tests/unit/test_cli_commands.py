@@ -281,3 +281,9 @@ def test_unknown_output_format_exits_2(cli):
     rc, _, err = cli("pods", "-o", "xml")
     assert rc == 2 and err.startswith("error: unknown output format 'xml'")
     assert cli.fake.calls == []
+
+
+def test_every_vpp_dump_has_its_table_columns():
+    from agent.api.contract import DUMPS  # noqa: PLC0415
+    from contivctl.commands.vpp import COLUMNS  # noqa: PLC0415
+    assert set(COLUMNS) == set(DUMPS)

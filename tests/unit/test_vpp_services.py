@@ -88,7 +88,7 @@ class Rig:
         res = self.sched.apply(values)
         assert res.ok and not res.plan.pending, (res.errors, res.plan.pending)
         self.desired = DesiredState(self.sched)
-        self.renderer = S.CnatServiceRenderer(lambda: [ME], "10.96.0.0/12", lambda: [PEER])
+        self.renderer = S.CnatServiceRenderer(lambda: [ME], "10.96.0.0/12", [PEER])
         self.sync = ServiceSync(self.snap, self.desired, "node1", self.renderer)
         self.rec.clear()
 
@@ -460,3 +460,19 @@ def test_describe_says_where_each_frontend_goes(rig):
         "tcp 10.96.0.10:80 -> 10.1.1.2:8080, 10.1.2.2:8080 [affinity]",
         f"tcp {ME}:30080 -> 10.1.1.2:8080, 10.1.2.2:8080 (snat loop0) [fib] [affinity]",
         f"tcp {PEER}:30080 -> 10.1.1.2:8080, 10.1.2.2:8080 [affinity]"}
+
+
+def test_only_a_change_of_the_peers_addresses_asks_for_a_rebuild():
+    from agent.builders.nodes import node_transport, vtep_mac  # noqa: PLC0415
+    from agent.model.records import NodeInfo  # noqa: PLC0415
+    me = NodeInfo("node1", 1, ME, ("10.1.1.0/24",), ("10.1.1.1",), vtep_mac(1))
+
+    def t(*peer_ips):
+        peers = [NodeInfo(f"node{i + 2}", i + 2, ip, (f"10.1.{i + 2}.0/24",), (f"10.1.{i + 2}.1",),
+                          vtep_mac(i + 2)) for i, ip in enumerate(peer_ips)]
+        return node_transport(me, [me, *peers], vni=10, port=4789, mtu=1450, underlay_dev="vpp0")
+    r = S.CnatServiceRenderer(lambda: [ME], "10.96.0.0/12", [PEER])
+    assert r.nodes(t(PEER)) is False, "the same peer re-registering changes nothing"
+    assert r.nodes(t(PEER, "192.168.77.103")) is True and "192.168.77.103" in r.peers
+    assert r.nodes(t(PEER, "192.168.77.103")) is False
+    assert r.nodes(t()) is True and r.peers == ()

@@ -167,7 +167,7 @@ class Node:
         self.sync = ServiceSync(self.snapshot, self.desired, f"node{k}",
                                 services.CnatServiceRenderer(
                                     lambda: [self.ip], SERVICE_CIDR,
-                                    lambda: [f"192.168.77.{100 + o}" for o in peers]))
+                                    [f"192.168.77.{100 + o}" for o in peers]))
 
     def add_pod(self, name: str, ip: str, script: str) -> None:
         from agent.builders.pods import PodAttachment  # noqa: PLC0415
