@@ -236,8 +236,7 @@ class VethDescriptor(_LinkBase):
                     meta["pod_mac"] = _attr(peer, "IFLA_ADDRESS", "")
                     pod_if = _attr(peer, "IFLA_IFNAME")
                     # read only where it matters (a veth defaults to on)
-                    tx = want.tx_checksum or rtnl.tx_checksum(self.nl.pod_sockets(want.netns).rtnl(),
-                                                              pod_if)
+                    tx = want.tx_checksum or rtnl.tx_checksum(self.nl.pod_fast(want.netns), pod_if)
                     value = Veth(host_if, want.netns, pod_if, _addrs(pod, peer["index"]),
                                  min(value.mtu, _attr(peer, "IFLA_MTU", 0)), alias, tx)
                     if not peer["flags"] & IFF_UP:

@@ -245,18 +245,18 @@ class Netlink:
 
     def pod_fast(self, netns: str) -> Rtnl:
         """The raw socket of the namespace at ``netns`` (NotFound if it is gone)."""
-        box = self.pod_sockets(netns)
-        try:
-            return box.rtnl()
-        except BaseException:
-            self._drop(netns, box)
-            raise
+        return self._open(netns, PodSockets.rtnl)
 
     def pod(self, netns: str) -> IPRoute:
         """pyroute2's socket in the namespace at ``netns`` (NotFound if it is gone)."""
+        return self._open(netns, PodSockets.ipr)
+
+    def _open(self, netns: str, get):
+        """``get(box)`` of the namespace's sockets; a box that fails is dropped
+        from the cache (the next call opens the namespace anew)."""
         box = self.pod_sockets(netns)
         try:
-            return box.ipr()
+            return get(box)
         except BaseException:
             self._drop(netns, box)
             raise

@@ -18,30 +18,22 @@ MAIN_TABLE = 254
 
 
 def _route_args(dst: str, via: str, onlink: bool, oif: int) -> dict:
+    """The keywords of :meth:`agent.linux.rtnl.Rtnl.route` (``oif`` 0: none)."""
     net = ipaddress.ip_network(dst)
     args = {"dst": str(net.network_address), "dst_len": net.prefixlen, "oif": oif,
             "proto": RTPROT_CONTIV, "table": MAIN_TABLE, "family": 10 if net.version == 6 else 2}
     if via:
         args["gateway"] = via
         if onlink:
-            args["flags"] = RTNH_F_ONLINK
+            args["rtm_flags"] = RTNH_F_ONLINK
     else:
         args["scope"] = RT_SCOPE_LINK
     return args
 
 
-def _rtnl_args(args: dict) -> dict:
-    """:func:`_route_args` (pyroute2's keywords) as :meth:`Rtnl.route` takes them."""
-    out = dict(args)
-    if "flags" in out:
-        out["rtm_flags"] = out.pop("flags")
-    return out
-
-
 def _add_route(rt, args: dict, what: dict) -> None:
     """Create a route over an :class:`agent.linux.rtnl.Rtnl` (the pod-start
     path: hand-encoded, the bytes pyroute2 would send)."""
-    args = _rtnl_args(args)
     try:
         rt.route("add", **args)
     except Exception as e:  # noqa: BLE001
@@ -55,7 +47,7 @@ def _add_route(rt, args: dict, what: dict) -> None:
 
 def _del_route(rt, args: dict, what: dict) -> None:
     try:
-        rt.route("del", **_rtnl_args(args))
+        rt.route("del", **args)
     except Exception as e:  # noqa: BLE001
         if not is_errno(e, errno.ESRCH, errno.ENODEV, errno.ENOENT):
             raise nl_error(e, "route del", **what) from None
@@ -114,9 +106,7 @@ class RouteDescriptor(Descriptor):
                    {"dst": v.dst, "via": v.via, "dev": v.dev})
 
     def delete(self, key, v: Route, metadata, ctx) -> None:
-        args = _route_args(v.dst, v.via, v.onlink, 0)
-        args.pop("oif")
-        _del_route(self.nl.fast, args, {"dst": v.dst, "dev": v.dev})
+        _del_route(self.nl.fast, _route_args(v.dst, v.via, v.onlink, 0), {"dst": v.dst, "dev": v.dev})
 
     def retrieve(self, correlate, ctx):
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self.nl.node.get_links()}
@@ -155,9 +145,7 @@ class PodRouteDescriptor(Descriptor):
             rt = self.nl.pod_fast(v.netns)
         except NotFound:
             return  # the namespace is gone, and the route with it
-        args = _route_args(v.dst, v.via, v.onlink, 0)
-        args.pop("oif")
-        _del_route(rt, args, {"dst": v.dst, "netns": v.netns})
+        _del_route(rt, _route_args(v.dst, v.via, v.onlink, 0), {"dst": v.dst, "netns": v.netns})
 
     def retrieve(self, correlate, ctx):
         # Pod namespaces cannot be enumerated from here: look where the

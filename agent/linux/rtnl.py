@@ -25,8 +25,9 @@ Errors: a negative acknowledgement raises :class:`RtnlError`, an ``OSError``
 whose ``errno`` (also ``code``, as pyroute2's ``NetlinkError`` has it) is the
 kernel's; ``agent.linux.netns.is_errno`` and ``nl_error`` accept both.
 
-Standard library only; a :class:`Rtnl` is bound to the network namespace
-of the thread that creates its socket (see ``agent.linux.netns``).
+Standard library only (:mod:`agent.linux.nlmsg`, the framing it shares with
+:mod:`agent.linux.nft.wire`, is too); a :class:`Rtnl` is bound to the network
+namespace of the thread that creates its socket (see ``agent.linux.netns``).
 """
 from __future__ import annotations
 
@@ -37,6 +38,8 @@ import socket
 import struct
 import threading
 from typing import NamedTuple
+
+from agent.linux.nlmsg import attrs, message as _msg, messages, nla as _nla, nla_str as _str
 
 NETLINK_ROUTE = 0
 SOL_NETLINK = 270
@@ -63,14 +66,11 @@ RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
 RTN_UNSPEC, RTN_UNICAST = 0, 1
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
 
-_HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _IFI = struct.Struct("=BxHiII")  # ifinfomsg: family, type, index, flags, change
 _IFA = struct.Struct("=BBBBI")  # ifaddrmsg: family, prefixlen, flags, scope, index
 _RTM = struct.Struct("=BBBBBBBBI")  # rtmsg: family, dst/src len, tos, table, proto, scope, type, flags
-_NLA = struct.Struct("=HH")
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
-_NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED / NLA_F_NET_BYTEORDER
 
 
 class RtnlError(OSError):
@@ -95,15 +95,8 @@ class Link(NamedTuple):
 
 
 # --------------------------------------------------------------------------- encoding
-def _nla(kind: int, data: bytes) -> bytes:
-    n = 4 + len(data)
-    return _NLA.pack(n, kind) + data + b"\0" * (-n & 3)
-
-
-def _str(kind: int, s: str) -> bytes:
-    return _nla(kind, s.encode() + b"\0")
-
-
+# _nla, _str, _msg (and messages, attrs below): agent.linux.nlmsg's, shared
+# with agent.linux.nft.wire
 def _u32(kind: int, v: int) -> bytes:
     return _nla(kind, _U32.pack(v))
 
@@ -113,10 +106,6 @@ def mac_bytes(mac: str) -> bytes:
     if len(b) != 6:
         raise ValueError(f"bad MAC address {mac!r}")
     return b
-
-
-def _msg(kind: int, flags: int, seq: int, body: bytes) -> bytes:
-    return _HDR.pack(16 + len(body), kind, flags, seq, 0) + body
 
 
 def veth_newlink(seq: int, name: str, peer: str, netns_fd: int, mtu: int, peer_mac: str = "",
@@ -194,28 +183,6 @@ def route_msg(seq: int, kind: int, flags: int, *, family: int, dst: str, dst_len
 
 
 # --------------------------------------------------------------------------- decoding
-def messages(data: bytes):
-    """(type, flags, seq, payload) of each netlink message in a datagram."""
-    off, end = 0, len(data)
-    while off + 16 <= end:
-        n, kind, flags, seq, _ = _HDR.unpack_from(data, off)
-        if n < 16 or off + n > end:
-            break
-        yield kind, flags, seq, data[off + 16:off + n]
-        off += (n + 3) & ~3
-
-
-def attrs(data: bytes, off: int = 0):
-    """(type, value bytes) of each attribute from ``off``."""
-    end = len(data)
-    while off + 4 <= end:
-        n, kind = _NLA.unpack_from(data, off)
-        if n < 4:
-            break
-        yield kind & _NLA_TYPE_MASK, data[off + 4:off + n]
-        off += (n + 3) & ~3
-
-
 def _cstr(b: bytes) -> str:
     return b.split(b"\0", 1)[0].decode(errors="replace")
 
@@ -351,8 +318,8 @@ ETHTOOL_GTXCSUM, ETHTOOL_STXCSUM = 0x16, 0x17
 
 def tx_checksum(sock, ifname: str, on: bool | None = None) -> bool:
     """The TX checksum offload of ``ifname`` in the namespace of ``sock`` (any
-    socket made there: the ioctl acts in its namespace); set it first when
-    ``on`` is given. Returns the setting read back."""
+    socket made there: the ioctl acts in its namespace): set to ``on`` when
+    given (and ``on`` returned, not read back), else read."""
     import ctypes  # noqa: PLC0415 -- only on the VPP data plane's path
     import fcntl  # noqa: PLC0415
 
@@ -363,4 +330,5 @@ def tx_checksum(sock, ifname: str, on: bool | None = None) -> bool:
         return struct.unpack("II", ev.raw)[1]
     if on is not None:
         ethtool(ETHTOOL_STXCSUM, int(on))
+        return on
     return bool(ethtool(ETHTOOL_GTXCSUM))

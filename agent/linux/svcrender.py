@@ -53,17 +53,19 @@ def group_mark(gid: int, n: int, gen: int = 0) -> int:
 
 def _sets() -> dict[str, NftSet]:
     # the sets of GROUPED hold Service ports' elements as NftElements groups
+    def nft_set(name: str, spec: str, static: bool = True) -> NftSet:
+        return NftSet(name, spec, static, grouped=name in GROUPED)
     return {
-        FE: NftSet(FE, "type ipv4_addr . inet_proto . inet_service : mark;", grouped=True),
-        NP: NftSet(NP, "type inet_proto . inet_service : mark;", grouped=True),
-        BE: NftSet(BE, "typeof meta mark . numgen random mod 2 : ip daddr . th dport;", grouped=True),
-        AFF: NftSet(AFF, "typeof ip saddr . meta mark : ip daddr . th dport; flags dynamic,timeout; "
-                         "timeout 3h;", static=False),
-        EXT: NftSet(EXT, "type mark;", grouped=True),
-        HAIRPIN: NftSet(HAIRPIN, "type ipv4_addr . ipv4_addr;"),
-        NOEP_IPS: NftSet(NOEP_IPS, "type ipv4_addr . inet_proto . inet_service;", grouped=True),
-        NOEP_NODEPORTS: NftSet(NOEP_NODEPORTS, "type inet_proto . inet_service;", grouped=True),
-        LBMAP: NftSet(LBMAP, "type mark : verdict;"),
+        FE: nft_set(FE, "type ipv4_addr . inet_proto . inet_service : mark;"),
+        NP: nft_set(NP, "type inet_proto . inet_service : mark;"),
+        BE: nft_set(BE, "typeof meta mark . numgen random mod 2 : ip daddr . th dport;"),
+        AFF: nft_set(AFF, "typeof ip saddr . meta mark : ip daddr . th dport; flags dynamic,timeout; "
+                          "timeout 3h;", static=False),
+        EXT: nft_set(EXT, "type mark;"),
+        HAIRPIN: nft_set(HAIRPIN, "type ipv4_addr . ipv4_addr;"),
+        NOEP_IPS: nft_set(NOEP_IPS, "type ipv4_addr . inet_proto . inet_service;"),
+        NOEP_NODEPORTS: nft_set(NOEP_NODEPORTS, "type inet_proto . inet_service;"),
+        LBMAP: nft_set(LBMAP, "type mark : verdict;"),
     }
 
 

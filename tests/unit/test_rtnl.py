@@ -21,7 +21,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from agent.errors import DataplaneError
 from agent.linux import rtnl
 from agent.linux.netns import is_errno, nl_error
-from agent.linux.routes import _route_args, _rtnl_args
+from agent.linux.routes import _route_args
 
 # RTM_NEWLINK as this kernel (6.18) echoed it to NLM_F_ECHO on the creation of
 # a veth pair: host end cvabcdef01234 (MTU 1450), its peer eth0 put into
@@ -146,13 +146,13 @@ ROUTES = [  # (dst, via, onlink, oif): what the route descriptors make
 @pytest.mark.parametrize("cmd", ["add", "replace", "del"])
 @pytest.mark.parametrize("dst, via, onlink, oif", ROUTES)
 def test_routes_are_what_pyroute2_encodes(cmd, dst, via, onlink, oif):
-    args = _route_args(dst, via, onlink, oif)
-    if cmd == "del":
-        args.pop("oif")  # as the descriptors delete
+    args = _route_args(dst, via, onlink, 0 if cmd == "del" else oif)  # as the descriptors delete
+    # pyroute2's keywords: the rtmsg flags are its ``flags``; no oif is no keyword
+    py = {("flags" if k == "rtm_flags" else k): v for k, v in args.items() if k != "oif" or v}
     kind, flags = {"add": (rtnl.RTM_NEWROUTE, rtnl.F_CREATE),
                    "replace": (rtnl.RTM_NEWROUTE, rtnl.F_REPLACE),
                    "del": (rtnl.RTM_DELROUTE, rtnl.F_REQ)}[cmd]
-    assert rtnl.route_msg(0, kind, flags, **_rtnl_args(args)) == _pyroute2("route", cmd, **args)
+    assert rtnl.route_msg(0, kind, flags, **args) == _pyroute2("route", cmd, **py)
 
 
 def test_link_get_by_name_or_index():

@@ -22,6 +22,7 @@ import struct
 from typing import Callable
 
 from agent.errors import DataplaneError
+from agent.linux.nlmsg import HDR as _HDR, message as _message, nla as _nla, nla_str as _str
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_NFTABLES = 10
@@ -49,17 +50,9 @@ class Unsupported(Exception):
 
 
 # ---------------------------------------------------------------- encoding
-def _nla(t: int, payload: bytes) -> bytes:
-    n = 4 + len(payload)
-    return struct.pack("=HH", n, t) + payload + b"\0" * ((4 - n % 4) % 4)
-
-
+# _nla and _str: agent.linux.nlmsg's, shared with agent.linux.rtnl
 def _nest(t: int, *parts: bytes) -> bytes:
     return _nla(t | NLA_F_NESTED, b"".join(parts))
-
-
-def _str(t: int, s: str) -> bytes:
-    return _nla(t, s.encode() + b"\0")
 
 
 def _be32(t: int, v: int) -> bytes:
@@ -218,16 +211,12 @@ def element_encoder(layout: tuple) -> Callable[[str, str], tuple[bytes, bytes | 
     return enc
 
 
-_NLA_HDR = struct.Struct("=HH")
 #: a list element's three nested headers (element, key, key value) / data's two
 _ELEM_K = struct.Struct("=HHHHHH").pack
 _ELEM_D = struct.Struct("=HHHH").pack
 _ELEM_LIST_MAX = 48 << 10  # bytes of elements per message (kernel messages stay small)
-
-
-def _fast_nla(t: int, payload: bytes) -> bytes:
-    n = 4 + len(payload)
-    return _NLA_HDR.pack(n, t) + payload + b"\0" * (-n % 4)
+_NFGEN = struct.Struct("=BBH")  # nfgenmsg: family, version, res_id
+_I32 = struct.Struct("=i")
 
 
 class Batch:
@@ -277,14 +266,14 @@ class Batch:
                 elem = _ELEM_K(20 + kl + dl, 1 | NLA_F_NESTED, 8 + kl, 1 | NLA_F_NESTED, 4 + kl, 1) + \
                     key + _ELEM_D(8 + dl, 2 | NLA_F_NESTED, 4 + dl, 1) + data
             return self._append_elem(msg, flags, set_name, elem)
-        elem = _fast_nla(1 | NLA_F_NESTED, _fast_nla(1, key))
+        elem = _nla(1 | NLA_F_NESTED, _nla(1, key))
         if isinstance(data, tuple):
             elem += _nest(2, _verdict_data(*data))
         elif data is not None:
-            elem += _fast_nla(2 | NLA_F_NESTED, _fast_nla(1, data))
+            elem += _nla(2 | NLA_F_NESTED, _nla(1, data))
         if comment:
             elem += _nla(6, _udata_comment(comment))
-        self._append_elem(msg, flags, set_name, _fast_nla(1 | NLA_F_NESTED, elem))
+        self._append_elem(msg, flags, set_name, _nla(1 | NLA_F_NESTED, elem))
 
     def _append_elem(self, msg: str, flags: int, set_name: str, elem: bytes) -> None:
         mtype = (NFNL_SUBSYS_NFTABLES << 8) | MSG[msg]
@@ -340,7 +329,7 @@ class Batch:
         for m in self.msgs:
             if isinstance(m, list):
                 out.append((m[0], m[1], self._tbl + _str(2, m[2]) +
-                            _fast_nla(3 | NLA_F_NESTED, b"".join(m[3]))))
+                            _nla(3 | NLA_F_NESTED, b"".join(m[3]))))
             else:
                 out.append(m)
         return out
@@ -384,9 +373,10 @@ class Wire:
             data = self.sock.recv(1 << 20)
             off = 0
             while off + 16 <= len(data):
-                ln, typ, _, seq, _ = struct.unpack_from("=IHHII", data, off)
+                # the header and the error code only: no payload is copied
+                ln, typ, _, seq, _ = _HDR.unpack_from(data, off)
                 if typ == NLMSG_ERROR:
-                    code = struct.unpack_from("=i", data, off + 16)[0]
+                    code = _I32.unpack_from(data, off + 16)[0]
                     if code:
                         errors.append((seq - first - 1, -code))
                     pending.discard(seq)
@@ -400,8 +390,7 @@ class Wire:
                                  op="nft-netlink", args={"errno": code, "index": idx})
 
     def _msg(self, mtype: int, flags: int, family: int, attrs: bytes, res_id: int = 0) -> bytes:
-        body = struct.pack("=BBH", family, 0, socket.htons(res_id)) + attrs
-        return struct.pack("=IHHII", 16 + len(body), mtype, flags, self.seq, 0) + body
+        return _message(mtype, flags, self.seq, _NFGEN.pack(family, 0, socket.htons(res_id)) + attrs)
 
     def close(self) -> None:
         self.sock.close()
