@@ -88,9 +88,9 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
 from agent.nsenter import setns  # noqa: E402
-from common import (cpu_seconds, git_revision, require_root, stop_signals_interrupt,  # noqa: E402 -- bench/ helpers
-                    uninterruptible, write_json)
-from vpputil import lab_vpp_pid, proc_figures  # noqa: E402 -- bench/ helpers
+from common import (git_revision, proc_status, require_root, require_vpp,  # noqa: E402 -- bench/ helpers
+                    stop_signals_interrupt, uninterruptible, write_json)
+from vpputil import idle_window, lab_vpp_pid, proc_figures  # noqa: E402 -- bench/ helpers
 from lab import sysnet  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 from lab.cniexec import Runtime  # noqa: E402
@@ -147,15 +147,6 @@ def ms(seconds: float) -> float:
 
 
 # --------------------------------------------------------------------------- /proc
-def proc_status(pid: int) -> dict[str, str]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            out[k] = v.strip()
-    return out
-
-
 def agent_pid(lab: Lab, node: str) -> int:
     """The agent's pid. The lab starts it through ``ip netns exec``, which execs
     in place; should that ever fork instead, take the child that runs it."""
@@ -374,21 +365,21 @@ class Bench:
         self.loadavg.append(os.getloadavg())
         status = proc_status(self.agent_pid)
         print(f"  idle window: {a.idle_seconds:g}s", file=sys.stderr)
-        c0, v0, w0 = cpu_seconds(self.agent_pid), cpu_seconds(self.vpp_pid), time.monotonic()
-        time.sleep(a.idle_seconds)
-        c1, v1, w1 = cpu_seconds(self.agent_pid), cpu_seconds(self.vpp_pid), time.monotonic()
-        out = self.report(rss_before, status, c1 - c0, w1 - w0)
+        idle = idle_window({"agent": self.agent_pid, **({"vpp": self.vpp_pid} if self.vpp_pid else {})},
+                           a.idle_seconds)
+        out = self.report(rss_before, status, idle["agent"])
         if self.vpp_pid:
-            after = proc_figures(self.vpp_pid)
+            v = idle["vpp"]  # its memory figures: read after the window
             out["vpp"] = {"pid": self.vpp_pid, "vmrss_kib_before": vpp_before["vmrss_kib"],
-                          "vmrss_kib_after": after["vmrss_kib"], "vmhwm_kib": after.get("vmhwm_kib"),
-                          "threads": after.get("threads"), "cpus_allowed": after.get("cpus_allowed"),
-                          "idle_seconds": round(w1 - w0, 3), "idle_cpu_seconds": round(v1 - v0, 4),
-                          "idle_cpu_percent_of_one_core": round(100.0 * (v1 - v0) / (w1 - w0), 3)}
+                          "vmrss_kib_after": v["vmrss_kib"], "vmhwm_kib": v.get("vmhwm_kib"),
+                          "threads": v.get("threads"), "cpus_allowed": v.get("cpus_allowed"),
+                          "idle_seconds": v["idle_seconds"], "idle_cpu_seconds": v["cpu_seconds"],
+                          "idle_cpu_percent_of_one_core": v["cpu_percent_of_one_core"]}
         return out
 
     # -- results --------------------------------------------------------------
-    def report(self, before: dict, after: dict, cpu_s: float, wall_s: float) -> dict:
+    def report(self, before: dict, after: dict, idle: dict) -> dict:
+        """``before``/``after``: the agent's /proc status; ``idle``: its vpputil.idle_window figures."""
         st = {k: summary(v) for k, v in self.samples.items()}
         agent = {k: summary(v) for k, v in self.agent.items()}
         ratio = lambda a, b, q: st[a][q] / st[b][q]  # noqa: E731
@@ -412,9 +403,9 @@ class Bench:
             "agent": {"pid": self.agent_pid,
                       "vmrss_kib_before": kib(before["VmRSS"]), "vmrss_kib_after": kib(after["VmRSS"]),
                       "vmhwm_kib": kib(after["VmHWM"]), "threads": int(after["Threads"]),
-                      "idle_seconds": round(wall_s, 3), "idle_cpu_seconds": round(cpu_s, 4),
-                      "idle_cpu_percent_of_one_core": round(100.0 * cpu_s / wall_s, 3),
-                      "clk_tck": os.sysconf("SC_CLK_TCK")},
+                      "idle_seconds": idle["idle_seconds"], "idle_cpu_seconds": idle["cpu_seconds"],
+                      "idle_cpu_percent_of_one_core": idle["cpu_percent_of_one_core"],
+                      "clk_tck": idle["clk_tck"]},
             "samples_ms": self.samples, "agent_samples_ms": self.agent,
         }
 
@@ -512,12 +503,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("need --iterations >= 2, --warmup >= 0, --idle-seconds > 0")
     if not require_root("cni_latency"):
         return 2
-    if args.dataplane == "vpp":
-        from agent.vpp.process import availability  # noqa: PLC0415
-        ok, why = availability()
-        if not ok:
-            print(f"cni_latency: --dataplane vpp: {why}", file=sys.stderr)
-            return 2
+    if args.dataplane == "vpp" and not require_vpp("cni_latency"):
+        return 2
     if not os.access(f"{REF_DIR}/bridge", os.X_OK) or not os.access(f"{REF_DIR}/host-local", os.X_OK):
         print(f"cni_latency: the reference plugins are missing from {REF_DIR} "
               "(apt-get install containernetworking-plugins)", file=sys.stderr)

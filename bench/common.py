@@ -26,6 +26,21 @@ def require_root(name: str, why: str = "network namespaces, netlink, nftables") 
     return True
 
 
+def require_vpp(name: str, what: str = "--dataplane vpp") -> bool:
+    """VPP can be run here (agent.vpp.process.availability); else say why.
+    ``what``: what needs it, in the message (empty: nothing named)."""
+    from agent.vpp.process import availability  # noqa: PLC0415 -- only VPP runs ask
+    ok, why = availability()
+    if not ok:
+        print(f"{name}: {what + ': ' if what else ''}{why}", file=sys.stderr)
+    return ok
+
+
+def say(msg: str) -> None:
+    """A timestamped progress line on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
 def stop_signals_interrupt() -> None:
     """Ctrl-C and SIGTERM both raise KeyboardInterrupt (also when started in the
     background, where SIGINT may have been inherited as ignored)."""
@@ -78,15 +93,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_kib(pid: int) -> int:
-    """VmRSS of a process in KiB; 0 if gone."""
+def proc_status(pid: int) -> dict[str, str]:
+    """``/proc/<pid>/status`` as field -> value (stripped, e.g. ``"12345 kB"``); {} if gone."""
+    out = {}
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                out[k] = v.strip()
     except OSError:
         pass
-    return 0
+    return out
+
+
+def kib(v: str) -> int:
+    """A ``/proc/<pid>/status`` size (``"12345 kB"``) in KiB; 0 if empty."""
+    return int(v.split()[0]) if v else 0
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a process in KiB; 0 if gone."""
+    return kib(proc_status(pid).get("VmRSS", ""))
 
 
 def git_revision(repo: Path) -> str:

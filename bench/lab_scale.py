@@ -64,8 +64,8 @@ if str(REPO) not in sys.path:  # run as a script from a checkout
 
 import yaml  # noqa: E402
 
-from common import (cpu_seconds, git_revision, require_root, stop_signals_interrupt,  # noqa: E402 -- bench/ helpers
-                    uninterruptible, write_json)
+from common import (cpu_seconds, git_revision, kib, proc_status, require_root,  # noqa: E402 -- bench/ helpers
+                    stop_signals_interrupt, uninterruptible, write_json)
 from lab import sysnet  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 
@@ -82,22 +82,6 @@ def summary(xs: list[float]) -> dict:
     q = statistics.quantiles(s, n=10, method="inclusive") if len(s) > 1 else [s[0]] * 9
     return {"n": len(s), "p50": statistics.median(s), "p90": q[8], "mean": statistics.fmean(s),
             "min": s[0], "max": s[-1], "sum": sum(s)}
-
-
-def proc_status(pid: int) -> dict[str, str]:
-    out = {}
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                out[k] = v.strip()
-    except OSError:
-        pass
-    return out
-
-
-def kib(v: str) -> int:
-    return int(v.split()[0]) if v else 0
 
 
 def own_cpu() -> dict[str, float]:

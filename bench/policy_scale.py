@@ -119,12 +119,12 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TRAFFIC = str(Path(__file__).resolve().parent / "traffic.py")  # the pod-side workers
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import (cpu_seconds, progress, require_root, rss_kib, run_bench,  # noqa: E402 -- bench/ helpers
-                    stop_workers)
+from common import (cpu_seconds, progress, require_root, require_vpp, rss_kib, run_bench,  # noqa: E402
+                    say, stop_workers)
+from trafficrun import paired, run_worker, start_server, traffic_rounds  # noqa: E402 -- bench/ helpers
 from vpputil import clear_policy_acls, lab_vpp_api, lab_vpp_pid  # noqa: E402 -- bench/ helpers (VPP runs)
 from policy_world import NODES, policy, scale_labels, valid, world  # noqa: E402 -- bench/ module
 from agent.model import keys  # noqa: E402
@@ -137,10 +137,6 @@ LABEL_KINDS = {"version": "no policy refers to it",
                "role": "leaves the peer sets of a few policies, enters a few others'",
                "group": "moves between peer sets of many policies"}
 PAIRS = {"cross-node": "perf/server", "same-node": "perf/server-local"}
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def summary(xs: list[float]) -> dict:
@@ -205,10 +201,7 @@ class Rig:
         if self.args.no_traffic:
             return apply_s
         for ref in PAIRS.values():
-            p = subprocess.Popen(["ip", "netns", "exec", self.ns(ref), sys.executable, TRAFFIC, "serve"],
-                                 stdout=subprocess.PIPE, text=True)
-            self.servers.append(p)
-            if p.stdout.readline().strip() != "ready":
+            if not start_server(self.ns(ref), self.servers):
                 raise RuntimeError(f"server in {ref} did not start")
         return apply_s
 
@@ -220,12 +213,8 @@ class Rig:
         return self.kube.pod(ref)["status"]["podIP"]
 
     def worker(self, mode: str, dst: str) -> dict:
-        p = subprocess.run(["ip", "netns", "exec", self.ns("perf/client"), sys.executable, TRAFFIC,
-                            mode, self.ip(dst), str(self.args.seconds)],
-                           capture_output=True, text=True, timeout=self.args.seconds + 60)
-        if p.returncode != 0:
-            raise RuntimeError(f"{mode} to {dst} in lab {self.lab.name} failed: {p.stderr.strip()[-400:]}")
-        return json.loads(p.stdout)
+        return run_worker(self.ns("perf/client"), mode, self.ip(dst), self.args.seconds,
+                          f"{mode} to {dst} in lab {self.lab.name}")
 
     def close(self) -> None:
         stop_workers(self.servers)
@@ -258,28 +247,8 @@ class Bench:
         other are measured seconds apart."""
         say(f"data plane {name}: {self.args.reps} rounds x {len(PAIRS)} pairs x {len(conds)} labs "
             f"x 2 tests x {self.args.seconds}s")
-        res: dict = {c: {p: {"gbit_s": [], "conn_s": [], "rate_errors": 0, "incomplete": 0}
-                         for p in PAIRS} for c, _ in conds}
-        pairs = list(PAIRS.items())
-        with progress(f"data plane {' vs '.join(c for c, _ in conds)}: traffic runs",
-                      self.args.reps * len(pairs) * len(conds) * 2) as advance:
-            for r in range(self.args.reps):
-                order = conds[r % len(conds):] + conds[:r % len(conds)]
-                for pair, dst in pairs[r % 2:] + pairs[:r % 2]:
-                    for c, rig in order:
-                        b = rig.worker("bulk", dst)
-                        res[c][pair]["gbit_s"].append(b["bytes"] * 8 / b["seconds"] / 1e9)
-                        res[c][pair]["incomplete"] += not b["complete"]
-                        advance()
-                    for c, rig in order:
-                        x = rig.worker("rate", dst)
-                        res[c][pair]["conn_s"].append(x["connections"] / x["seconds"])
-                        res[c][pair]["rate_errors"] += x["errors"]
-                        advance()
-        for c, _ in conds:
-            say(f"  {c}: " + "; ".join(
-                f"{pair} {statistics.median(res[c][pair]['gbit_s']):.2f} Gbit/s, "
-                f"{statistics.median(res[c][pair]['conn_s']):.0f} conn/s" for pair in PAIRS))
+        res = traffic_rounds([(c, rig.worker) for c, rig in conds], PAIRS, self.args.reps,
+                             f"data plane {' vs '.join(c for c, _ in conds)}: traffic runs")
         res["loadavg"] = Path("/proc/loadavg").read_text().split()[:3]
         return res
 
@@ -374,8 +343,6 @@ class Bench:
         """Full sync next to the policies (in etcd): both agents stopped, node1's agent
         started **cold** (``ip contiv`` table deleted first: everything programmed by
         its start-up resync), then restarted **warm** (table kept: nothing to do)."""
-        from agent.errors import ContivError
-        from lab.cluster import _pid_alive
         st = self.lab.state()
         stop_processes([n.pid for n in st.nodes], timeout=30)  # node2 stays stopped: quieter
         res = {}
@@ -393,21 +360,10 @@ class Bench:
                 subprocess.run(["ip", "netns", "exec", node.netns, "nft", "delete", "table", "ip", "contiv"],
                                check=True)
             t0 = time.perf_counter()
-            node.pid = self.lab._start_agent(st, node)
-            st.save(self.lab.paths)
+            self.lab.start_agent("node1")
             with progress(f"{kind} start of node1's agent (until ready)"):
-                while True:
-                    if not _pid_alive(node.pid):
-                        raise RuntimeError("agent exited during start-up: see its log")
-                    try:
-                        # a starting agent answers ready=False; before its socket exists, Unavailable
-                        if self.client("node1", timeout=120).health().ready:
-                            break
-                    except ContivError:
-                        pass
-                    if time.perf_counter() - t0 > 1800:
-                        raise RuntimeError("agent not ready after 30 min")
-                    time.sleep(0.02)
+                # a starting agent answers ready=False; before its socket exists, Unavailable
+                self.lab.wait_ready("node1", 1800, poll=0.02, health_timeout=120)
                 ready_s = time.perf_counter() - t0
             hist = self.client("node1").history(limit=10000).transactions
             rec = [t for t in hist if t.description == "start-up resync"][-1]
@@ -684,15 +640,6 @@ def machine() -> dict:
 
 
 # --------------------------------------------------------------------------- report
-def paired(res: dict, cond: str, pair: str, k: str) -> dict:
-    """Baseline and condition medians, and the median of per-round ratios (runs of one
-    round are seconds apart, so machine load hits both sides alike)."""
-    a, b = res["A"][pair][k], res[cond][pair][k]
-    ratios = [y / x for x, y in zip(a, b)]
-    return {"a": statistics.median(a), "b": statistics.median(b), "ratio": statistics.median(ratios),
-            "min": min(ratios), "max": max(ratios)}
-
-
 def report(out: dict) -> str:
     L = []
     vpp = out.get("plane") == "vpp"
@@ -711,7 +658,7 @@ def report(out: dict) -> str:
         for pair in PAIRS:
             for k, unit, fmt in (("gbit_s", "TCP throughput (Gbit/s)", "{:.2f}"),
                                  ("conn_s", "TCP connections/s", "{:.0f}")):
-                r = paired(dp[phase], cond, pair, k)
+                r = paired(dp[phase], cond, "A", pair, k)
                 what = f"{out['args']['policies']} policies selecting other pods" if cond == "B" else \
                     "the same + 1 selecting the server"
                 L.append(f"| {cond}: {pair} {unit} ({what}) | {fmt.format(r['a'])} | {fmt.format(r['b'])} | "
@@ -819,12 +766,8 @@ def main() -> int:
     args = ap.parse_args()
     if not require_root("policy_scale"):
         return 2
-    if args.dataplane == "vpp":
-        from agent.vpp.process import availability
-        ok, why = availability()
-        if not ok:
-            print(f"policy_scale: --dataplane vpp: {why}", file=sys.stderr)
-            return 2
+    if args.dataplane == "vpp" and not require_vpp("policy_scale"):
+        return 2
     if args.pods < 10:
         print("error: --pods must be at least 10", file=sys.stderr)
         return 2

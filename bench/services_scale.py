@@ -93,7 +93,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import progress, require_root, rss_kib, run_bench  # noqa: E402 -- bench/ helpers
+from common import progress, require_root, require_vpp, rss_kib, run_bench, say  # noqa: E402 -- bench/ helpers
 from vpputil import lab_vpp_api, lab_vpp_pid  # noqa: E402 -- bench/ helpers (VPP runs only)
 from agent.model import keys  # noqa: E402
 from agent.model.records import AgentStatus  # noqa: E402
@@ -202,9 +202,6 @@ class Bench:
     def start_agent(self, timeout: float = 900.0) -> dict:
         """Start the agent as ``lab up`` does; returns start-to-ready wall time and
         the start-up resync record."""
-        from agent.errors import ContivError
-        st = self.lab.state()
-        n = st.node(NODE)
         # The agent's own writes mark its phases, seen through a watch (no
         # polling): the node record is written once imports, netlink and the
         # subnet claim are done; the first "ready" status right after the
@@ -222,23 +219,10 @@ class Bench:
         w = self.store.watch(keys.ROOT, self.store.revision() + 1, cb)
         time.sleep(0.05)
         t0 = time.perf_counter()
-        n.pid = self.lab._start_agent(st, n)
-        st.save(self.lab.paths)
-        deadline = t0 + timeout
+        pid = self.lab.start_agent(NODE)
         with progress("agent start-up (until ready)"):
-            while True:
-                if not _pid_alive(n.pid):
-                    tail = self.lab.paths.agent_log(NODE).read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"agent exited during start-up:\n{tail}")
-                try:
-                    # a starting agent answers ready=False; before its socket exists, Unavailable
-                    if self.client(timeout=60).health().ready:
-                        break
-                except ContivError:
-                    pass
-                if time.perf_counter() > deadline:
-                    raise RuntimeError("agent not ready in time")
-                time.sleep(0.01)
+            # a starting agent answers ready=False; before its socket exists, Unavailable
+            self.lab.wait_ready(NODE, timeout, poll=0.01, health_timeout=60)
             ready_s = time.perf_counter() - t0
         deadline = time.perf_counter() + 10
         while len(marks) < 2 and time.perf_counter() < deadline:
@@ -249,7 +233,7 @@ class Bench:
         phases = [ln.split("start-up: ", 1)[1] for ln in self.lab.paths.agent_log(NODE).read_text(
             errors="replace").splitlines() if "start-up: " in ln]
         say(f"  agent: {phases[-1] if phases else '(no start-up line in its log)'}")
-        return {"ready_s": ready_s, "resync": txn_summary(rec), "rss_kib": rss_kib(n.pid),
+        return {"ready_s": ready_s, "resync": txn_summary(rec), "rss_kib": rss_kib(pid),
                 "vpp_rss_kib": rss_kib(lab_vpp_pid(self.lab, NODE)) if self.vpp else None,
                 "agent_phases": phases[-1] if phases else "",
                 "to_registered_s": marks["registered"] - t0,
@@ -315,7 +299,7 @@ class Bench:
         decode_s = time.perf_counter() - t
         if self.vpp:  # the renderer VppDataplane.service_renderer() makes
             from agent.vpp.services import CnatServiceRenderer
-            renderer = CnatServiceRenderer(lambda: (self.node.data_ip,), SERVICE_CIDR, lambda: ())
+            renderer = CnatServiceRenderer(lambda: (self.node.data_ip,), SERVICE_CIDR)
         else:
             from agent.linux.svcstate import NftServiceRenderer
             renderer = NftServiceRenderer()
@@ -540,10 +524,6 @@ def machine() -> dict:
             "loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}
 
 
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
 def report(out: dict) -> str:
     sizes = sorted(out["sizes"])
     lines = []
@@ -638,12 +618,8 @@ def main() -> int:
     args = ap.parse_args()
     if not require_root("services_scale"):
         return 2
-    if args.dataplane == "vpp":
-        from agent.vpp.process import availability
-        ok, why = availability()
-        if not ok:
-            print(f"services_scale: --dataplane vpp: {why}", file=sys.stderr)
-            return 2
+    if args.dataplane == "vpp" and not require_vpp("services_scale"):
+        return 2
     return run_bench(lambda: Bench(args), report, args.json, "services_scale")
 
 

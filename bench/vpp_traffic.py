@@ -84,9 +84,11 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import git_revision, progress, require_root, run_bench, uninterruptible  # noqa: E402
+from common import (git_revision, progress, require_root, require_vpp, run_bench, say,  # noqa: E402
+                    uninterruptible)
+from trafficrun import Run, paired, traffic_rounds  # noqa: E402 -- bench/ helpers
 from vpputil import idle_window, proc_figures  # noqa: E402 -- bench/ helpers
-from vpprigs import NODES, PAIRS, PODS, HandRig, LabRig, Rig, main_core, say  # noqa: E402 -- bench/ module
+from vpprigs import NODES, PAIRS, PODS, HandRig, LabRig, Rig, main_core  # noqa: E402 -- bench/ module
 
 # --------------------------------------------------------------------------- the bench
 class Bench:
@@ -150,30 +152,15 @@ class Bench:
 
     def traffic(self, conds) -> dict:
         a = self.args
-        res: dict = {c: {p: {"gbit_s": [], "conn_s": [], "rate_errors": 0, "incomplete": 0} for p in PAIRS}
-                     for c, _, _ in conds}
-        pairs = list(PAIRS.items())
-        with progress(f"traffic: {a.rounds} rounds x {len(pairs)} pairs x {len(conds)} setups x 2 tests "
-                      f"x {a.seconds:g}s", a.rounds * len(pairs) * len(conds) * 2) as advance:
-            for r in range(a.rounds):
-                order = conds[r % len(conds):] + conds[:r % len(conds)]
-                for pair, dst in pairs[r % 2:] + pairs[:r % 2]:
-                    for c, rig, ctx in order:
-                        with ctx():
-                            b = rig.worker("bulk", dst, a.seconds)
-                        res[c][pair]["gbit_s"].append(b["bytes"] * 8 / b["seconds"] / 1e9)
-                        res[c][pair]["incomplete"] += not b["complete"]
-                        advance()
-                    for c, rig, ctx in order:
-                        with ctx():
-                            x = rig.worker("rate", dst, a.seconds)
-                        res[c][pair]["conn_s"].append(x["connections"] / x["seconds"])
-                        res[c][pair]["rate_errors"] += x["errors"]
-                        advance()
-        for c, _, _ in conds:
-            say(f"  {c}: " + "; ".join(f"{pair} {statistics.median(res[c][pair]['gbit_s']):.2f} Gbit/s, "
-                                       f"{statistics.median(res[c][pair]['conn_s']):.0f} conn/s" for pair in PAIRS))
-        return res
+
+        def runner(rig: Rig, ctx) -> Run:
+            def run(mode: str, dst: str) -> dict:
+                with ctx():
+                    return rig.worker(mode, dst, a.seconds)
+            return run
+        return traffic_rounds([(c, runner(rig, ctx)) for c, rig, ctx in conds], PAIRS, a.rounds,
+                              f"traffic: {a.rounds} rounds x {len(PAIRS)} pairs x {len(conds)} setups "
+                              f"x 2 tests x {a.seconds:g}s")
 
     def run(self) -> dict:
         a = self.args
@@ -250,13 +237,6 @@ def machine() -> dict:
 
 
 # --------------------------------------------------------------------------- report
-def paired(res: dict, num: str, den: str, pair: str, k: str) -> dict:
-    """The median of per-round ratios num/den (runs of one round are seconds apart)."""
-    x, y = res[den][pair][k], res[num][pair][k]
-    ratios = [b / a for a, b in zip(x, y) if a > 0]
-    return {"ratio": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
-
-
 def report(out: dict) -> str:
     L = []
     m = out["machine"]
@@ -367,10 +347,7 @@ def main() -> int:
         ap.error("need --rounds >= 1, --seconds > 0, --idle-seconds > 0")
     if not require_root("vpp_traffic"):
         return 2
-    from agent.vpp.process import availability  # noqa: PLC0415
-    ok, why = availability()
-    if not ok:
-        print(f"vpp_traffic: {why}", file=sys.stderr)
+    if not require_vpp("vpp_traffic", what=""):
         return 2
     if not shutil.which("ethtool"):
         print("vpp_traffic: needs ethtool (TX checksum offload off in the hand-made pods)", file=sys.stderr)

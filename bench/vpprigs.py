@@ -12,17 +12,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TRAFFIC = str(Path(__file__).resolve().parent / "traffic.py")  # the pod-side workers
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import stop_workers  # noqa: E402 -- bench/ helpers
+from common import say, stop_workers  # noqa: E402 -- bench/ helpers
 from policy_world import namespace, pod, valid  # noqa: E402 -- bench/ module
-from vpputil import NONE, lab_vpp_api, lab_vpp_pid, resolve_vpp_pid  # noqa: E402
+from trafficrun import run_worker, start_server  # noqa: E402 -- bench/ helpers
+from vpputil import lab_vpp_api, lab_vpp_pid, resolve_vpp_pid  # noqa: E402
+from agent.vpp.values import NONE  # noqa: E402
 from lab import sysnet  # noqa: E402
 from lab.cluster import Lab, stop_processes  # noqa: E402
 from lab.kube import Kube  # noqa: E402
@@ -36,10 +36,6 @@ MTU = 1450
 UNDERLAY_GW = "192.168.56.1"
 VNI, VXLAN_PORT = 10, 4789   # the agent's defaults (agent.config)
 BD = 1
-
-
-def say(msg: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -89,10 +85,7 @@ class Rig:
 
     def start_servers(self) -> None:
         for name in set(PAIRS.values()):
-            p = subprocess.Popen(["ip", "netns", "exec", self.ns(name), sys.executable, TRAFFIC, "serve"],
-                                 stdout=subprocess.PIPE, text=True)
-            self.servers.append(p)
-            if p.stdout.readline().strip() != "ready":
+            if not start_server(self.ns(name), self.servers):
                 raise RuntimeError(f"{self.label}: the traffic server in {name} did not start")
 
     def stop_servers(self) -> None:
@@ -100,13 +93,8 @@ class Rig:
         self.servers = []
 
     def worker(self, mode: str, dst: str, seconds: float) -> dict:
-        p = subprocess.run(["ip", "netns", "exec", self.ns("client"), sys.executable, TRAFFIC,
-                            mode, self.ip(dst), str(seconds)],
-                           capture_output=True, text=True, timeout=seconds + 60)
-        if p.returncode != 0:
-            raise RuntimeError(f"{self.label}: {mode} client -> {dst} ({self.ip(dst)}) failed: "
-                               f"{p.stderr.strip()[-400:]}")
-        return json.loads(p.stdout)
+        ip = self.ip(dst)
+        return run_worker(self.ns("client"), mode, ip, seconds, f"{self.label}: {mode} client -> {dst} ({ip})")
 
     def pod_shape(self, pod_name: str = "client") -> dict:
         """The pod's eth0 as the traffic sees it: MTU and the offloads af_packet cares about."""
@@ -354,7 +342,7 @@ class HandRig(Rig):
         sysnet.ip("link", "set", host, "up", netns=nns)
         sysnet.ip_batch(["link set eth0 up", f"addr add {ip}/32 dev eth0",
                          f"route add default via {gw} dev eth0 onlink"], netns=pns)
-        sh("ip", "netns", "exec", pns, "ethtool", "-K", "eth0", "tx", "off")
+        sysnet.tx_checksum_off("eth0", netns=pns)
         sw = c(api, "af_packet_create_v3", hw_addr=mac("02:fe", ip), host_if_name=host, **self.afp).sw_if_index
         self.pod_sw[name] = (node, sw)
         c(api, "sw_interface_set_flags", sw_if_index=sw, flags=1)
@@ -395,8 +383,7 @@ class HandRig(Rig):
 
         def namespaces() -> None:
             for ns in sysnet.netns_list(self.prefix):
-                pids = [int(x) for x in sh("ip", "netns", "pids", ns, check=False).stdout.split() if x.isdigit()]
-                stop_processes(pids, timeout=3)
+                stop_processes(sysnet.netns_pids(ns), timeout=3)
                 sysnet.netns_del(ns)
         steps += [("namespaces", namespaces),
                   ("runtime directory", lambda: shutil.rmtree(self.tmp, ignore_errors=True))]

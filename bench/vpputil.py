@@ -8,9 +8,8 @@ import os
 import time
 from pathlib import Path
 
-from common import cpu_seconds, rss_kib
-
-NONE = 0xFFFFFFFF
+from common import cpu_seconds, kib, proc_status
+from agent.vpp.values import NONE  # ~0, "no such index" in VPP's API
 
 
 def resolve_vpp_pid(pid: int) -> int:
@@ -48,19 +47,16 @@ def lab_vpp_api(lab, node: str):
 
 
 def proc_figures(pid: int) -> dict:
-    """VmRSS / VmHWM (KiB), threads and the CPUs it may run on."""
-    out = {"pid": pid, "vmrss_kib": rss_kib(pid)}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            k, _, v = line.partition(":")
-            if k == "VmHWM":
-                out["vmhwm_kib"] = int(v.split()[0])
-            elif k == "Threads":
-                out["threads"] = int(v)
-            elif k == "Cpus_allowed_list":
-                out["cpus_allowed"] = v.strip()
-    except OSError:
-        pass
+    """VmRSS / VmHWM (KiB), threads and the CPUs it may run on (one read of
+    /proc/<pid>/status; only ``pid`` and ``vmrss_kib`` -- 0 -- if it is gone)."""
+    st = proc_status(pid)
+    out = {"pid": pid, "vmrss_kib": kib(st.get("VmRSS", ""))}
+    if "VmHWM" in st:
+        out["vmhwm_kib"] = kib(st["VmHWM"])
+    if "Threads" in st:
+        out["threads"] = int(st["Threads"])
+    if "Cpus_allowed_list" in st:
+        out["cpus_allowed"] = st["Cpus_allowed_list"]
     return out
 
 

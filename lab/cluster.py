@@ -354,7 +354,6 @@ class Lab:
 
     def _wait_agents(self, st: LabState, timeout: float, say: Callable[[str], None],
                      step: Step | None = None) -> None:
-        from agent.api.client import AgentClient  # noqa: PLC0415
         deadline = time.monotonic() + timeout
         pending = {n.name for n in st.nodes}
         if step:
@@ -364,20 +363,14 @@ class Lab:
             for n in st.nodes:
                 if n.name not in pending:
                     continue
-                if not _pid_alive(n.pid):
-                    raise Unavailable(f"the agent of {n.name} exited during start-up:\n"
-                                      f"{self._log_tail(n.name, 800)}")
-                try:
-                    h = AgentClient(n.socket, timeout=2).health()
-                    if h.ready:
-                        pending.discard(n.name)
-                        say(f"agent {n.name} ready")
-                        if step:
-                            step("nodes ready", len(st.nodes) - len(pending), len(st.nodes))
-                    else:
-                        last[n.name] = h.message
-                except Exception as e:  # noqa: BLE001 -- not up yet; say why if it stays so
-                    last[n.name] = getattr(e, "message", str(e))
+                ready, why = self._probe_ready(n, health_timeout=2)
+                if ready:
+                    pending.discard(n.name)
+                    say(f"agent {n.name} ready")
+                    if step:
+                        step("nodes ready", len(st.nodes) - len(pending), len(st.nodes))
+                else:
+                    last[n.name] = why
             if pending and time.monotonic() > deadline:
                 why = "; ".join(f"{n}: {last.get(n, '?')}" for n in sorted(pending))
                 # the clean-up that follows removes the logs: quote them now
@@ -386,6 +379,36 @@ class Lab:
                 raise Unavailable(f"agents not ready after {timeout:.0f}s ({why}){tails}")
             if pending:
                 time.sleep(0.1)
+
+    def wait_ready(self, node: str, timeout: float, poll: float = 0.1, *,
+                   health_timeout: float = 2.0) -> None:
+        """Wait until the agent of ``node`` (the pid the state file records, e.g.
+        after :meth:`start_agent`) says it is ready, asking every ``poll`` s;
+        ``health_timeout`` bounds each ``health()`` call. Raises Unavailable if
+        it exits meanwhile or is not ready after ``timeout`` s."""
+        n = self.state().node(node)
+        deadline = time.monotonic() + timeout
+        while True:
+            ready, why = self._probe_ready(n, health_timeout)
+            if ready:
+                return
+            if time.monotonic() > deadline:
+                raise Unavailable(f"the agent of {node} is not ready after {timeout:.0f}s ({why})\n"
+                                  f"--- {node} agent.log (end) ---\n{self._log_tail(node, 600)}")
+            time.sleep(poll)
+
+    def _probe_ready(self, n: NodeState, health_timeout: float) -> tuple[bool, str]:
+        """One look at a starting agent: (ready, why not -- its message or why it
+        did not answer). Raises Unavailable if it exited."""
+        from agent.api.client import AgentClient  # noqa: PLC0415
+        if not _pid_alive(n.pid):
+            raise Unavailable(f"the agent of {n.name} exited during start-up:\n"
+                              f"{self._log_tail(n.name, 800)}")
+        try:
+            h = AgentClient(n.socket, timeout=health_timeout).health()
+        except Exception as e:  # noqa: BLE001 -- not up yet (a starting agent's socket may not exist)
+            return False, getattr(e, "message", str(e))
+        return h.ready, h.message
 
     def _log_tail(self, node: str, size: int) -> str:
         try:
@@ -412,7 +435,7 @@ class Lab:
         namespaces = sysnet.netns_list(self.paths.ns_prefix)
         for i, ns in enumerate(namespaces, 1):
             # namespaces must be empty of processes first: kill stragglers in them
-            stop_processes(self._pids_in_netns(ns), timeout=2)
+            stop_processes(sysnet.netns_pids(ns), timeout=2)
             sysnet.netns_del(ns)
             removed["namespaces"] += 1
             tick("namespaces removed", i, len(namespaces))
@@ -421,11 +444,6 @@ class Lab:
             shutil.rmtree(self.paths.root, ignore_errors=True)
             removed["files"] = True
         return removed
-
-    @staticmethod
-    def _pids_in_netns(ns: str) -> list[int]:
-        p = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True)
-        return [int(x) for x in p.stdout.split() if x.isdigit()]
 
     # ------------------------------------------------------------------ faults
     # A node's agent and VPP, one by one: what chaos tests and `lab` users do

@@ -56,6 +56,13 @@ def netns_list(prefix: str) -> list[str]:
         return []
 
 
+def netns_pids(name: str) -> list[int]:
+    """The pids of the processes in network namespace ``name`` (``ip netns pids``;
+    none if it does not exist)."""
+    p = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+    return [int(x) for x in p.stdout.split() if x.isdigit()]
+
+
 def netns_path(name: str) -> str:
     return str(NETNS_DIR / name)
 
