@@ -78,6 +78,9 @@ class Agent:
         self.ready = False
         self.applied_revision = 0
         self.last_resync: dict = {}
+        #: etcd as the last heartbeat found it (``contivctl status``): the
+        #: watch alone cannot tell a quiet cluster from an unreachable etcd
+        self.store_health: dict = {"reachable": True, "error": "", "checked": 0.0}
         self.facts: dataplane.NodeFacts | None = None
         self.node_info: NodeInfo | None = None
         self.store = None
@@ -427,7 +430,9 @@ class Agent:
     def _report(self) -> None:
         try:
             self.store.put(keys.status_key(self.cfg.node), self.status().to_json().encode())
+            self.store_health = {"reachable": True, "error": "", "checked": time.time()}
         except Unavailable as e:
+            self.store_health = {"reachable": False, "error": e.message, "checked": time.time()}
             log.warning("cannot report status: %s", e.message)
 
     # ------------------------------------------------------------------ API

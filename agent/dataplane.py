@@ -197,6 +197,14 @@ class Dataplane(Protocol):
     def sessions(self) -> list:
         """Connection / NAT sessions (:class:`agent.model.diag.Session`)."""
 
+    def session_limit(self) -> int | None:
+        """How many sessions its table holds at most; None where it has no
+        fixed limit to report."""
+
+    def sockets(self, netns: str) -> list:
+        """The TCP and UDP sockets (:class:`agent.model.diag.SocketInfo`) of
+        the pod network namespace at ``netns``; NotFound if it is gone."""
+
     def trace(self, flow) -> list:
         """Trace one flow through the data plane (hops); or ``NotSupported``."""
 

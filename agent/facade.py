@@ -7,6 +7,10 @@ record of :mod:`agent.model.api`.
 """
 from __future__ import annotations
 
+import difflib
+import time
+
+from agent.errors import InvalidInput, NotFound
 from agent.model import api as rec
 from agent.reconciler.plan import plain
 
@@ -29,7 +33,8 @@ class AgentFacade:
         facts = a.facts
         return rec.NodeStatus(a.status(), a.node_info, facts.mtu if facts else 0,
                               facts.underlay if facts else "", a.scheduler.counts(),
-                              dict(a.last_resync), a.snapshot.counts(), a.cfg.to_dict())
+                              dict(a.last_resync), a.snapshot.counts(), a.cfg.to_dict(),
+                              dict(a.store_health))
 
     def nodes(self) -> rec.NodeList:
         snap = self._a.snapshot
@@ -82,6 +87,49 @@ class AgentFacade:
     def explain(self, src: str, dst: str, port: int, protocol: str = "TCP") -> rec.Explanation:
         return self._a.policies.explain(src, dst, port, protocol)
 
+    # ------------------------------------------------------------ diagnostics
+    def netstat(self, pod: str | None = None) -> rec.Netstat:
+        a = self._a
+        if pod:
+            p = self._local_pod(pod)
+            counters = [c for c in a.plane.counters({p.host_if: p.pod}) if c.owner == p.pod]
+        else:
+            counters = a.plane.counters({p.host_if: p.pod for p in a.podnet.pods() if p.host_if})
+        return rec.Netstat(a.cfg.node, a.plane.name, time.time(), tuple(counters))
+
+    def sockets(self, pod: str) -> rec.PodSockets:
+        a = self._a
+        p = self._local_pod(pod)
+        return rec.PodSockets(p.pod, a.cfg.node, p.netns, tuple(a.plane.sockets(p.netns)))
+
+    def sessions(self, service: str | None = None, pod: str | None = None) -> rec.SessionList:
+        from agent.builders.sessions import name_sessions, select, summary  # noqa: PLC0415
+        a = self._a
+        services = a.services.describe()
+        cluster = a.policies.model().pods
+        if service:
+            _check_name("Service", service, [s.service for s in services])
+        if pod:
+            _check_name("pod", pod, cluster)
+        raw = a.plane.sessions()
+        named = select(name_sessions(raw, services, {p.ip: ref for ref, p in cluster.items()},
+                                     a.facts.node_ips if a.facts else ()), service, pod)
+        return rec.SessionList(a.cfg.node, a.plane.name, len(raw), a.plane.session_limit(),
+                               tuple(named), tuple(summary(named)))
+
+    def _local_pod(self, ref: str) -> rec.PodStatus:
+        """The attachment of pod ``ref`` on this node; NotFound naming the
+        node it runs on, or the closest known name."""
+        a = self._a
+        local = {p.pod: p for p in a.podnet.pods()}
+        cluster = a.policies.model().pods
+        _check_name("pod", ref, [*local, *cluster])
+        if ref in local:
+            return local[ref]
+        node = cluster[ref].node
+        raise NotFound(f"pod {ref} runs on node {node or '(not scheduled)'}, not on {a.cfg.node}",
+                       hint=f"ask that node's agent (--node {node})" if node else None)
+
     # ------------------------------------------------------------ the data plane's own view
     def dataplane_cli(self, command: str) -> rec.CliOutput:
         a = self._a
@@ -95,3 +143,15 @@ class AgentFacade:
     def cni(self, env: dict[str, str], body: bytes) -> rec.CNIReply:
         res = self._a.cni.handle(env, body)
         return rec.CNIReply(res.exit_code, res.body)
+
+
+def _check_name(kind: str, ref: str, known) -> None:
+    """``ref`` must be ``NS/NAME`` and one of ``known``; else InvalidInput or
+    NotFound with the closest name as the hint."""
+    ns, _, name = ref.partition("/")
+    if not ns or not name or "/" in name:
+        raise InvalidInput(f"{kind} {ref!r}: give it as NAMESPACE/NAME")
+    if ref in known:
+        return
+    close = difflib.get_close_matches(ref, list(known), n=1)
+    raise NotFound(f"no {kind} {ref}", hint=f"did you mean {close[0]}?" if close else None)

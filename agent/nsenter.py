@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import socket
+import threading
 
 CLONE_NEWNET = 0x40000000
 # the interpreter's own symbols include libc's: no library search at import
@@ -29,3 +31,31 @@ def setns(fd: int, what: str = "") -> None:
     if _libc.setns(fd, CLONE_NEWNET) != 0:
         e = ctypes.get_errno()
         raise OSError(e, f"cannot enter network namespace {what or f'at fd {fd}'}: {os.strerror(e)}")
+
+
+def socket_in(path: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created in the network namespace at ``path`` (a socket stays
+    bound to the namespace it was made in, whichever thread uses it later).
+
+    Made by a thread that exists only for it and ends in that namespace: no
+    thread that runs anything else ever enters it. Raises the OSError of
+    opening or entering the namespace (ENOENT: it is gone)."""
+    out: list = []
+
+    def make() -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                setns(fd, path)
+            finally:
+                os.close(fd)
+            out.append(socket.socket(family, kind, proto))
+        except BaseException as e:  # noqa: BLE001 -- handed to the caller
+            out.append(e)
+
+    t = threading.Thread(target=make, name="netns-socket", daemon=True)
+    t.start()
+    t.join()
+    if isinstance(out[0], BaseException):
+        raise out[0]
+    return out[0]

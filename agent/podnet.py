@@ -254,7 +254,8 @@ class PodNetwork:
                 a.pod_ref, a.pod_namespace, a.pod_name, a.container_id, a.ifname, tuple(a.ips),
                 a.netns, self.plane.pod_host_if(a.container_id, a.ifname), a.created,
                 ",".join(bad) if bad else ("ok" if keys else "missing"),
-                self.timings.get(f"{a.container_id}/{a.ifname}", {})))
+                self.timings.get(f"{a.container_id}/{a.ifname}", {}),
+                bool(a.netns) and not os.path.exists(a.netns)))
         return out
 
     def close(self) -> None:

@@ -12,11 +12,12 @@ _contivctl() {
 }
 _contivctl_subs() {
     case "$1" in
-        "") echo "agent completion install ipam lab nodes pods policies services vpp" ;;
+        "") echo "agent completion install ipam lab nat netstat nodes pods policies services status vpp" ;;
         "agent") echo "history plan resync run state status" ;;
         "install") echo "cni" ;;
         "ipam") echo "gc" ;;
         "lab") echo "apply delete down exec list logs probe status up" ;;
+        "nat") echo "sessions" ;;
         "vpp") echo "cli dump" ;;
     esac
 }
@@ -45,10 +46,14 @@ _contivctl_opts() {
         "lab probe") echo "--help --matrix --name --namespace --output --port --protocol --timeout -n -o" ;;
         "lab status") echo "--help --name --output -o" ;;
         "lab up") echo "--dataplane --demo --help --name --nodes --output --pod-cidr --timeout --underlay -o" ;;
+        "nat") echo "--help" ;;
+        "nat sessions") echo "--all --help --lab --node --output --pod --service --summary -a -o" ;;
+        "netstat") echo "--help --lab --namespace --node --output --sockets --watch -n -o -s -w" ;;
         "nodes") echo "--help --lab --node --output -o" ;;
         "pods") echo "--help --lab --node --output -o" ;;
         "policies") echo "--help --lab --namespace --node --output --port --protocol -n -o" ;;
         "services") echo "--help --lab --namespace --node --output -n -o" ;;
+        "status") echo "--help --lab --node --output --timeout -o" ;;
         "vpp") echo "--help" ;;
         "vpp cli") echo "--help --lab --node --output -o" ;;
         "vpp dump") echo "--help --lab --node --output -o" ;;

@@ -4,10 +4,13 @@ complete -c contivctl -f -n '__fish_use_subcommand' -a completion
 complete -c contivctl -f -n '__fish_use_subcommand' -a install
 complete -c contivctl -f -n '__fish_use_subcommand' -a ipam
 complete -c contivctl -f -n '__fish_use_subcommand' -a lab
+complete -c contivctl -f -n '__fish_use_subcommand' -a nat
+complete -c contivctl -f -n '__fish_use_subcommand' -a netstat
 complete -c contivctl -f -n '__fish_use_subcommand' -a nodes
 complete -c contivctl -f -n '__fish_use_subcommand' -a pods
 complete -c contivctl -f -n '__fish_use_subcommand' -a policies
 complete -c contivctl -f -n '__fish_use_subcommand' -a services
+complete -c contivctl -f -n '__fish_use_subcommand' -a status
 complete -c contivctl -f -n '__fish_use_subcommand' -a vpp
 complete -c contivctl -n '__fish_use_subcommand' -l debug
 complete -c contivctl -n '__fish_use_subcommand' -l help
@@ -129,6 +132,23 @@ complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcom
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l pod-cidr
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l timeout
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l underlay
+complete -c contivctl -f -n '__fish_seen_subcommand_from nat and not __fish_seen_subcommand_from sessions' -a sessions
+complete -c contivctl -n '__fish_seen_subcommand_from nat and not __fish_seen_subcommand_from sessions' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from nat and __fish_seen_subcommand_from sessions' -l all
+complete -c contivctl -n '__fish_seen_subcommand_from nat and __fish_seen_subcommand_from sessions' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from nat and __fish_seen_subcommand_from sessions' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from nat and __fish_seen_subcommand_from sessions' -l node
+complete -c contivctl -n '__fish_seen_subcommand_from nat and __fish_seen_subcommand_from sessions' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from nat and __fish_seen_subcommand_from sessions' -l pod
+complete -c contivctl -n '__fish_seen_subcommand_from nat and __fish_seen_subcommand_from sessions' -l service
+complete -c contivctl -n '__fish_seen_subcommand_from nat and __fish_seen_subcommand_from sessions' -l summary
+complete -c contivctl -n '__fish_seen_subcommand_from netstat' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from netstat' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from netstat' -l namespace
+complete -c contivctl -n '__fish_seen_subcommand_from netstat' -l node
+complete -c contivctl -n '__fish_seen_subcommand_from netstat' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from netstat' -l sockets
+complete -c contivctl -n '__fish_seen_subcommand_from netstat' -l watch
 complete -c contivctl -n '__fish_seen_subcommand_from nodes' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from nodes' -l lab
 complete -c contivctl -n '__fish_seen_subcommand_from nodes' -l node
@@ -149,6 +169,11 @@ complete -c contivctl -n '__fish_seen_subcommand_from services' -l lab
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l namespace
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from status' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from status' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from status' -l node
+complete -c contivctl -n '__fish_seen_subcommand_from status' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from status' -l timeout
 complete -c contivctl -f -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -a cli
 complete -c contivctl -f -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -a dump
 complete -c contivctl -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -l help

@@ -11,7 +11,7 @@ import sys
 import typer
 
 from contivctl import __version__
-from contivctl.commands import agent, diag, install, lab, vpp
+from contivctl.commands import agent, diag, install, lab, observe, vpp
 from contivctl.context import ctx, new_app
 
 app = new_app(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -44,6 +44,29 @@ app.add_typer(install.app, name="install")
 app.add_typer(lab.app, name="lab")
 app.add_typer(vpp.app, name="vpp")
 diag.register(app)
+observe.register(app)
+
+#: per command, options whose value may be left out (``netstat --watch``
+#: alone) and the default put in
+OPTIONAL_VALUES = {"netstat": {"--watch": "2", "-w": "2"}}
+
+
+def optional_values(argv: list[str]) -> list[str]:
+    """``argv`` with the default value inserted after an option of
+    :data:`OPTIONAL_VALUES` given without one (click has no optional option
+    values): when it is last, or the next word is not a number."""
+    opts = next((OPTIONAL_VALUES[a] for a in argv if a in OPTIONAL_VALUES), None)
+    if opts is None:
+        return argv
+    out = []
+    for i, a in enumerate(argv):
+        out.append(a)
+        if a in opts:
+            try:
+                float(argv[i + 1] if i + 1 < len(argv) else "")
+            except ValueError:
+                out.append(opts[a])
+    return out
 
 
 @app.command("completion")
@@ -61,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status (see contivctl.errors)."""
     try:
         # Standalone mode: typer prints usage errors itself and exits with 2.
-        app(args=argv, prog_name="contivctl")
+        app(args=optional_values(sys.argv[1:] if argv is None else list(argv)), prog_name="contivctl")
         return 0
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)

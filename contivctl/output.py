@@ -195,6 +195,36 @@ def tree(roots: Sequence[Node], stream=None) -> None:
         console.print(t)
 
 
+@contextmanager
+def live(stream=None) -> Iterator[Callable[[str], None]]:
+    """A view redrawn in place (``--watch``): yields ``show(frame)``. On a
+    terminal rich's Live redraws the frame cleanly and leaves the last one on
+    the screen; otherwise every frame is printed after the one before,
+    separated by an empty line (a log of the samples)."""
+    out = stream or sys.stdout
+    if not is_terminal(out):
+        shown = []
+
+        def append(frame: str) -> None:
+            out.write(("\n" if shown else "") + frame)
+            out.flush()
+            shown.append(True)
+        yield append
+        return
+    from rich.live import Live  # noqa: PLC0415 -- terminals only
+    from rich.text import Text  # noqa: PLC0415
+    with Live(console=_console(out, color=color_enabled(out)), auto_refresh=False) as view:
+        yield lambda frame: view.update(Text(frame), refresh=True)
+
+
+def table_text(headers: Sequence[str], cells: Iterable[Sequence[str]]) -> str:
+    """:func:`table` as a string (a frame of :func:`live`)."""
+    import io  # noqa: PLC0415
+    buf = io.StringIO()
+    table(headers, cells, stream=buf)
+    return buf.getvalue()
+
+
 # ------------------------------------------------------------------ messages (stderr)
 def message(*parts: Part) -> None:
     """A human message on stderr, never mixed with data."""

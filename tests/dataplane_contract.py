@@ -25,7 +25,7 @@ from agent.dataplane import NodeFacts, PodInterface
 from agent.desired import DesiredState
 from agent.errors import NotSupported
 from agent.model import keys
-from agent.model.diag import InterfaceCounters, Session
+from agent.model.diag import InterfaceCounters, Session, SocketInfo
 from agent.model.records import NodeInfo
 from agent.policies import PolicySync
 from agent.reconciler import Scheduler
@@ -274,6 +274,27 @@ class DataplaneContract:
 
     def test_sessions_are_records(self, h):
         assert all(isinstance(x, Session) for x in h.plane.sessions())
+        limit = h.plane.session_limit()
+        assert limit is None or (isinstance(limit, int) and limit > 0)
+
+    def test_sockets_of_a_pod_are_read_in_its_namespace_or_it_says_why_not(self, h):
+        import socket  # noqa: PLC0415
+
+        from agent.nsenter import socket_in  # noqa: PLC0415
+        p = pod(h)
+        try:
+            before = h.plane.sockets(p.netns)
+        except NotSupported as e:
+            assert e.message, "NotSupported must say why"
+            return
+        assert before == []  # a fresh namespace: nothing listens
+        with socket_in(p.netns, socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("0.0.0.0", 0))
+            s.listen()
+            port = s.getsockname()[1]
+            got = h.plane.sockets(p.netns)
+        assert [(x.protocol, x.state, x.lport) for x in got] == [("tcp", "LISTEN", port)]
+        assert all(isinstance(x, SocketInfo) for x in got)
 
     def test_trace_gives_hops_or_says_why_not(self, h):
         try:

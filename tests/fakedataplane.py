@@ -304,6 +304,12 @@ class FakeDataplane:
     def sessions(self) -> list[Session]:
         return []
 
+    def session_limit(self) -> int | None:
+        return None
+
+    def sockets(self, netns: str) -> list:
+        raise NotSupported("the fake data plane's pods have no network namespaces")
+
     def trace(self, flow) -> list:
         raise NotSupported("the fake data plane carries no packets")
 

@@ -86,6 +86,15 @@ class AgentClient:
     def explain(self, src: str, dst: str, port: int, protocol: str = "TCP") -> rec.Explanation:
         return self._call(ENDPOINTS["explain"], src=src, dst=dst, port=port, protocol=protocol)
 
+    def netstat(self, pod: str | None = None) -> rec.Netstat:
+        return self._call(ENDPOINTS["netstat"], pod=pod)
+
+    def sockets(self, pod: str) -> rec.PodSockets:
+        return self._call(ENDPOINTS["sockets"], pod=pod)
+
+    def sessions(self, service: str | None = None, pod: str | None = None) -> rec.SessionList:
+        return self._call(ENDPOINTS["sessions"], service=service, pod=pod)
+
     def dataplane_cli(self, command: str) -> rec.CliOutput:
         return self._call(ENDPOINTS["dataplane_cli"], command=command)
 

@@ -101,6 +101,9 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
     Endpoint("services", "GET", "/v1/services", rec.ServiceList,
              (Param("namespace"), Param("name"))),
     Endpoint("policies", "GET", "/v1/policies", rec.PolicyList, (Param("namespace"), Param("pod"))),
+    Endpoint("netstat", "GET", "/v1/netstat", rec.Netstat, (Param("pod"),)),
+    Endpoint("sockets", "GET", "/v1/pods/sockets", rec.PodSockets, (Param("pod", required=True),)),
+    Endpoint("sessions", "GET", "/v1/sessions", rec.SessionList, (Param("service"), Param("pod"))),
     Endpoint("dataplane_cli", "POST", "/v1/dataplane/cli", rec.CliOutput,
              (Param("command", required=True),)),
     Endpoint("dataplane_dump", "GET", "/v1/dataplane/dump", rec.DumpResult,
@@ -174,6 +177,18 @@ class NodeAPI(Protocol):
 
     def explain(self, src: str, dst: str, port: int, protocol: str = "TCP") -> rec.Explanation:
         """The offline verdict for a new connection SRC -> DST:PORT."""
+
+    def netstat(self, pod: str | None = None) -> rec.Netstat:
+        """Counters of the node's interfaces and its pods' (of one pod,
+        ``ns/name``, with ``pod``: NotFound naming the node it runs on, or the
+        closest name, when it is not on this node)."""
+
+    def sockets(self, pod: str) -> rec.PodSockets:
+        """The TCP and UDP sockets inside a local pod's network namespace."""
+
+    def sessions(self, service: str | None = None, pod: str | None = None) -> rec.SessionList:
+        """The data plane's sessions with client pod, Service and backend pod;
+        only one Service's (``ns/name``) or one pod's with the filters."""
 
     def dataplane_cli(self, command: str) -> rec.CliOutput:
         """Run a command of the data plane's own CLI (VPP's ``show ...``);

@@ -15,11 +15,12 @@ from typing import Any, Callable, Mapping
 
 from agent.dataplane import NodeFacts, PodInterface
 from agent.errors import NotSupported
-from agent.model.diag import InterfaceCounters, Session
+from agent.linux.sockdiag import pod_sockets
+from agent.model.diag import InterfaceCounters, Session, SocketInfo
 
 VXLAN_OVERHEAD = 50
 _PROTOCOLS = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMP: "icmp",
-              132: "sctp"}
+              socket.IPPROTO_IGMP: "igmp", socket.IPPROTO_ICMPV6: "ipv6-icmp", 132: "sctp"}
 
 
 class VethPods:
@@ -149,6 +150,13 @@ class LinuxDataplane(VethPods):
                                    state, e.timeout or 0))
         return out
 
+    def session_limit(self) -> int | None:
+        """``nf_conntrack_max`` as the agent's namespace sees it."""
+        return conntrack_max()
+
+    def sockets(self, netns: str) -> list[SocketInfo]:
+        return pod_sockets(netns)
+
     def trace(self, flow) -> list:
         raise NotSupported("packet tracing on the Linux data plane is not built yet",
                            hint="`contivctl policies explain` gives the policy verdict offline")
@@ -162,3 +170,13 @@ class LinuxDataplane(VethPods):
             return [s.to_dict() for s in self.sessions()]
         raise NotSupported(f"the Linux data plane has no {what} dump of VPP's kind",
                            hint="`contivctl agent state` lists what the agent programmed")
+
+
+def conntrack_max() -> int | None:
+    """The conntrack table's size limit (``nf_conntrack_max``) as this
+    thread's namespace sees it; None where conntrack is not loaded."""
+    try:
+        with open("/proc/sys/net/netfilter/nf_conntrack_max") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from agent.model.diag import InterfaceCounters, SocketInfo
 from agent.model.records import AgentStatus, Allocation, NodeInfo, _Record
 
 
@@ -39,6 +40,7 @@ class NodeStatus(_Record):
     last_resync: dict
     cluster: dict
     config: dict
+    store: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class PodStatus(_Record):
     created: float
     dataplane: str
     timings: dict = field(default_factory=dict)
+    netns_gone: bool = False  # its network namespace no longer exists: a leak `ipam gc` releases
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,3 +349,71 @@ class DumpResult(_Record):
     dataplane: str
     what: str
     items: tuple[dict, ...]
+
+
+# ------------------------------------------------------------------ diagnostics
+@dataclass(frozen=True, slots=True)
+class Netstat(_Record):
+    """``GET /v1/netstat``: interface counters of the node and its pods (of one
+    pod with ``pod``), read at ``time`` (seconds since the epoch, the agent's
+    clock: rates are differences over it)."""
+
+    node: str
+    dataplane: str
+    time: float
+    interfaces: tuple[InterfaceCounters, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PodSockets(_Record):
+    """``GET /v1/pods/sockets``: a pod's TCP and UDP sockets (sock_diag)."""
+
+    pod: str
+    node: str
+    netns: str
+    sockets: tuple[SocketInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class NamedSession(_Record):
+    """A data plane's session (:class:`agent.model.diag.Session`) with the
+    Kubernetes names behind its addresses ("" where none)."""
+
+    protocol: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    reply_src: str
+    reply_sport: int
+    state: str = ""
+    timeout: int = 0
+    packets: int = 0
+    bytes: int = 0
+    client: str = ""
+    service: str = ""
+    service_port: str = ""
+    backend: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSessions(_Record):
+    """Sessions of one Service and how they spread over its backends."""
+
+    service: str
+    sessions: int
+    backends: dict
+
+
+@dataclass(frozen=True, slots=True)
+class SessionList(_Record):
+    """``GET /v1/sessions``: the data plane's session table named in Kubernetes
+    terms. ``total``: sessions in the table (before the filters); ``limit``:
+    the table's size where the data plane has one (else null)."""
+
+    node: str
+    dataplane: str
+    total: int
+    limit: int | None
+    sessions: tuple[NamedSession, ...]
+    summary: tuple[ServiceSessions, ...]

@@ -48,3 +48,22 @@ class Session(_Record):
     @property
     def translated(self) -> bool:
         return (self.reply_src, self.reply_sport) != (self.dst, self.dport)
+
+
+@dataclass(frozen=True, slots=True)
+class SocketInfo(_Record):
+    """One TCP or UDP socket of a network namespace, as ``ss -tuna`` shows it
+    (read through netlink sock_diag). ``state`` uses ss's names (``ESTAB``,
+    ``LISTEN``, ``UNCONN``...); ``peer`` is ``*``-less: an unconnected
+    socket's is the unspecified address and port 0."""
+
+    protocol: str  # tcp | udp
+    state: str
+    local: str
+    lport: int
+    peer: str
+    pport: int
+    recv_q: int = 0
+    send_q: int = 0
+    uid: int = 0
+    inode: int = 0

@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 from agent.dataplane import NodeFacts
 from agent.errors import FatalError, NotSupported
 from agent.linux.plane import VethPods
-from agent.model.diag import InterfaceCounters, Session
+from agent.model.diag import InterfaceCounters, Session, SocketInfo
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,13 @@ class VppDataplane(VethPods):
     def sessions(self) -> list[Session]:
         from agent.vpp.services import sessions  # noqa: PLC0415
         return sessions(self.api)
+
+    def session_limit(self) -> int | None:
+        return None  # cnat's session table grows with its hash: no fixed count to report
+
+    def sockets(self, netns: str) -> list[SocketInfo]:
+        from agent.linux.sockdiag import pod_sockets  # noqa: PLC0415 -- pods are Linux namespaces here too
+        return pod_sockets(netns)
 
     def trace(self, flow) -> list:
         raise NotSupported("packet tracing through VPP's graph is not built yet",

@@ -33,6 +33,7 @@ from agent.api.routes import CNI_HEADERS, build_router
 from agent.api.server import APIServer
 from agent.facade import AgentFacade
 from agent.model import api as rec
+from agent.model.diag import InterfaceCounters, SocketInfo
 from agent.model.records import AgentStatus, Allocation, NodeInfo
 
 API_DOC = Path(__file__).resolve().parents[2] / "docs" / "api.yaml"
@@ -254,6 +255,14 @@ FIXED = {
                                (rec.ExplainStep("egress", True, "not isolated for egress"),
                                 rec.ExplainStep("ingress", False, "denied", "shop/db-allow-web",
                                                 "shop/db-allow-web ingress[0]"))),
+    "netstat": rec.Netstat("node1", "linux", 1765000000.25, (
+        InterfaceCounters("cv0a1b2c3d4e5f", "shop/web-1", 10, 980, 0, 0, 12, 1100, 1, 0),)),
+    "sockets": rec.PodSockets("shop/web-1", "node1", "/var/run/netns/cni-1", (
+        SocketInfo("tcp", "LISTEN", "0.0.0.0", 8080, "0.0.0.0", 0, 0, 128, 0, 4242),)),
+    "sessions": rec.SessionList("node1", "linux", 3, 262144, (
+        rec.NamedSession("tcp", "10.1.1.2", 40000, "10.96.0.10", 80, "10.1.2.3", 8080, "ESTABLISHED",
+                         431999, 6, 420, "tools/client", "shop/web", "http", "shop/web-2"),),
+        (rec.ServiceSessions("shop/web", 1, {"shop/web-2": 1}),)),
     "dataplane_cli": rec.CliOutput("node1", "vpp", "show version", "vpp v26.10-rc0\n"),
     "dataplane_dump": rec.DumpResult("node1", "vpp", "vxlan", (
         {"interface": "vxlan_tunnel2", "src": "192.168.56.101", "dst": "192.168.56.102", "vni": 10},)),
@@ -345,6 +354,15 @@ class FakeAPI:
     def explain(self, src, dst, port, protocol="TCP"):
         return self._answer("explain", src=src, dst=dst, port=port, protocol=protocol)
 
+    def netstat(self, pod=None):
+        return self._answer("netstat", pod=pod)
+
+    def sockets(self, pod):
+        return self._answer("sockets", pod=pod)
+
+    def sessions(self, service=None, pod=None):
+        return self._answer("sessions", service=service, pod=pod)
+
     def dataplane_cli(self, command):
         return self._answer("dataplane_cli", command=command)
 
@@ -419,6 +437,11 @@ CALLS = [
      {"src": "tools/client", "dst": "shop/db", "port": 5432, "protocol": "TCP"}),
     ("explain", {"src": "10.1.1.2", "dst": "shop/db", "port": 53, "protocol": "udp"},
      {"src": "10.1.1.2", "dst": "shop/db", "port": 53, "protocol": "UDP"}),
+    ("netstat", {}, {"pod": None}),
+    ("netstat", {"pod": "shop/web-1"}, {"pod": "shop/web-1"}),
+    ("sockets", {"pod": "shop/web-1"}, {"pod": "shop/web-1"}),
+    ("sessions", {}, {"service": None, "pod": None}),
+    ("sessions", {"service": "shop/web", "pod": "tools/client"}, {"service": "shop/web", "pod": "tools/client"}),
     ("dataplane_cli", {"command": "show version"}, {"command": "show version"}),
     ("dataplane_dump", {"what": "vxlan"}, {"what": "vxlan"}),
 ]
@@ -470,6 +493,7 @@ def test_cni_round_trip(api):
     ("explain", {"src": 5, "dst": "c/d", "port": 80}, "src"),
     ("dataplane_dump", {"what": "everything"}, "what"),
     ("dataplane_cli", {"command": ""}, "command"),
+    ("sockets", {"pod": ""}, "pod"),
 ])
 def test_bad_parameter_is_invalid_input_naming_it(api, name, args, param):
     client, fake, _ = api

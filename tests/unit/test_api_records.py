@@ -8,6 +8,7 @@ import pytest
 
 from agent.errors import InvalidInput
 from agent.model import api as rec
+from agent.model.diag import InterfaceCounters, SocketInfo
 from agent.model.records import AgentStatus, Allocation, NodeInfo
 
 
@@ -37,6 +38,11 @@ SAMPLES = [
     rec.PolicyList((rec.PodPolicies("x/a", "10.1.1.2", "n",
                                     rec.Isolation(True, ("x/p",), (rec.RuleInfo("x/p ingress[0]", "all", ("TCP/80",)),), {}),
                                     rec.Isolation(False, (), (), {})),)),
+    rec.Netstat("n", "vpp", 1.5, (InterfaceCounters("vxlan_tunnel0", "node", 1, 2, 3, 4, 5, 6, 7, 8),)),
+    rec.PodSockets("x/a", "n", "/run/netns/a", (SocketInfo("udp", "UNCONN", "::", 53, "::", 0),)),
+    rec.SessionList("n", "vpp", 1, None, (rec.NamedSession("udp", "10.1.1.2", 5353, "10.96.0.10", 53,
+                                                           "10.1.1.3", 53, client="x/a"),),
+                    (rec.ServiceSessions("kube-system/dns", 1, {"x/dns": 1}),)),
     rec.Explanation("x/a", "x/b", 80, "TCP", False, "denied: ...",
                     (rec.ExplainStep("ingress", False, "denied", "x/p"),)),
 ]
