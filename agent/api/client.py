@@ -13,6 +13,8 @@ import json
 import socket
 from urllib.parse import urlencode
 
+import orjson
+
 from agent import errors
 from agent.api.contract import CNI_HEADERS, CNI_PATH, ENDPOINTS, Endpoint
 from agent.config import DEFAULT_SOCKET
@@ -122,7 +124,7 @@ class AgentClient:
         if status >= 400 and status != ep.unready:
             self._raise(status, raw)
         try:
-            data = json.loads(raw)
+            data = orjson.loads(raw)  # large answers (nat sessions): ~2x json's speed
         except ValueError:
             raise errors.ContivError(f"agent answered {status} with a non-JSON body") from None
         return ep.result.from_dict(data)

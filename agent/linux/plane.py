@@ -10,17 +10,15 @@ daemon imports no Linux module and names no Linux device. Rendering is in
 """
 from __future__ import annotations
 
-import socket
 from typing import Any, Callable, Mapping
 
 from agent.dataplane import NodeFacts, PodInterface
 from agent.errors import NotSupported
+from agent.linux import conntrack
 from agent.linux.sockdiag import pod_sockets
 from agent.model.diag import InterfaceCounters, Session, SocketInfo
 
 VXLAN_OVERHEAD = 50
-_PROTOCOLS = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMP: "icmp",
-              socket.IPPROTO_IGMP: "igmp", socket.IPPROTO_ICMPV6: "ipv6-icmp", 132: "sctp"}
 
 
 class VethPods:
@@ -136,19 +134,8 @@ class LinuxDataplane(VethPods):
         return sorted(out, key=lambda c: (c.owner != "node", c.owner, c.name))
 
     def sessions(self) -> list[Session]:
-        """The node's conntrack table (IPv4), read over netlink."""
-        from pyroute2 import Conntrack  # noqa: PLC0415
-        out = []
-        with Conntrack() as ct:
-            for e in ct.dump_entries():
-                o, r = e.tuple_orig, e.tuple_reply
-                if o is None or r is None:
-                    continue
-                state = e.protoinfo.state_name() if e.protoinfo is not None else ""
-                out.append(Session(_PROTOCOLS.get(o.proto, str(o.proto)), o.saddr or "", o.sport or 0,
-                                   o.daddr or "", o.dport or 0, r.saddr or "", r.sport or 0,
-                                   state, e.timeout or 0))
-        return out
+        """The node's conntrack table (IPv4 and IPv6), read over ctnetlink."""
+        return conntrack.sessions()
 
     def session_limit(self) -> int | None:
         """``nf_conntrack_max`` as the agent's namespace sees it."""

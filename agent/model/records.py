@@ -30,7 +30,10 @@ class _Record:
         return json.dumps(self.to_dict(), separators=(",", ":"), sort_keys=True)
 
     def to_dict(self) -> dict:
-        d = {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
+        # names cached per class: dataclasses.fields() per record was most of
+        # the cost of a 10,000-record answer (nat sessions)
+        names = _NAMES.get(type(self)) or _names(type(self))
+        d = {k: _plain(getattr(self, k)) for k in names}
         for k in self._omit_empty:
             if not d.get(k):
                 d.pop(k, None)
@@ -49,6 +52,11 @@ class _Record:
         if not isinstance(data, dict):
             raise InvalidInput(f"{cls.__name__}: stored value is not an object")
         conv = _converters(cls)
+        if _FLAT[cls] and data.keys() <= conv.keys():
+            try:  # no nested record and no unknown field: the values as they are
+                return cls(**data)
+            except TypeError as e:
+                raise InvalidInput(f"{cls.__name__}: {e}") from None
         kwargs = {}
         for k, v in data.items():
             c = conv.get(k, _MISSING)
@@ -64,6 +72,8 @@ class _Record:
 def _plain(v):
     """A field value as JSON data; nested records through their own to_dict
     (which may shape themselves, e.g. omit empty fields)."""
+    if v is None or type(v) in _SCALARS:
+        return v
     if isinstance(v, _Record):
         return v.to_dict()
     if isinstance(v, (tuple, list)):
@@ -75,6 +85,14 @@ def _plain(v):
 
 _MISSING = object()
 _CONVERTERS: dict[type, dict] = {}
+_FLAT: dict[type, bool] = {}  # every field is taken as it is (no converter)
+_NAMES: dict[type, tuple[str, ...]] = {}
+_SCALARS = (str, int, float, bool)
+
+
+def _names(cls) -> tuple[str, ...]:
+    names = _NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 def _converter(tp):
@@ -100,6 +118,7 @@ def _converters(cls) -> dict:
     if conv is None:
         hints = typing.get_type_hints(cls)
         conv = _CONVERTERS[cls] = {f.name: _converter(hints[f.name]) for f in fields(cls)}
+        _FLAT[cls] = all(c is None for c in conv.values())
     return conv
 
 
