@@ -9,6 +9,7 @@ complete -c contivctl -f -n '__fish_use_subcommand' -a netstat
 complete -c contivctl -f -n '__fish_use_subcommand' -a nodes
 complete -c contivctl -f -n '__fish_use_subcommand' -a pods
 complete -c contivctl -f -n '__fish_use_subcommand' -a policies
+complete -c contivctl -f -n '__fish_use_subcommand' -a report
 complete -c contivctl -f -n '__fish_use_subcommand' -a services
 complete -c contivctl -f -n '__fish_use_subcommand' -a status
 complete -c contivctl -f -n '__fish_use_subcommand' -a vpp
@@ -164,6 +165,11 @@ complete -c contivctl -n '__fish_seen_subcommand_from policies' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from policies' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from policies' -l port
 complete -c contivctl -n '__fish_seen_subcommand_from policies' -l protocol
+complete -c contivctl -n '__fish_seen_subcommand_from report' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from report' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from report' -l node
+complete -c contivctl -n '__fish_seen_subcommand_from report' -l output-file
+complete -c contivctl -n '__fish_seen_subcommand_from report' -l timeout
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l lab
 complete -c contivctl -n '__fish_seen_subcommand_from services' -l namespace

@@ -15,7 +15,7 @@ _contivctl() {
 }
 _contivctl_subs() {
     case "$1" in
-        "") echo "agent completion install ipam lab nat netstat nodes pods policies services status vpp" ;;
+        "") echo "agent completion install ipam lab nat netstat nodes pods policies report services status vpp" ;;
         "agent") echo "history plan resync run state status" ;;
         "install") echo "cni" ;;
         "ipam") echo "gc" ;;
@@ -55,6 +55,7 @@ _contivctl_opts() {
         "nodes") echo "--help --lab --node --output -o" ;;
         "pods") echo "--help --lab --node --output -o" ;;
         "policies") echo "--help --lab --namespace --node --output --port --protocol -n -o" ;;
+        "report") echo "--help --lab --node --output-file --timeout -o" ;;
         "services") echo "--help --lab --namespace --node --output -n -o" ;;
         "status") echo "--help --lab --node --output --timeout -o" ;;
         "vpp") echo "--help" ;;

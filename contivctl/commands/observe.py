@@ -255,8 +255,57 @@ def _node_health(name: str, api) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- report
+def report(out: str = typer.Option("", "--output-file", "-o",
+                                   help="The bundle to write (default contiv-report-<time>.tar.gz here)."),
+           lab: str = LAB, node: str = NODE,
+           timeout: float = typer.Option(10.0, "--timeout", min=0.1, help="Seconds to wait for each agent call.")) -> None:
+    """A support bundle (tar.gz): every node's status, pods, nodes, IPAM,
+    Services, policies, plan, history, state, counters and sessions, the data
+    plane's own view (nft ruleset, ip; VPP's show outputs and dumps), agent
+    logs and versions. Parts are collected one by one: a failing part is
+    listed with its error in index.json and the rest is still collected.
+    Secrets are redacted. Exit status 1 when a part failed (the bundle is
+    still written)."""
+    import os  # noqa: PLC0415
+
+    from contivctl import bundle as B  # noqa: PLC0415
+    from contivctl.output import message  # noqa: PLC0415
+    path = out or time.strftime("contiv-report-%Y%m%d-%H%M%S.tar.gz")
+    b = B.Bundle()
+    b.collect("versions.json", B.versions)
+    lab = lab or os.environ.get("CONTIVCTL_LAB") or None
+    if lab:
+        from lab.cluster import Lab  # noqa: PLC0415
+        from lab.ops import status as lab_status  # noqa: PLC0415
+        the_lab = Lab(lab)
+        st = the_lab.state()
+        b.collect("lab/status.json", lambda: lab_status(the_lab))
+        for n in [st.node(node)] if node else st.nodes:
+            log = the_lab.paths.agent_log(n.name)
+            B.node_parts(b, n.name, ctx.client(n.socket, timeout), n.netns,
+                         lambda log=log: log.read_bytes()[-(4 << 20):])
+    else:
+        ctx.target(None, node)  # --node without a lab: its error
+        B.node_parts(b, "node", ctx.client(timeout=timeout), None, _journal)
+    B.Bundle.write(b, path, {"created": time.time(), "lab": lab, "node": node})
+    ok = len(b.index) - len(b.failed)
+    line(f"wrote {path}: {ok} of {len(b.index)} parts")
+    for f in b.failed:
+        message(f"  missing {f['part']}: {f['error']}")
+    if b.failed:
+        raise typer.Exit(1)
+
+
+def _journal() -> str:
+    """The agent's log on a node: its systemd unit's journal (the last 20,000 lines)."""
+    from contivctl.bundle import run_tool  # noqa: PLC0415
+    return run_tool(["journalctl", "--no-pager", "-u", "contiv-agent", "-n", "20000"])
+
+
 def register(app: typer.Typer) -> None:
     """Put the commands at the top of ``contivctl``."""
     app.command("netstat")(netstat)
     app.command("status")(status)
+    app.command("report")(report)
     app.add_typer(nat, name="nat")

@@ -197,7 +197,33 @@ def test_status_is_healthy_then_names_a_stopped_agent(env):
         assert any(ln.startswith("node2") and "unreachable" in ln for ln in bad.stdout.splitlines())
         (problem,) = [ln for ln in bad.stdout.splitlines() if "node2: agent not answering" in ln]
         assert "node1" not in problem
+        report_with_a_stopped_agent(env)
     finally:
         env.lab.start_agent("node2")
         env.lab.wait_ready("node2", WAIT)
     assert env.cli("status").returncode == 0
+
+
+def report_with_a_stopped_agent(env: Env) -> None:
+    """``report`` while node2's agent is stopped: the bundle is written, its
+    index lists node2's API parts as failed with the reason, and everything
+    else -- node1's parts, node2's kernel view and log -- is in it."""
+    import tarfile
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bundle.tar.gz")
+        r = env.cli("report", "-o", path)
+        assert r.returncode == 1, r.stdout + r.stderr  # parts failed, the bundle is still there
+        assert r.stdout.startswith(f"wrote {path}: ")
+        with tarfile.open(path) as tar:
+            names = {m.name.split("/", 1)[1] for m in tar.getmembers()}
+            index = json.load(tar.extractfile("bundle/index.json"))
+            status1 = json.load(tar.extractfile("bundle/node1/status.json"))
+    failed = {p["part"]: p["error"] for p in index["parts"] if not p["ok"]}
+    assert "node2/status.json" in failed and "not running" in failed["node2/status.json"], failed
+    assert not [p for p in failed if p.startswith("node1/")], failed
+    assert {"node1/status.json", "node1/pods.json", "node1/nft-ruleset.txt" if env.dataplane == "linux"
+            else "node1/vpp/show-interface.txt", "node2/ip-route.txt", "node2/agent.log",
+            "versions.json", "lab/status.json"} <= names
+    assert status1["agent"]["node"] == "node1"
+    assert "node2/status.json" in r.stderr  # each missing part said on stderr
