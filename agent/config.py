@@ -56,6 +56,8 @@ class AgentConfig:
     vpp_uplink_cidr: str = ""
     #: VPP data plane: next hop for everything beyond the uplink's subnet ("": none)
     vpp_uplink_gateway: str = ""
+    #: Prometheus metrics on HOST:PORT (e.g. 0.0.0.0:9402); empty: off
+    metrics_address: str = ""
     extra: dict = field(default_factory=dict, compare=False)
 
     def validated(self) -> "AgentConfig":
@@ -101,6 +103,8 @@ class AgentConfig:
             ipaddress.ip_network(self.service_cidr)
         except ValueError as e:
             raise InvalidInput(f"service_cidr {self.service_cidr!r}: {e}") from None
+        if self.metrics_address:
+            parse_address(self.metrics_address, "metrics_address")
         if self.dataplane == "vpp":
             self._validate_vpp()
         return self
@@ -162,3 +166,16 @@ def load_config(path: str | None = None, **overrides) -> AgentConfig:
         cfg = replace(cfg, **values)
     cfg = replace(cfg, **{k: v for k, v in overrides.items() if v not in (None, "")})
     return cfg.validated()
+
+
+def parse_address(address: str, what: str = "address") -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) -> (host, port); InvalidInput naming ``what``."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        host = ""
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInput(f"{what} {address!r} is not ADDRESS:PORT", hint="e.g. 0.0.0.0:9402")
+    return host, int(port)

@@ -98,6 +98,7 @@ class Agent:
         self._watch = None
         self._etcd = None
         self._api = None
+        self.metrics = None  # agent.metrics.Metrics when metrics_address is set
         self._loop: threading.Thread | None = None
         self._relist_pending = False
         #: why the agent stopped by itself (a FatalError); None while it runs
@@ -122,6 +123,7 @@ class Agent:
             phase("connect")
             self._open_dataplane()
             self._register()
+            self._hook_metrics()
             phase("register")
             # What start-up builds lives as long as the agent: the collector is
             # paused while it is built and never walks it afterwards (frozen).
@@ -441,6 +443,17 @@ class Agent:
         from agent.api.server import APIServer  # noqa: PLC0415
         from agent.facade import AgentFacade  # noqa: PLC0415
         self._api = APIServer(self.cfg.socket, build_router(AgentFacade(self))).start()
+        if self.metrics is not None:
+            self.metrics.start(self.cfg.metrics_address)
+
+    def _hook_metrics(self) -> None:
+        """Count from the start-up resync on (served once the API is)."""
+        if not self.cfg.metrics_address:
+            return
+        from agent.metrics import Metrics  # noqa: PLC0415 -- prometheus_client only when asked for
+        self.metrics = m = Metrics(self)
+        self.podnet.on_timing = m.add_steps
+        self.scheduler.history.listeners.append(m.transaction)
 
     # ------------------------------------------------------------------ stop
     def request_stop(self) -> None:
@@ -455,6 +468,8 @@ class Agent:
         if self._api:
             self._api.stop()
             self._api = None
+        if self.metrics is not None:
+            self.metrics.stop()
         if self._watch:
             self._watch.cancel()
             self._watch = None

@@ -141,7 +141,10 @@ class AgentFacade:
 
     # ------------------------------------------------------------ CNI
     def cni(self, env: dict[str, str], body: bytes) -> rec.CNIReply:
+        t = time.perf_counter()
         res = self._a.cni.handle(env, body)
+        if self._a.metrics is not None:
+            self._a.metrics.cni(env.get("CNI_COMMAND", ""), res.exit_code, res.body, time.perf_counter() - t)
         return rec.CNIReply(res.exit_code, res.body)
 
 

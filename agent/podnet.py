@@ -76,6 +76,8 @@ class PodNetwork:
         # the data plane (a few: ADDs of different pods run concurrently)
         self._commits = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ipam-commit")
         self.timings: collections.OrderedDict[str, dict] = collections.OrderedDict()
+        #: called with (op, timings in ms) of each ADD and DEL (the agent's metrics)
+        self.on_timing = None
         self._timing_history = timing_history
         # One lock per attachment: the runtime may retry an ADD while the first
         # is still running; the second must wait, then find the first's result.
@@ -270,4 +272,6 @@ class PodNetwork:
         self.timings.move_to_end(key)
         while len(self.timings) > self._timing_history:
             self.timings.popitem(last=False)
+        if self.on_timing is not None:
+            self.on_timing(op, timings)
 

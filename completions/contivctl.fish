@@ -43,6 +43,7 @@ complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subc
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l etcd-data-dir
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l log-level
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l metrics-address
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l mtu
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l node-ip

@@ -31,6 +31,8 @@ from lab import sysnet
 from lab.paths import LabPaths, check_lab_name
 
 ETCD_PORT = 2379
+#: each agent serves Prometheus metrics on its node address (reachable from the underlay)
+METRICS_PORT = 9402
 #: a VPP node's second NIC, taken by VPP (its uplink)
 VPP_UPLINK = "vpp0"
 
@@ -337,7 +339,7 @@ class Lab:
         cmd = ["ip", "netns", "exec", n.netns] + python_cmd() + [
             "contivctl.main", "agent", "run", "--node", n.name, "--etcd", st.etcd_tcp,
             "--socket", n.socket, "--underlay-if", "eth0", "--pod-cidr", st.pod_cidr,
-            "--dataplane", n.dataplane]
+            "--dataplane", n.dataplane, "--metrics-address", f"{n.ip}:{METRICS_PORT}"]
         if n.dataplane == "vpp":
             d = self.paths.vpp_dir(n.name)
             prefix = ipaddress.ip_network(st.underlay).prefixlen

@@ -15,10 +15,14 @@ class History:
     def __init__(self, size: int = 256) -> None:
         self._items: collections.deque[TxnRecord] = collections.deque(maxlen=size)
         self._lock = threading.Lock()
+        #: called with each transaction added (the agent's metrics); outside the lock
+        self.listeners: list = []
 
     def add(self, rec: TxnRecord) -> None:
         with self._lock:
             self._items.append(rec)
+        for listen in self.listeners:
+            listen(rec)
 
     def list(self, limit: int | None = None, *, since: int = 0,
              only_changes: bool = False) -> list[TxnRecord]:

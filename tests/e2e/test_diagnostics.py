@@ -172,6 +172,32 @@ def test_nat_sessions_of_a_service_name_the_client_and_the_backend(env):
     assert any(ln.startswith("node1: session table ") for ln in table.stdout.splitlines()), table.stdout
 
 
+# --------------------------------------------------------------------------- metrics
+def test_metrics_are_served_and_parse(env):
+    """Scraped as Prometheus would, from the lab's underlay: node1 served the
+    client's CNI ADD, holds configured values and counts the client's interface."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from lab import sysnet
+    from lab.cluster import METRICS_PORT
+    from lab.nsthread import in_netns
+    ip = env.lab.state().node("node1").ip
+    body = in_netns(sysnet.netns_path(env.lab.paths.underlay_ns), lambda: urllib.request.urlopen(
+        f"http://{ip}:{METRICS_PORT}/metrics", timeout=10).read().decode())
+    s = {(x.name, tuple(sorted(x.labels.items()))): x.value
+         for fam in text_string_to_metric_families(body) for x in fam.samples}
+    assert s[("contiv_cni_requests_total", (("command", "ADD"), ("result", "ok")))] >= 1
+    assert s[("contiv_cni_add_step_seconds_count", (("step", "dataplane"),))] >= 1
+    assert s[("contiv_values", (("state", "configured"),))] > 0
+    assert s[("contiv_agent_ready", ())] == 1
+    assert any(k[0] == "contiv_reconciler_transactions_total" and v >= 1 for k, v in s.items())
+    rx = [v for (n, labels), v in s.items() if n == "contiv_interface_packets_total"
+          and dict(labels).get("owner") == f"{NS}/client" and dict(labels)["direction"] == "rx"]
+    assert rx and rx[0] >= PINGS  # the pings of the first test
+
+
 # --------------------------------------------------------------------------- bad input
 def test_unknown_names_get_one_line_errors_with_the_closest_match(env):
     assert_one_line_error(env.cli("netstat", f"{NS}/clinet"), 3, f"no pod {NS}/clinet", f"{NS}/client")
