@@ -442,9 +442,10 @@ class Agent:
         from agent.api.routes import build_router  # noqa: PLC0415
         from agent.api.server import APIServer  # noqa: PLC0415
         from agent.facade import AgentFacade  # noqa: PLC0415
-        self._api = APIServer(self.cfg.socket, build_router(AgentFacade(self))).start()
         if self.metrics is not None:
+            # first: between the API's start and readiness, health says "starting"
             self.metrics.start(self.cfg.metrics_address)
+        self._api = APIServer(self.cfg.socket, build_router(AgentFacade(self))).start()
 
     def _hook_metrics(self) -> None:
         """Count from the start-up resync on (served once the API is)."""

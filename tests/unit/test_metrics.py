@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import urllib.error
 import urllib.request
 from types import SimpleNamespace
 
@@ -87,7 +88,10 @@ def test_a_failing_counter_read_leaves_the_other_metrics():
     assert not [k for k in s if k[0].startswith("contiv_interface_")]
 
 
-def test_the_endpoint_serves_the_text_format_and_stops():
+def test_the_endpoint_serves_the_text_format_and_stops(monkeypatch):
+    # binding must not ask DNS for the address's name (http.server's getfqdn):
+    # on a node without DNS that was 10 s of the agent's start-up
+    monkeypatch.setattr(socket, "getfqdn", lambda *a: pytest.fail("getfqdn called"))
     m = Metrics(Stub())
     # a free port (port 0 is refused by the boundary check): ask the kernel for one
     with socket.socket() as s:
@@ -98,6 +102,9 @@ def test_the_endpoint_serves_the_text_format_and_stops():
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
         names = {f.name for f in text_string_to_metric_families(body)}
         assert {"contiv_cni_requests", "contiv_values", "contiv_interface_packets"} <= names
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/other", timeout=5)
+        assert e.value.code == 404
     finally:
         m.stop()
     with pytest.raises(OSError):
