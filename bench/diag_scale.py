@@ -8,17 +8,19 @@ Usage (root, from the repository root; figures in docs/performance.md)::
     .venv/bin/python bench/diag_scale.py [--pods 1000] [--sessions 10000] [--runs 7]
         [--dataplane linux|vpp] [--json FILE]
 
-A one-node lab (``--dataplane``) gets ``--pods`` pods (a Namespace of them
-plus ``server``, behind the UDP Service ``dns``) and then ``--sessions``
+A lab (``--dataplane``) of as many nodes as ``--pods`` need at 250 a node
+(a node's /24 holds 253) gets ``--pods`` pods spread over its nodes, plus
+``server`` on node1 behind the UDP Service ``dns``, and then ``--sessions``
 UDP flows from the pod ``p0000`` to the Service -- each from its own source
 port, one datagram each, so each is one translated session (the node's
 conntrack UDP timeout is raised to 600 s in its namespace for the run, so
 none expires while measured). Timed, ``--runs`` times each, medians:
 
-* ``netstat``: the API call (``AgentClient.netstat()``, in this process), the
-  whole CLI (``contivctl netstat --lab L -o json``, a new process) and the
-  baseline ``ip -s -j link show`` in the node's namespace (Linux) -- what
-  ``netstat`` adds over reading the same counters with iproute2;
+* ``netstat``: the API call to node1 (``AgentClient.netstat()``, in this
+  process), the whole CLI over every node (``contivctl netstat --lab L -o
+  json``, a new process) and the baseline ``ip -s -j link show`` in node1's
+  namespace (Linux) -- what ``netstat`` adds over iproute2 reading the same
+  counters;
 * ``nat sessions``: the API call, the CLI (``nat sessions --all -o json``, and
   ``--summary``), and the baseline ``conntrack -L`` in the node's namespace
   (Linux; VPP: ``vppctl``-less, the baseline is the agent's own ``vpp dump
@@ -53,6 +55,7 @@ from lab import objects  # noqa: E402
 NS = "diag"
 NODE = "node1"
 DNS_PORT = 53
+PODS_PER_NODE = 250  # below a node's /24 (253 addresses)
 FIRST_PORT = 10000  # the flows' source ports: FIRST_PORT .. FIRST_PORT + sessions - 1
 CLI = [sys.executable, "-m", "contivctl.main"]
 
@@ -66,10 +69,16 @@ def manifest(pods: int) -> list[dict]:
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "dns", "namespace": NS},
              "spec": {"selector": {"app": "dns"}, "ports": [{"name": "dns", "port": DNS_PORT, "targetPort": "dns",
                                                             "protocol": "UDP"}]}}]
-    for i in range(pods):
+    nodes = lab_nodes(pods)
+    for i in range(pods):  # round robin: p0000 (the flows' client) on node1
         docs.append({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p{i:04d}", "namespace": NS},
-                     "spec": {"nodeName": NODE, "containers": [{"name": "main", "image": "lab"}]}})
+                     "spec": {"nodeName": f"node{1 + i % nodes}", "containers": [{"name": "main", "image": "lab"}]}})
     return [objects.validate(d) for d in docs]
+
+
+def lab_nodes(pods: int) -> int:
+    """Nodes enough for ``pods`` (+ the server): a node's /24 holds 253 pods."""
+    return -(-(pods + 1) // PODS_PER_NODE)
 
 
 def flows(netns: str, vip: str, n: int) -> None:
@@ -112,8 +121,9 @@ class Bench:
 
     def run(self) -> dict:
         a = self.args
-        say(f"lab {self.lab.name}: up (1 node, {a.dataplane})")
-        self.lab.up(nodes=1, dataplane=a.dataplane)
+        nodes = lab_nodes(a.pods)
+        say(f"lab {self.lab.name}: up ({nodes} node{'s' if nodes > 1 else ''}, {a.dataplane})")
+        self.lab.up(nodes=nodes, dataplane=a.dataplane)
         self.kube = Kube(self.lab)
         st = self.lab.state()
         node_ns = st.node(NODE).netns
@@ -128,10 +138,10 @@ class Bench:
         client = AgentClient(st.node(NODE).socket, timeout=120)
         out: dict = {"args": vars(a), "apply_s": apply_s, "machine": machine(), "dataplane": a.dataplane}
 
-        # -- netstat
+        # -- netstat: the API call asks node1; the CLI every node of the lab
         n = client.netstat()
         out["netstat"] = {
-            "interfaces": len(n.interfaces),
+            "nodes": nodes, "interfaces": len(n.interfaces),
             "api": timed(client.netstat, a.runs),
             "cli": timed(lambda: run(CLI + ["netstat", "--lab", self.lab.name, "-o", "json"]), a.runs),
             "baseline": timed(lambda: run(["ip", "-n", node_ns, "-s", "-j", "link", "show"]), a.runs)
@@ -174,8 +184,9 @@ def report(out: dict) -> str:
     def row(label: str, d: dict, base: dict | None) -> None:
         ratio = f"{d['median_s'] / base['median_s']:.2f}x" if base else "-"
         L.append(f"| {label} | {ms(d)} | {ms(base) if base else '-'} | {ratio} |")
-    row(f"netstat, API call ({n['interfaces']} interfaces)", n["api"], n["baseline"])
-    row("netstat, whole CLI (-o json, new process)", n["cli"], n["baseline"])
+    row(f"netstat, API call to node1 ({n['interfaces']} interfaces)", n["api"], n["baseline"])
+    row(f"netstat, whole CLI over {n['nodes']} nodes ({out['args']['pods']} pods; -o json, new process)",
+        n["cli"], n["baseline"])
     row(f"nat sessions, API call ({s['total']} sessions, {s['named']} to the Service)", s["api"], s["baseline"])
     row("nat sessions --all -o json, whole CLI", s["cli"], s["baseline"])
     row("nat sessions --summary, whole CLI", s["cli_summary"], s["baseline"])
