@@ -250,6 +250,9 @@ class VppApi:
             log.debug("VPP API disconnect: %s", e)
 
     def _lost(self, name: str, err: BaseException) -> VppUnavailable:
+        # logged here: the caller's error may go to a CNI runtime only, and the
+        # liveness ping that notices next sees just "not connected"
+        log.warning("lost the connection to VPP at %s during %s: %s", self.socket_path, name, err)
         self._teardown()
         return VppUnavailable(
             f"lost the connection to VPP at {self.socket_path} during {name}: {err}",
