@@ -2,8 +2,9 @@
 
 DESIGN.md rule 10: no thread of the agent is ever left in a foreign network
 namespace. So only threads that exist for it enter one -- the agent's netlink
-socket opener (``agent.linux.netns``), the lab's short-lived workers
-(``lab.nsthread``), the CNI latency bench's spawning thread -- and each goes
+socket opener (``agent.linux.netns``), the one-shot threads of
+:func:`in_netns` (the lab's tools, the agent's :func:`socket_in` for sockets
+in pods' namespaces), the CNI latency bench's spawning thread -- and each goes
 back home, or ends, before it runs anything else. Keeping the call in one
 place keeps it, and its error, the same for all of them; a failure names the
 namespace, so it can be told which one was missing.
@@ -17,6 +18,9 @@ import ctypes
 import os
 import socket
 import threading
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 CLONE_NEWNET = 0x40000000
 # the interpreter's own symbols include libc's: no library search at import
@@ -33,29 +37,34 @@ def setns(fd: int, what: str = "") -> None:
         raise OSError(e, f"cannot enter network namespace {what or f'at fd {fd}'}: {os.strerror(e)}")
 
 
-def socket_in(path: str, family: int, kind: int, proto: int = 0) -> socket.socket:
-    """A socket created in the network namespace at ``path`` (a socket stays
-    bound to the namespace it was made in, whichever thread uses it later).
 
-    Made by a thread that exists only for it and ends in that namespace: no
-    thread that runs anything else ever enters it. Raises the OSError of
-    opening or entering the namespace (ENOENT: it is gone)."""
-    out: list = []
+def in_netns(path: str, fn: Callable[[], T]) -> T:
+    """``fn()`` run inside the network namespace at ``path``, on a thread
+    that exists only for it and ends there (it runs nothing else); its
+    result, or its exception, is handed back. Sockets ``fn`` makes stay bound
+    to that namespace whichever thread uses them later."""
+    box: list = []
 
-    def make() -> None:
+    def work() -> None:
         try:
             fd = os.open(path, os.O_RDONLY)
             try:
                 setns(fd, path)
             finally:
                 os.close(fd)
-            out.append(socket.socket(family, kind, proto))
-        except BaseException as e:  # noqa: BLE001 -- handed to the caller
-            out.append(e)
-
-    t = threading.Thread(target=make, name="netns-socket", daemon=True)
+            box.append(fn())
+        except BaseException as e:  # noqa: BLE001 -- handed back to the caller
+            box.append(e)
+    t = threading.Thread(target=work, name=f"netns:{os.path.basename(path)}", daemon=True)
     t.start()
     t.join()
-    if isinstance(out[0], BaseException):
-        raise out[0]
-    return out[0]
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+def socket_in(path: str, family: int, kind: int, proto: int = 0) -> socket.socket:
+    """A socket created in the network namespace at ``path`` (see
+    :func:`in_netns`). Raises the OSError of opening or entering the namespace
+    (ENOENT: it is gone)."""
+    return in_netns(path, lambda: socket.socket(family, kind, proto))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.model.diag import InterfaceCounters, SocketInfo
+from agent.model.diag import InterfaceCounters, Session, SocketInfo
 from agent.model.records import AgentStatus, Allocation, NodeInfo, _Record
 
 
@@ -375,21 +375,10 @@ class PodSockets(_Record):
 
 
 @dataclass(frozen=True, slots=True)
-class NamedSession(_Record):
-    """A data plane's session (:class:`agent.model.diag.Session`) with the
-    Kubernetes names behind its addresses ("" where none)."""
+class NamedSession(Session):
+    """A data plane's session (:class:`agent.model.diag.Session`, its fields
+    first) with the Kubernetes names behind its addresses ("" where none)."""
 
-    protocol: str
-    src: str
-    sport: int
-    dst: str
-    dport: int
-    reply_src: str
-    reply_sport: int
-    state: str = ""
-    timeout: int = 0
-    packets: int = 0
-    bytes: int = 0
     client: str = ""
     service: str = ""
     service_port: str = ""

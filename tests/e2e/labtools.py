@@ -5,12 +5,14 @@ Not a test module (pytest does not collect it); the tests import from it.
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,3 +209,25 @@ def wait_until(cond, what: str, limit: float = 30.0):
         if time.monotonic() > deadline:
             pytest.fail(f"gave up waiting for {what}")
         time.sleep(0.05)
+
+
+@contextmanager
+def kube_lab(manifest: list[dict], dataplane: str, *, nodes: int = 2, timeout: float = 60.0):
+    """(lab, kube): a new lab of ``nodes`` on ``dataplane`` with ``manifest``
+    applied through its API server (validated and defaulted on a copy: the
+    lab fills in node ports in place); always taken down again."""
+    from lab import objects  # noqa: PLC0415
+    from lab.cluster import Lab  # noqa: PLC0415
+    from lab.kube import Kube  # noqa: PLC0415
+    from tests.conftest import unique_lab_name  # noqa: PLC0415
+    lab = Lab(unique_lab_name())
+    kube = None
+    try:
+        lab.up(nodes=nodes, dataplane=dataplane)
+        kube = Kube(lab)
+        kube.apply([objects.validate(copy.deepcopy(o)) for o in manifest], timeout=timeout)
+        yield lab, kube
+    finally:
+        if kube is not None:
+            kube.close()
+        lab.down()

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import pytest
 
 from lab.ops import pod_netns, run_probe
-from tests.conftest import IS_ROOT, unique_lab_name
-from tests.e2e.labtools import CLI, REPO, assert_one_line_error, cli
+from tests.conftest import IS_ROOT
+from tests.e2e.labtools import CLI, REPO, assert_one_line_error, cli, kube_lab
 from tests.helpers import dataplanes
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
@@ -68,20 +68,8 @@ class Env:
 def env(request):
     if not IS_ROOT:
         pytest.skip("needs root: creates network namespaces and links")
-    from lab import objects
-    from lab.cluster import Lab
-    from lab.kube import Kube
-    lab = Lab(unique_lab_name())
-    kube = None
-    try:
-        lab.up(nodes=2, dataplane=request.param)
-        kube = Kube(lab)
-        kube.apply([objects.validate(o) for o in json.loads(json.dumps(MANIFEST))], timeout=WAIT)
+    with kube_lab(MANIFEST, request.param, timeout=WAIT) as (lab, kube):
         yield Env(lab, kube, request.param)
-    finally:
-        if kube is not None:
-            kube.close()
-        lab.down()
 
 
 def ping(env: Env, src: str, dst_ip: str, count: int, interval: str = "0.01") -> subprocess.Popen:

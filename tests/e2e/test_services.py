@@ -33,7 +33,8 @@ import pytest
 from agent.model import keys
 from lab import objects
 from lab.ops import run_probe
-from tests.conftest import IS_ROOT, unique_lab_name
+from tests.conftest import IS_ROOT
+from tests.e2e.labtools import kube_lab
 from tests.helpers import REJECTED, dataplanes
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
@@ -68,6 +69,8 @@ def valid(obj: dict) -> dict:
     """Validated and defaulted as the API server would (on a copy: the lab
     fills in node ports in place, and the manifests share dicts)."""
     return objects.validate(copy.deepcopy(obj))
+
+
 WEB = {"app": "web"}
 
 MANIFEST = [
@@ -107,22 +110,11 @@ class Env:
 def env(request):
     if not IS_ROOT:
         pytest.skip("needs root: creates network namespaces and links")
-    from lab.cluster import Lab
-    from lab.kube import Kube
-    lab = Lab(unique_lab_name())
-    kube = None
-    try:
-        lab.up(nodes=2, dataplane=request.param)
-        kube = Kube(lab)
-        kube.apply([valid(o) for o in MANIFEST], timeout=WAIT)
+    with kube_lab(MANIFEST, request.param, timeout=WAIT) as (lab, kube):
         st = lab.state()
         yield Env(lab, kube, request.param, st.gateway, {n.name: n.service_ip for n in st.nodes},
                   {n.name: lab.client(n.name).ipam().gateway[0] for n in st.nodes},
                   {p["metadata"]["name"]: p["status"]["podIP"] for p in kube.list("pod", NS)})
-    finally:
-        if kube is not None:
-            kube.close()
-        lab.down()
 
 
 # --------------------------------------------------------------------------- helpers

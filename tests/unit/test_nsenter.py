@@ -28,4 +28,12 @@ def test_a_failure_without_a_name_names_the_fd():
 def test_the_agent_and_the_lab_use_the_one_wrapper():
     from agent.linux import netns
     from lab import nsthread
-    assert netns.setns is nsenter.setns and nsthread.setns is nsenter.setns
+    assert netns.setns is nsenter.setns and nsthread.in_netns is nsenter.in_netns
+
+
+def test_in_netns_hands_back_the_failure_of_entering():
+    with pytest.raises(OSError) as e:  # no such namespace file: nothing was entered
+        nsenter.in_netns("/run/netns/contiv-test-no-such-namespace", lambda: 1)
+    assert e.value.errno == errno.ENOENT
+    with pytest.raises(FileNotFoundError):
+        nsenter.socket_in("/run/netns/contiv-test-no-such-namespace", 2, 1)

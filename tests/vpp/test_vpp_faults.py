@@ -13,8 +13,7 @@ from __future__ import annotations
 import pytest
 
 from agent.vpp.process import availability
-from tests.conftest import unique_lab_name
-from tests.e2e.labtools import wait_until
+from tests.e2e.labtools import kube_lab, wait_until
 
 HAVE_VPP, WHY = availability()
 pytestmark = [pytest.mark.root, pytest.mark.vpp, pytest.mark.e2e,
@@ -31,22 +30,9 @@ def pod(name, node):
 
 @pytest.fixture(scope="module")
 def env():
-    from lab import objects  # noqa: PLC0415
-    from lab.cluster import Lab  # noqa: PLC0415
-    from lab.kube import Kube  # noqa: PLC0415
-    lab = Lab(unique_lab_name())
-    kube = None
-    try:
-        lab.up(nodes=2, dataplane="vpp")
-        kube = Kube(lab)
-        kube.apply([objects.validate(o) for o in (
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
-            pod("a", "node1"), pod("b", "node2"))], timeout=WAIT)
+    with kube_lab([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
+                   pod("a", "node1"), pod("b", "node2")], "vpp", timeout=WAIT) as (lab, kube):
         yield lab, kube
-    finally:
-        if kube is not None:
-            kube.close()
-        lab.down()
 
 
 def connects(kube, src="a", dst="b") -> bool:
