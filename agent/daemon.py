@@ -38,6 +38,7 @@ from agent.errors import ContivError, FatalError, Unavailable
 from agent.gcpause import gc_paused
 from agent.ipam.pods import PodIPAM
 from agent.ipam.subnets import SubnetAllocator
+from agent.metrics import attach as attach_metrics
 from agent.model import keys
 from agent.model.records import AgentStatus, NodeInfo
 from agent.podnet import PodNetwork
@@ -78,8 +79,7 @@ class Agent:
         self.ready = False
         self.applied_revision = 0
         self.last_resync: dict = {}
-        #: etcd as the last heartbeat found it (``contivctl status``): the
-        #: watch alone cannot tell a quiet cluster from an unreachable etcd
+        #: etcd at the last heartbeat (``contivctl status``): a quiet watch says nothing
         self.store_health: dict = {"reachable": True, "error": "", "checked": 0.0}
         self.facts: dataplane.NodeFacts | None = None
         self.node_info: NodeInfo | None = None
@@ -123,7 +123,7 @@ class Agent:
             phase("connect")
             self._open_dataplane()
             self._register()
-            self._hook_metrics()
+            self.metrics = attach_metrics(self)  # counts from the start-up resync on
             phase("register")
             # What start-up builds lives as long as the agent: the collector is
             # paused while it is built and never walks it afterwards (frozen).
@@ -442,19 +442,9 @@ class Agent:
         from agent.api.routes import build_router  # noqa: PLC0415
         from agent.api.server import APIServer  # noqa: PLC0415
         from agent.facade import AgentFacade  # noqa: PLC0415
-        if self.metrics is not None:
-            # first: between the API's start and readiness, health says "starting"
+        if self.metrics is not None:  # first: health says "starting" from the API's start on
             self.metrics.start(self.cfg.metrics_address)
         self._api = APIServer(self.cfg.socket, build_router(AgentFacade(self))).start()
-
-    def _hook_metrics(self) -> None:
-        """Count from the start-up resync on (served once the API is)."""
-        if not self.cfg.metrics_address:
-            return
-        from agent.metrics import Metrics  # noqa: PLC0415 -- prometheus_client only when asked for
-        self.metrics = m = Metrics(self)
-        self.podnet.on_timing = m.add_steps
-        self.scheduler.history.listeners.append(m.transaction)
 
     # ------------------------------------------------------------------ stop
     def request_stop(self) -> None:

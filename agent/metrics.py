@@ -170,3 +170,15 @@ class _Now:
                 fam.add_metric([c.name, c.owner, "rx"], getattr(c, f"rx_{k}"))
                 fam.add_metric([c.name, c.owner, "tx"], getattr(c, f"tx_{k}"))
         yield from fams.values()
+
+
+def attach(agent) -> Metrics | None:
+    """The agent's metrics, hooked to its pod network and its scheduler's
+    history; None when ``metrics_address`` is not set (prometheus_client is
+    then never imported). Served by :meth:`Metrics.start`."""
+    if not agent.cfg.metrics_address:
+        return None
+    m = Metrics(agent)
+    agent.podnet.on_timing = m.add_steps
+    agent.scheduler.history.listeners.append(m.transaction)
+    return m

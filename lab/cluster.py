@@ -17,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,8 +32,7 @@ from lab import sysnet
 from lab.paths import LabPaths, check_lab_name
 
 ETCD_PORT = 2379
-#: each agent serves Prometheus metrics on its node address (reachable from the underlay)
-METRICS_PORT = 9402
+METRICS_PORT = 9402  # each agent's Prometheus metrics, on its node address (the underlay reaches it)
 #: a VPP node's second NIC, taken by VPP (its uplink)
 VPP_UPLINK = "vpp0"
 
@@ -382,12 +382,9 @@ class Lab:
             if pending:
                 time.sleep(0.1)
 
-    def wait_ready(self, node: str, timeout: float, poll: float = 0.1, *,
-                   health_timeout: float = 2.0) -> None:
-        """Wait until the agent of ``node`` (the pid the state file records, e.g.
-        after :meth:`start_agent`) says it is ready, asking every ``poll`` s;
-        ``health_timeout`` bounds each ``health()`` call. Raises Unavailable if
-        it exits meanwhile or is not ready after ``timeout`` s."""
+    def wait_ready(self, node: str, timeout: float, poll: float = 0.1, *, health_timeout: float = 2.0) -> None:
+        """Until ``node``'s agent (e.g. after :meth:`start_agent`) is ready, asking
+        every ``poll`` s; Unavailable if it exits or is not ready in ``timeout`` s."""
         n = self.state().node(node)
         deadline = time.monotonic() + timeout
         while True:
@@ -400,8 +397,7 @@ class Lab:
             time.sleep(poll)
 
     def _probe_ready(self, n: NodeState, health_timeout: float) -> tuple[bool, str]:
-        """One look at a starting agent: (ready, why not -- its message or why it
-        did not answer). Raises Unavailable if it exited."""
+        """(ready, why not) of a starting agent; Unavailable if it exited."""
         from agent.api.client import AgentClient  # noqa: PLC0415
         if not _pid_alive(n.pid):
             raise Unavailable(f"the agent of {n.name} exited during start-up:\n"
@@ -442,14 +438,12 @@ class Lab:
             removed["namespaces"] += 1
             tick("namespaces removed", i, len(namespaces))
         if self.paths.root.exists():
-            import shutil  # noqa: PLC0415
             shutil.rmtree(self.paths.root, ignore_errors=True)
             removed["files"] = True
         return removed
 
     # ------------------------------------------------------------------ faults
-    # A node's agent and VPP, one by one: what chaos tests and `lab` users do
-    # to see the agent ride out a VPP restart or start before its VPP.
+    # A node's agent and VPP one by one: an agent riding out a VPP restart, or starting first.
     def stop_agent(self, node: str) -> None:
         st = self.state()
         n = st.node(node)
