@@ -31,3 +31,47 @@ def dataplanes():
 #: answers TCP RST / ICMP port unreachable (refused), VPP ICMP host unreachable
 #: (docs/vpp.md: no TCP reset without VPP's host stack)
 REJECTED = {"linux": "refused", "vpp": "unreachable (ICMP host unreachable or admin-prohibited)"}
+
+
+class AnsweringAPI:
+    """A stand-in agent for CLI tests: each ``NodeAPI`` method named in
+    ``answers`` returns its record (or raises ``raise_``) and is remembered in
+    ``calls`` as (method, keyword arguments)."""
+
+    def __init__(self, answers: dict) -> None:
+        self.base = dict(answers)
+        self.reset()
+
+    def reset(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.answers = dict(self.base)
+        self.raise_: Exception | None = None
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name not in self.__dict__.get("base", {}):
+            raise AttributeError(name)
+
+        def call(**args):
+            self.calls.append((name, args))
+            if self.raise_ is not None:
+                raise self.raise_
+            return self.answers[name]
+        return call
+
+
+def serve_api(api, prefix: str = "api-"):
+    """Serve ``api`` (a NodeAPI) on the real API server over a temporary unix
+    socket; a generator for a pytest fixture: yields the socket path."""
+    import shutil  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from agent.api.routes import build_router  # noqa: PLC0415
+    from agent.api.server import APIServer  # noqa: PLC0415
+    tmp = tempfile.mkdtemp(prefix=prefix)  # short: a unix socket path has at most 107 bytes
+    server = APIServer(str(Path(tmp) / "agent.sock"), build_router(api)).start()
+    try:
+        yield server.path
+    finally:
+        server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)

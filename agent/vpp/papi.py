@@ -252,6 +252,8 @@ class VppApi:
     def _lost(self, name: str, err: BaseException) -> VppUnavailable:
         # logged here: the caller's error may go to a CNI runtime only, and the
         # liveness ping that notices next sees just "not connected"
+        if "read failed" in str(err):  # vpp_papi's words for its read timeout
+            err = OSError(f"no reply within {self.timeout:g} s")
         log.warning("lost the connection to VPP at %s during %s: %s", self.socket_path, name, err)
         self._teardown()
         return VppUnavailable(

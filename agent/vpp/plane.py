@@ -27,6 +27,8 @@ from agent.errors import FatalError, NotSupported
 from agent.linux.plane import VethPods
 from agent.model.diag import InterfaceCounters, Session, SocketInfo
 
+READ_TIMEOUT = 30.0  # seconds VPP may take to answer one message (see _real)
+
 log = logging.getLogger(__name__)
 
 DEFAULT_POD_MTU = 1450  # af_packet over the underlay's 1500 with VXLAN (50)
@@ -79,7 +81,11 @@ class VppDataplane(VethPods):
     @staticmethod
     def _real(socket_path: str):
         from agent.vpp.papi import VppApi  # noqa: PLC0415
-        return VppApi(socket_path, timeout=5.0, client_name="contiv-agent")
+        # A VPP that dies closes its socket, noticed at once; the read timeout
+        # only bounds a VPP that is alive but busy, and 5 s was exceeded with 2
+        # CPUs shared by VPP, the agent and 100 pod set-ups (docs/performance.md,
+        # "Diagnostics at scale"), costing a reconnect and a full resync.
+        return VppApi(socket_path, timeout=READ_TIMEOUT, client_name="contiv-agent")
 
     def _try_connect(self) -> None:
         from agent.vpp.errors import VppUnavailable  # noqa: PLC0415

@@ -9,19 +9,15 @@ follow docs/cli.md (1 for a finding, 2 bad input, 3 not found, 4 unreachable).
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 import yaml
 
 from agent import errors
-from agent.api.routes import build_router
-from agent.api.server import APIServer
 from agent.model import api as rec
 from agent.model.records import AgentStatus, Allocation, NodeInfo
 from contivctl.main import main
+from tests.helpers import AnsweringAPI, serve_api
 
 NODE = NodeInfo("node1", 1, "192.168.56.11", ("10.1.1.0/24",), ("10.1.1.1",), "02:c0:00:00:00:01")
 ALLOC = Allocation("node1", "3f9c2a7d1e5b", "eth0", ("10.1.1.2/32",), "/var/run/netns/p", "shop", "web-1",
@@ -65,45 +61,18 @@ ANSWERS = {
 }
 
 
-class FakeAPI:
-    """Answers ANSWERS (or raises ``raise_``) and remembers each call."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict]] = []
-        self.answers = dict(ANSWERS)
-        self.raise_: Exception | None = None
-
-    def __getattr__(self, name: str):
-        if name not in ANSWERS:
-            raise AttributeError(name)
-
-        def call(**args):
-            self.calls.append((name, args))
-            if self.raise_ is not None:
-                raise self.raise_
-            return self.answers[name]
-        return call
-
-
 @pytest.fixture(scope="module")
 def served():
-    fake = FakeAPI()
-    tmp = tempfile.mkdtemp(prefix="cli-")  # short: a unix socket path has at most 107 bytes
-    server = APIServer(str(Path(tmp) / "agent.sock"), build_router(fake)).start()
-    try:
-        yield server.path, fake
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    fake = AnsweringAPI(ANSWERS)
+    for path in serve_api(fake, "cli-"):
+        yield path, fake
 
 
 @pytest.fixture
 def cli(served, capsys):
     """cli(*args) -> (status, stdout, stderr), against the fake agent."""
     sock, fake = served
-    fake.calls.clear()
-    fake.answers = dict(ANSWERS)
-    fake.raise_ = None
+    fake.reset()
 
     def run(*args: str) -> tuple[int, str, str]:
         status = main(["--socket", sock, *args])

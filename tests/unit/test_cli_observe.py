@@ -6,14 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 
-from agent.api.routes import build_router
-from agent.api.server import APIServer
 from agent.errors import InvalidInput
 from agent.model import api as rec
 from agent.model.diag import InterfaceCounters, SocketInfo
@@ -21,6 +16,7 @@ from agent.model.records import AgentStatus, Allocation, NodeInfo
 from contivctl.commands.observe import _ep, _rates
 from contivctl.context import pod_ref
 from contivctl.main import main, optional_values
+from tests.helpers import AnsweringAPI, serve_api
 
 NODE = NodeInfo("node1", 1, "192.168.56.11", ("10.1.1.0/24",), ("10.1.1.1",), "02:c0:00:00:00:01")
 POD = rec.PodStatus("shop/web-1", "shop", "web-1", "c1", "eth0", ("10.1.1.2/32",), "/run/netns/p",
@@ -49,39 +45,18 @@ ANSWERS = {
 }
 
 
-class FakeAPI:
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, dict]] = []
-        self.answers = dict(ANSWERS)
-
-    def __getattr__(self, name: str):
-        if name not in ANSWERS:
-            raise AttributeError(name)
-
-        def call(**args):
-            self.calls.append((name, args))
-            return self.answers[name]
-        return call
-
-
 @pytest.fixture(scope="module")
 def served():
-    fake = FakeAPI()
-    tmp = tempfile.mkdtemp(prefix="obs-")
-    server = APIServer(str(Path(tmp) / "agent.sock"), build_router(fake)).start()
-    try:
-        yield server.path, fake
-    finally:
-        server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    fake = AnsweringAPI(ANSWERS)
+    for path in serve_api(fake, "obs-"):
+        yield path, fake
 
 
 @pytest.fixture
 def cli(served, capsys, monkeypatch):
     monkeypatch.delenv("CONTIVCTL_LAB", raising=False)
     sock, fake = served
-    fake.calls.clear()
-    fake.answers = dict(ANSWERS)
+    fake.reset()
 
     def run(*args: str) -> tuple[int, str, str]:
         status = main(["--socket", sock, *args])
