@@ -27,7 +27,7 @@ from agent.errors import FatalError, NotSupported
 from agent.linux.plane import VethPods
 from agent.model.diag import InterfaceCounters, Session, SocketInfo
 
-READ_TIMEOUT = 30.0  # seconds VPP may take to answer one message (see _real)
+READ_TIMEOUT = 5.0  # seconds VPP may take to answer one message (see _real)
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,10 @@ class VppDataplane(VethPods):
     def _real(socket_path: str):
         from agent.vpp.papi import VppApi  # noqa: PLC0415
         # A VPP that dies closes its socket, noticed at once; the read timeout
-        # only bounds a VPP that is alive but busy, and 5 s was exceeded with 2
-        # CPUs shared by VPP, the agent and 100 pod set-ups (docs/performance.md,
-        # "Diagnostics at scale"), costing a reconnect and a full resync.
+        # bounds one that is alive but does not answer (seen: a VPP spinning at
+        # ~80 af_packet pods, docs/vpp.md "Faults"), so a CNI ADD waits at most
+        # this long before it fails with "try again" (30 s was tried: VPP did
+        # not answer within that either, and every ADD waited 30 s).
         return VppApi(socket_path, timeout=READ_TIMEOUT, client_name="contiv-agent")
 
     def _try_connect(self) -> None:
