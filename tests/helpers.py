@@ -75,3 +75,17 @@ def serve_api(api, prefix: str = "api-"):
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def cli_runner(sock: str, fake: AnsweringAPI, capsys):
+    """``run(*args) -> (status, stdout, stderr)``: contivctl in this process
+    against the agent served at ``sock`` (``run.fake`` is that agent, reset)."""
+    from contivctl.main import main  # noqa: PLC0415
+    fake.reset()
+
+    def run(*args: str) -> tuple[int, str, str]:
+        status = main(["--socket", sock, *args])
+        out, err = capsys.readouterr()
+        return status, out, err
+    run.fake = fake
+    return run

@@ -17,7 +17,7 @@ from agent import errors
 from agent.model import api as rec
 from agent.model.records import AgentStatus, Allocation, NodeInfo
 from contivctl.main import main
-from tests.helpers import AnsweringAPI, serve_api
+from tests.helpers import AnsweringAPI, cli_runner, serve_api
 
 NODE = NodeInfo("node1", 1, "192.168.56.11", ("10.1.1.0/24",), ("10.1.1.1",), "02:c0:00:00:00:01")
 ALLOC = Allocation("node1", "3f9c2a7d1e5b", "eth0", ("10.1.1.2/32",), "/var/run/netns/p", "shop", "web-1",
@@ -71,15 +71,7 @@ def served():
 @pytest.fixture
 def cli(served, capsys):
     """cli(*args) -> (status, stdout, stderr), against the fake agent."""
-    sock, fake = served
-    fake.reset()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        status = main(["--socket", sock, *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-    run.fake = fake
-    return run
+    return cli_runner(*served, capsys)
 
 
 def body(name: str):

@@ -16,7 +16,7 @@ from agent.model.records import AgentStatus, Allocation, NodeInfo
 from contivctl.commands.observe import _ep, _rates
 from contivctl.context import pod_ref
 from contivctl.main import main, optional_values
-from tests.helpers import AnsweringAPI, serve_api
+from tests.helpers import AnsweringAPI, cli_runner, serve_api
 
 NODE = NodeInfo("node1", 1, "192.168.56.11", ("10.1.1.0/24",), ("10.1.1.1",), "02:c0:00:00:00:01")
 POD = rec.PodStatus("shop/web-1", "shop", "web-1", "c1", "eth0", ("10.1.1.2/32",), "/run/netns/p",
@@ -55,15 +55,7 @@ def served():
 @pytest.fixture
 def cli(served, capsys, monkeypatch):
     monkeypatch.delenv("CONTIVCTL_LAB", raising=False)
-    sock, fake = served
-    fake.reset()
-
-    def run(*args: str) -> tuple[int, str, str]:
-        status = main(["--socket", sock, *args])
-        out, err = capsys.readouterr()
-        return status, out, err
-    run.fake = fake
-    return run
+    return cli_runner(*served, capsys)
 
 
 # --------------------------------------------------------------------------- netstat
