@@ -94,7 +94,7 @@ class AgentFacade:
             p = self._local_pod(pod)
             counters = [c for c in a.plane.counters({p.host_if: p.pod}) if c.owner == p.pod]
         else:
-            counters = a.plane.counters({p.host_if: p.pod for p in a.podnet.pods() if p.host_if})
+            counters = a.plane.counters(a.podnet.host_ifs())
         return rec.Netstat(a.cfg.node, a.plane.name, time.time(), tuple(counters))
 
     def sockets(self, pod: str) -> rec.PodSockets:
@@ -106,7 +106,7 @@ class AgentFacade:
         from agent.builders.sessions import name_sessions, select, summary  # noqa: PLC0415
         a = self._a
         services = a.services.describe()
-        cluster = a.policies.model().pods
+        cluster = a.policies.pod_infos()
         if service:
             _check_name("Service", service, [s.service for s in services])
         if pod:
@@ -122,7 +122,7 @@ class AgentFacade:
         node it runs on, or the closest known name."""
         a = self._a
         local = {p.pod: p for p in a.podnet.pods()}
-        cluster = a.policies.model().pods
+        cluster = a.policies.pod_infos()
         _check_name("pod", ref, [*local, *cluster])
         if ref in local:
             return local[ref]

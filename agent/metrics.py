@@ -157,7 +157,7 @@ class _Now:
             values.add_metric([state], n)
         yield values
         try:
-            counters = a.plane.counters({p.host_if: p.pod for p in a.podnet.pods() if p.host_if})
+            counters = a.plane.counters(a.podnet.host_ifs())
         except Exception as e:  # noqa: BLE001 -- the other metrics are still worth a scrape
             log.warning("metrics: interface counters: %s", getattr(e, "message", e))
             return

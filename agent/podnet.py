@@ -245,6 +245,11 @@ class PodNetwork:
                 pod_attachment(a, node, self.mtu))
         return out
 
+    def host_ifs(self) -> dict[str, str]:
+        """Host-side interface -> pod ref of each local attachment (for the
+        counters: no data-plane state is looked up, unlike :meth:`pods`)."""
+        return {self.plane.pod_host_if(a.container_id, a.ifname): a.pod_ref for a in self.ipam.list()}
+
     def pods(self) -> list[PodStatus]:
         """Local attachments with their data-plane state, for diagnostics."""
         out = []

@@ -296,6 +296,12 @@ class PolicySync:
         return len(dirty_p) + len(dirty_pods) + len(moves)
 
     # ------------------------------------------------------------ diagnostics
+    def pod_infos(self) -> dict[str, PodInfo]:
+        """The cluster's pods with an address (ref -> PodInfo: IP, node), as
+        kept current here -- without compiling a model of every policy."""
+        with self.snapshot.lock:
+            return dict(self.pods)
+
     def model(self) -> PolicyModel:
         with self.snapshot.lock:
             objs = list(self._policy_objs().values())

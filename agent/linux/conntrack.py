@@ -14,14 +14,13 @@ import socket
 import struct
 
 from agent.errors import DataplaneError
-from agent.linux.nlmsg import attrs, message, messages
+from agent.linux.nlmsg import NLM_F_DUMP, NLM_F_REQUEST, attrs, message
+from agent.linux.nlmsg import dump as nl_dump
 from agent.model.diag import Session
 
 NETLINK_NETFILTER = 12
 NFNL_SUBSYS_CTNETLINK = 1
 IPCTNL_MSG_CT_GET = 1
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
 
 # attributes (include/uapi/linux/netfilter/nfnetlink_conntrack.h)
 CTA_TUPLE_ORIG, CTA_TUPLE_REPLY, CTA_PROTOINFO, CTA_TIMEOUT = 1, 2, 4, 7
@@ -106,24 +105,15 @@ def dump(sock: socket.socket) -> list[Session]:
     """Every IPv4 and IPv6 entry, over a ``NETLINK_NETFILTER`` socket."""
     out: list[Session] = []
     for seq, family in enumerate((socket.AF_INET, socket.AF_INET6), 1):
-        sock.send(request(seq, family))
-        done = False
-        while not done:
-            data = sock.recv(1 << 20)
-            for kind, _, mseq, payload in messages(data):
-                if mseq != seq:
-                    continue
-                if kind == NLMSG_DONE:
-                    done = True
-                elif kind == NLMSG_ERROR:
-                    code = -struct.unpack_from("=i", payload)[0]
-                    if code:
-                        raise DataplaneError(f"conntrack dump failed: {errno.errorcode.get(code, code)}",
-                                             op="ctnetlink", args={"errno": code})
-                else:
-                    s = parse(payload)
-                    if s is not None:
-                        out.append(s)
+        try:
+            for _, payload in nl_dump(sock, request(seq, family), seq, 1 << 20):
+                s = parse(payload)
+                if s is not None:
+                    out.append(s)
+        except OSError as e:
+            why = errno.errorcode.get(e.errno, e) if e.errno else e  # no errno: a receive timeout
+            raise DataplaneError(f"conntrack dump failed: {why}",
+                                 op="ctnetlink", args={"errno": e.errno}) from None
     return out
 
 

@@ -7,6 +7,7 @@ so the structs are compiled once and the helpers do nothing else.
 """
 from __future__ import annotations
 
+import os
 import struct
 
 HDR = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
@@ -52,3 +53,28 @@ def attrs(data: bytes, off: int = 0):
             break
         yield kind & NLA_TYPE_MASK, data[off + 4:off + n]
         off += (n + 3) & ~3
+
+
+NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+_I32 = struct.Struct("=i")
+
+
+def dump(sock, request: bytes, seq: int, bufsize: int = 1 << 16):
+    """Send one dump ``request`` (sequence number ``seq``) and yield (type,
+    payload) of each answer to it until ``NLMSG_DONE``; answers to other
+    sequence numbers are skipped. A negative acknowledgement raises OSError
+    with the kernel's errno."""
+    sock.send(request)
+    while True:
+        for kind, _, mseq, payload in messages(sock.recv(bufsize)):
+            if mseq != seq:
+                continue
+            if kind == NLMSG_DONE:
+                return
+            if kind == NLMSG_ERROR:
+                code = -_I32.unpack_from(payload)[0]
+                if code:
+                    raise OSError(code, os.strerror(code))
+                continue
+            yield kind, payload

@@ -12,14 +12,13 @@ import socket
 import struct
 
 from agent.errors import DataplaneError, NotFound
-from agent.linux.nlmsg import message, messages
+from agent.linux.nlmsg import NLM_F_DUMP, NLM_F_REQUEST, message
+from agent.linux.nlmsg import dump as nl_dump
 from agent.model.diag import SocketInfo
 from agent.nsenter import socket_in
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-NLMSG_ERROR, NLMSG_DONE = 2, 3
 ALL_STATES = 0xFFFFFFFF
 
 # inet_diag_req_v2: family, protocol, ext, pad, states; then inet_diag_sockid
@@ -66,27 +65,15 @@ def dump(sock: socket.socket, protocols: tuple[str, ...] = ("tcp", "udp")) -> li
     for proto in protocols:
         for family in (socket.AF_INET, socket.AF_INET6):
             seq += 1
-            sock.send(request(seq, family, PROTOCOLS[proto]))
-            out.extend(_receive(sock, seq, proto))
+            try:
+                out.extend(parse(proto, payload) for kind, payload in
+                           nl_dump(sock, request(seq, family, PROTOCOLS[proto]), seq)
+                           if kind == SOCK_DIAG_BY_FAMILY)
+            except OSError as e:
+                why = f"errno {e.errno}" if e.errno else e  # no errno: a receive timeout
+                raise DataplaneError(f"sock_diag dump of {proto} sockets failed: {why}",
+                                     op="sock_diag", args={"errno": e.errno, "protocol": proto}) from None
     return out
-
-
-def _receive(sock: socket.socket, seq: int, proto: str):
-    while True:
-        data = sock.recv(1 << 16)
-        for kind, _, mseq, payload in messages(data):
-            if mseq != seq:
-                continue
-            if kind == NLMSG_DONE:
-                return
-            if kind == NLMSG_ERROR:
-                code = -struct.unpack_from("=i", payload)[0]
-                if code == 0:
-                    continue
-                raise DataplaneError(f"sock_diag dump of {proto} sockets failed: errno {code}",
-                                     op="sock_diag", args={"errno": code, "protocol": proto})
-            if kind == SOCK_DIAG_BY_FAMILY:
-                yield parse(proto, payload)
 
 
 def pod_sockets(path: str) -> list[SocketInfo]:

@@ -27,7 +27,7 @@ class Stub:
         self.ready = True
         self.applied_revision = 42
         self.scheduler = SimpleNamespace(counts=lambda: {"configured": 7, "failed": 1})
-        self.podnet = SimpleNamespace(pods=lambda: [SimpleNamespace(host_if="cv1", pod="shop/web-1")])
+        self.podnet = SimpleNamespace(host_ifs=lambda: {"cv1": "shop/web-1"})
         self.plane = SimpleNamespace(counters=lambda pods: [
             InterfaceCounters("eth0", "node", 1, 100, 0, 0, 2, 200, 0, 0),
             InterfaceCounters("cv1", pods["cv1"], 10, 1000, 3, 0, 12, 1200, 0, 1)])
