@@ -22,9 +22,8 @@ class _Ctx:
     def target(self, lab: str | None, node: str | None):
         """The agent a command asks: of ``node`` in lab ``lab`` (``--lab``, or
         ``CONTIVCTL_LAB``), else the one at ``--socket``."""
-        import os  # noqa: PLC0415
         from agent.errors import InvalidInput  # noqa: PLC0415
-        lab = lab or os.environ.get("CONTIVCTL_LAB") or None
+        lab = lab_name(lab)
         if lab is None:
             if node:
                 raise InvalidInput("--node names a node of a lab: give --lab NAME too",
@@ -38,8 +37,7 @@ class _Ctx:
         """(node name, client) of every node of lab ``lab`` (only ``node``'s
         with ``--node``); off a lab, the local agent's (its name ""; the
         agent's records name it)."""
-        import os  # noqa: PLC0415
-        lab = lab or os.environ.get("CONTIVCTL_LAB") or None
+        lab = lab_name(lab)
         if lab is None:
             self.target(None, node)  # --node without a lab: its error
             return [("", self.client(timeout=timeout))]
@@ -53,13 +51,18 @@ class _Ctx:
         when given; in a lab, the node the cluster places it on (asked of the
         lab's first node; an unknown pod is left to that agent to name the
         closest); off a lab, the local agent."""
-        import os  # noqa: PLC0415
-        if node or not (lab or os.environ.get("CONTIVCTL_LAB")):
+        if node or lab_name(lab) is None:
             return self.target(lab, node)
         first = self.target(lab, None)
         ns, _, name = pod.partition("/")
         found = [p.node for p in first.policies(namespace=ns, pod=name).pods if p.pod == pod and p.node]
         return self.target(lab, found[0]) if found else first
+
+
+def lab_name(lab: str | None) -> str | None:
+    """The lab a command targets: ``--lab``, else ``$CONTIVCTL_LAB``; None: the local agent."""
+    import os  # noqa: PLC0415
+    return lab or os.environ.get("CONTIVCTL_LAB") or None
 
 
 ctx = _Ctx()

@@ -12,7 +12,7 @@ import time
 
 import typer
 
-from contivctl.context import LAB, NAMESPACE, NODE, OUTPUT, check_output, ctx, new_app, pod_ref
+from contivctl.context import LAB, NAMESPACE, NODE, OUTPUT, check_output, ctx, lab_name, new_app, pod_ref
 from contivctl.output import line, live, render, table_text
 
 nat = new_app(no_args_is_help=True, help="The data plane's translation sessions, named in Kubernetes terms.")
@@ -267,14 +267,12 @@ def report(out: str = typer.Option("", "--output-file", "-o",
     listed with its error in index.json and the rest is still collected.
     Secrets are redacted. Exit status 1 when a part failed (the bundle is
     still written)."""
-    import os  # noqa: PLC0415
-
     from contivctl import bundle as B  # noqa: PLC0415
     from contivctl.output import message  # noqa: PLC0415
     path = out or time.strftime("contiv-report-%Y%m%d-%H%M%S.tar.gz")
     b = B.Bundle()
     b.collect("versions.json", B.versions)
-    lab = lab or os.environ.get("CONTIVCTL_LAB") or None
+    lab = lab_name(lab)
     if lab:
         from lab.cluster import Lab  # noqa: PLC0415
         from lab.ops import status as lab_status  # noqa: PLC0415
@@ -288,7 +286,7 @@ def report(out: str = typer.Option("", "--output-file", "-o",
     else:
         ctx.target(None, node)  # --node without a lab: its error
         B.node_parts(b, "node", ctx.client(timeout=timeout), None, _journal)
-    B.Bundle.write(b, path, {"created": time.time(), "lab": lab, "node": node})
+    b.write(path, {"created": time.time(), "lab": lab, "node": node})
     ok = len(b.index) - len(b.failed)
     line(f"wrote {path}: {ok} of {len(b.index)} parts")
     for f in b.failed:
