@@ -79,27 +79,28 @@ class Bundle:
     parts: dict[str, bytes] = field(default_factory=dict)
     index: list[dict] = field(default_factory=list)
 
-    def collect(self, name: str, get: Callable[[], Any]) -> None:
+    def collect(self, name: str, get: Callable[[], Any]) -> Any:
         """Add part ``name`` from ``get()`` (bytes, text, or JSON data -- also a
-        record, by its ``to_dict``); a failure is indexed, never raised."""
+        record, by its ``to_dict``) and return what ``get()`` gave; a failure
+        is indexed, never raised (None is returned)."""
         t = time.monotonic()
         try:
             data = get()
         except Exception as e:  # noqa: BLE001 -- one part failing must not stop the rest
             self.index.append({"part": name, "ok": False, "error": _why(e),
                                "seconds": round(time.monotonic() - t, 3)})
-            return
-        if hasattr(data, "to_dict"):
-            data = data.to_dict()
-        if isinstance(data, str):
-            blob = redact(data).encode()
-        elif isinstance(data, bytes):
-            blob = redact(data.decode(errors="replace")).encode()
+            return None
+        plain = data.to_dict() if hasattr(data, "to_dict") else data
+        if isinstance(plain, str):
+            blob = redact(plain).encode()
+        elif isinstance(plain, bytes):
+            blob = redact(plain.decode(errors="replace")).encode()
         else:
-            blob = json.dumps(redact(data), indent=2, default=str).encode() + b"\n"
+            blob = json.dumps(redact(plain), indent=2, default=str).encode() + b"\n"
         self.parts[name] = blob
         self.index.append({"part": name, "ok": True, "bytes": len(blob),
                            "seconds": round(time.monotonic() - t, 3)})
+        return data
 
     @property
     def failed(self) -> list[dict]:
@@ -146,14 +147,9 @@ def run_tool(argv: list[str], netns: str | None = None, timeout: float = 20) -> 
 
 def node_parts(b: Bundle, prefix: str, api, netns: str | None, log: Callable[[], str] | None) -> None:
     """Every part of one node under ``prefix/``."""
-    for name, call in API_PARTS.items():
-        b.collect(f"{prefix}/{name}.json", lambda call=call: call(api))
-    dataplane = None
-    try:
-        dataplane = api.status().agent.dataplane
-    except Exception:  # noqa: BLE001 -- already indexed as the status part
-        pass
-    if dataplane == "vpp":
+    got = {name: b.collect(f"{prefix}/{name}.json", lambda call=call: call(api))
+           for name, call in API_PARTS.items()}
+    if got["status"] is not None and got["status"].agent.dataplane == "vpp":
         from agent.api.contract import DUMPS  # noqa: PLC0415
         for what in DUMPS:
             b.collect(f"{prefix}/vpp/dump-{what}.json", lambda what=what: api.dataplane_dump(what))
