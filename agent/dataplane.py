@@ -205,8 +205,17 @@ class Dataplane(Protocol):
         """The TCP and UDP sockets (:class:`agent.model.diag.SocketInfo`) of
         the pod network namespace at ``netns``; NotFound if it is gone."""
 
-    def trace(self, flow) -> list:
-        """Trace one flow through the data plane (hops); or ``NotSupported``."""
+    def trace_start(self, flow) -> Any:
+        """Start recording the packets of one flow (:class:`agent.model.diag.TraceFlow`,
+        both directions, translated or not) before its probe is sent; a
+        handle for :meth:`trace_collect`. ``Conflict`` while another trace
+        holds what only one can (VPP's one trace filter); ``NotSupported``
+        where the data plane cannot trace."""
+
+    def trace_collect(self, handle) -> list:
+        """Stop the trace ``handle`` and return its packets
+        (:class:`agent.model.diag.TracedPacket`) in the order they were seen;
+        releases everything the trace set up, also when it fails."""
 
     def cli(self, command: str) -> str:
         """The output of a command of the data plane's own CLI; NotSupported

@@ -8,6 +8,9 @@ record of :mod:`agent.model.api`.
 from __future__ import annotations
 
 import difflib
+import ipaddress
+import secrets
+import threading
 import time
 
 from agent.errors import InvalidInput, NotFound
@@ -21,6 +24,8 @@ class AgentFacade:
 
     def __init__(self, agent) -> None:
         self._a = agent
+        self._traces: dict[str, tuple] = {}  # id -> (data plane handle, flow, deadline)
+        self._traces_lock = threading.Lock()
 
     # ------------------------------------------------------------ agent
     def health(self) -> rec.Health:
@@ -117,6 +122,68 @@ class AgentFacade:
         return rec.SessionList(a.cfg.node, a.plane.name, len(raw), a.plane.session_limit(),
                                tuple(named), tuple(summary(named)))
 
+    # ------------------------------------------------------------ trace
+    def trace_start(self, protocol: str, src: str, sport: int, dst: str, dport: int = 0) -> rec.TraceHandle:
+        a = self._a
+        flow = _flow(protocol, src, sport, dst, dport)
+        self._expire_traces()
+        handle = a.plane.trace_start(flow)
+        tid = secrets.token_hex(6)
+        with self._traces_lock:
+            self._traces[tid] = (handle, flow, time.monotonic() + TRACE_TTL)
+        return rec.TraceHandle(a.cfg.node, a.plane.name, tid)
+
+    def trace_probe(self, pod: str, protocol: str, sport: int, dst: str, dport: int = 0,
+                    timeout_ms: int = 1000) -> rec.ProbeRecord:
+        from agent import traceprobe  # noqa: PLC0415
+        p = self._local_pod(pod)
+        if not p.ips:
+            raise NotFound(f"pod {pod} has no address")
+        flow = _flow(protocol, p.ips[0].split("/")[0], sport, dst, dport)
+        out = traceprobe.send(p.netns, flow, timeout_ms / 1000)
+        return rec.ProbeRecord(pod, self._a.cfg.node, flow, out.answered, out.error, out.ms)
+
+    def trace_collect(self, id: str) -> rec.TraceSegment:  # noqa: A002 -- the API's name
+        from agent.builders.trace import label  # noqa: PLC0415
+        a = self._a
+        with self._traces_lock:
+            entry = self._traces.pop(id, None)
+        if entry is None:
+            raise NotFound(f"no trace {id} on node {a.cfg.node}",
+                           hint=f"a trace not collected within {TRACE_TTL:.0f} s is removed")
+        handle, flow, _ = entry
+        packets = a.plane.trace_collect(handle)
+        return rec.TraceSegment(a.cfg.node, a.plane.name, flow, tuple(label(packets, self._cluster())))
+
+    def _expire_traces(self) -> None:
+        """Remove traces nobody collected (a CLI that died between the calls)."""
+        now = time.monotonic()
+        with self._traces_lock:
+            stale = [k for k, (_, _, deadline) in self._traces.items() if deadline < now]
+            entries = [self._traces.pop(k) for k in stale]
+        for handle, _, _ in entries:
+            try:
+                self._a.plane.trace_collect(handle)
+            except Exception:  # noqa: BLE001 -- best effort: it is being thrown away
+                pass
+
+    def _cluster(self):
+        """What a trace's labels are made of (:class:`agent.builders.trace.Cluster`)."""
+        from agent.builders.trace import Cluster  # noqa: PLC0415
+        a = self._a
+        pods = a.policies.pod_infos()
+        with a.snapshot.lock:
+            nodes = {n.name: (n.node_ip, *n.gateways, *n.node_ips) for n in a.snapshot.nodes.values()}
+
+        def explain(src: str, dst: str, port: int, protocol: str):
+            try:
+                return a.policies.explain(src, dst, port, protocol)
+            except InvalidInput:
+                return None
+        return Cluster(a.cfg.node, a.facts.node_ips if a.facts else (), {p.ip: r for r, p in pods.items()},
+                       {r: p.node for r, p in pods.items()}, a.podnet.host_ifs(), nodes,
+                       a.services.describe(), explain)
+
     def _local_pod(self, ref: str) -> rec.PodStatus:
         """The attachment of pod ``ref`` on this node; NotFound naming the
         node it runs on, or the closest known name."""
@@ -146,6 +213,23 @@ class AgentFacade:
         if self._a.metrics is not None:
             self._a.metrics.cni(env.get("CNI_COMMAND", ""), res.exit_code, res.body, time.perf_counter() - t)
         return rec.CNIReply(res.exit_code, res.body)
+
+
+#: seconds a trace may wait for its collection before the next one removes it
+TRACE_TTL = 60.0
+
+
+def _flow(protocol: str, src: str, sport: int, dst: str, dport: int):
+    """A trace's flow with its addresses checked (IPv4: what pods have)."""
+    from agent.model.diag import TraceFlow  # noqa: PLC0415
+    for what, ip in (("src", src), ("dst", dst)):
+        try:
+            ipaddress.IPv4Address(ip)
+        except ValueError:
+            raise InvalidInput(f"{what} {ip!r} is not an IPv4 address") from None
+    if protocol != "ICMP" and not dport:
+        raise InvalidInput(f"a {protocol} probe needs a destination port (dport)")
+    return TraceFlow(protocol, src, sport, dst, 0 if protocol == "ICMP" else dport)
 
 
 def _check_name(kind: str, ref: str, known) -> None:

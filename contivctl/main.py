@@ -11,7 +11,7 @@ import sys
 import typer
 
 from contivctl import __version__
-from contivctl.commands import agent, diag, install, lab, observe, vpp
+from contivctl.commands import agent, diag, install, lab, observe, trace, vpp
 from contivctl.context import ctx, new_app
 
 app = new_app(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -45,6 +45,7 @@ app.add_typer(lab.app, name="lab")
 app.add_typer(vpp.app, name="vpp")
 diag.register(app)
 observe.register(app)
+trace.register(app)
 
 #: per command, options whose value may be left out (``netstat --watch``
 #: alone) and the default put in

@@ -296,11 +296,35 @@ class DataplaneContract:
         assert [(x.protocol, x.state, x.lport) for x in got] == [("tcp", "LISTEN", port)]
         assert all(isinstance(x, SocketInfo) for x in got)
 
-    def test_trace_gives_hops_or_says_why_not(self, h):
+    def test_a_trace_follows_one_probe_between_two_pods_or_says_why_not(self, h):
+        from agent import traceprobe  # noqa: PLC0415
+        from agent.model.diag import TracedPacket, TraceFlow  # noqa: PLC0415
+        s = Scheduler(h.plane.descriptors())
+        a, b = pod(h, "a", "10.1.1.2"), pod(h, "b", "10.1.1.3")
+        assert s.apply({**h.plane.render_node(transport(h)), **h.plane.render_pod(a),
+                        **h.plane.render_pod(b)}).ok
+        flow = TraceFlow("ICMP", "10.1.1.2", 61111, "10.1.1.3")
         try:
-            hops = h.plane.trace(None)
+            handle = h.plane.trace_start(flow)
         except NotSupported as e:
             assert e.message, "NotSupported must say why"
-        else:
-            assert isinstance(hops, list)
+            return
+        try:
+            out = traceprobe.send(a.netns, flow, 2.0)
+        finally:
+            packets = h.plane.trace_collect(handle)
+        assert out.answered, out.error
+        assert all(isinstance(p, TracedPacket) for p in packets)
+        by = {p.direction: p for p in packets}
+        assert set(by) == {"request", "reply"}, packets
+        req = by["request"]
+        assert (req.src, req.sport, req.dst) == ("10.1.1.2", 61111, "10.1.1.3")
+        host_a, host_b = (h.plane.pod_host_if(p.container_id, p.ifname) for p in (a, b))
+        ins = [st.interface for st in req.steps if st.kind == "in"]
+        outs = [st.interface for st in req.steps if st.kind == "deliver"]
+        assert ins[:1] == [host_a] and outs[-1:] == [host_b], req.steps
+        assert not any(st.kind == "tunnel" for st in req.steps), "same node: no tunnel"
+        # everything was released: the next trace starts and sees nothing of the old one
+        again = h.plane.trace_start(flow)
+        assert h.plane.trace_collect(again) == []
 

@@ -310,7 +310,10 @@ class FakeDataplane:
     def sockets(self, netns: str) -> list:
         raise NotSupported("the fake data plane's pods have no network namespaces")
 
-    def trace(self, flow) -> list:
+    def trace_start(self, flow):
+        raise NotSupported("the fake data plane carries no packets")
+
+    def trace_collect(self, handle) -> list:
         raise NotSupported("the fake data plane carries no packets")
 
     def cli(self, command: str) -> str:

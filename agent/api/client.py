@@ -97,6 +97,18 @@ class AgentClient:
     def sessions(self, service: str | None = None, pod: str | None = None) -> rec.SessionList:
         return self._call(ENDPOINTS["sessions"], service=service, pod=pod)
 
+    def trace_start(self, protocol: str, src: str, sport: int, dst: str, dport: int = 0) -> rec.TraceHandle:
+        return self._call(ENDPOINTS["trace_start"], protocol=protocol, src=src, sport=sport, dst=dst,
+                          dport=dport)
+
+    def trace_probe(self, pod: str, protocol: str, sport: int, dst: str, dport: int = 0,
+                    timeout_ms: int = 1000) -> rec.ProbeRecord:
+        return self._call(ENDPOINTS["trace_probe"], pod=pod, protocol=protocol, sport=sport, dst=dst,
+                          dport=dport, timeout_ms=timeout_ms)
+
+    def trace_collect(self, id: str) -> rec.TraceSegment:  # noqa: A002 -- the API's name
+        return self._call(ENDPOINTS["trace_collect"], id=id)
+
     def dataplane_cli(self, command: str) -> rec.CliOutput:
         return self._call(ENDPOINTS["dataplane_cli"], command=command)
 

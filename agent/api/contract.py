@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from agent.errors import InvalidInput
 from agent.model import api as rec
+from agent.model.diag import TRACE_PROTOCOLS
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
 #: what ``dataplane_dump`` lists (agent.dataplane.Dataplane.dump)
@@ -83,6 +84,11 @@ class Endpoint:
 
 
 _PREFIX = Param("prefix", default="")
+#: a trace's flow: what the probe sends (agent.model.diag.TraceFlow)
+_PROTO = Param("protocol", required=True, choices=TRACE_PROTOCOLS, upper=True)
+_SPORT = Param("sport", "int", required=True, lo=1, hi=65535)
+_DST = Param("dst", required=True)
+_DPORT = Param("dport", "int", 0, lo=0, hi=65535)
 
 #: Every endpoint but ``/v1/cni`` (raw bytes in and out; see :meth:`NodeAPI.cni`).
 ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
@@ -108,6 +114,13 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
              (Param("command", required=True),)),
     Endpoint("dataplane_dump", "GET", "/v1/dataplane/dump", rec.DumpResult,
              (Param("what", required=True, choices=DUMPS),)),
+    Endpoint("trace_start", "POST", "/v1/trace", rec.TraceHandle,
+             (_PROTO, Param("src", required=True), _SPORT, _DST, _DPORT)),
+    Endpoint("trace_probe", "POST", "/v1/trace/probe", rec.ProbeRecord,
+             (Param("pod", required=True), _PROTO, _SPORT, _DST, _DPORT,
+              Param("timeout_ms", "int", 1000, lo=10, hi=30000))),
+    Endpoint("trace_collect", "POST", "/v1/trace/collect", rec.TraceSegment,
+             (Param("id", required=True),)),
     Endpoint("explain", "POST", "/v1/policies/explain", rec.Explanation,
              (Param("src", required=True), Param("dst", required=True),
               Param("port", "int", required=True, lo=1, hi=65535),
@@ -189,6 +202,23 @@ class NodeAPI(Protocol):
     def sessions(self, service: str | None = None, pod: str | None = None) -> rec.SessionList:
         """The data plane's sessions with client pod, Service and backend pod;
         only one Service's (``ns/name``) or one pod's with the filters."""
+
+    def trace_start(self, protocol: str, src: str, sport: int, dst: str, dport: int = 0) -> rec.TraceHandle:
+        """Start recording the packets of one flow on this node's data plane
+        (before its probe is sent; see :meth:`trace_probe`); collect them by
+        the handle's id. ``Conflict`` while the data plane holds another
+        trace it cannot run beside; a trace not collected within a minute is
+        removed by the next one."""
+
+    def trace_probe(self, pod: str, protocol: str, sport: int, dst: str, dport: int = 0,
+                    timeout_ms: int = 1000) -> rec.ProbeRecord:
+        """Send one probe from local pod ``pod`` (``ns/name``) from port
+        ``sport`` (ICMP: echo identifier) to ``dst``:``dport`` and wait up to
+        ``timeout_ms`` for the answer."""
+
+    def trace_collect(self, id: str) -> rec.TraceSegment:  # noqa: A002 -- the API's name
+        """Stop trace ``id``: its packets here, each step labelled in
+        Kubernetes terms; NotFound for an unknown (or expired) id."""
 
     def dataplane_cli(self, command: str) -> rec.CliOutput:
         """Run a command of the data plane's own CLI (VPP's ``show ...``);

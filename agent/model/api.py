@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.model.diag import InterfaceCounters, Session, SocketInfo
+from agent.model.diag import InterfaceCounters, Session, SocketInfo, TracedPacket, TraceFlow
 from agent.model.records import AgentStatus, Allocation, NodeInfo, _Record
 
 
@@ -406,3 +406,37 @@ class SessionList(_Record):
     limit: int | None
     sessions: tuple[NamedSession, ...]
     summary: tuple[ServiceSessions, ...]
+
+
+# ------------------------------------------------------------------ trace
+@dataclass(frozen=True, slots=True)
+class TraceHandle(_Record):
+    """``POST /v1/trace``: a trace armed on a node, to collect by ``id``."""
+
+    node: str
+    dataplane: str
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRecord(_Record):
+    """``POST /v1/trace/probe``: the probe sent from a local pod and what came
+    back (``answered``; else ``error``: refused, unreachable, timeout...)."""
+
+    pod: str
+    node: str
+    flow: TraceFlow
+    answered: bool
+    error: str
+    ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSegment(_Record):
+    """``POST /v1/trace/collect``: the flow's packets on one node, each step
+    labelled with the Kubernetes object behind it."""
+
+    node: str
+    dataplane: str
+    flow: TraceFlow
+    packets: tuple[TracedPacket, ...]

@@ -67,3 +67,82 @@ class SocketInfo(_Record):
     send_q: int = 0
     uid: int = 0
     inode: int = 0
+
+
+#: what a trace probe speaks
+TRACE_PROTOCOLS = ("TCP", "UDP", "ICMP")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceFlow(_Record):
+    """The probe a trace follows, as the source pod sends it: ``sport`` is the
+    probe's source port (ICMP: the echo identifier), ``dport`` 0 for ICMP.
+    ``dst`` is what the probe addresses (a pod, or a Service's virtual IP):
+    a data plane may translate it, so a packet belongs to the flow by its
+    source side (request) or its destination side (reply) -- see :meth:`direction`."""
+
+    protocol: str
+    src: str
+    sport: int
+    dst: str
+    dport: int = 0
+
+    def direction(self, protocol: str, src: str, sport: int, dst: str, dport: int) -> str:
+        """``request``, ``reply`` or "" (not this flow) for a packet seen with
+        this 5-tuple (``protocol`` in any case)."""
+        if protocol.upper() != self.protocol:
+            return ""
+        if src == self.src and sport == self.sport:
+            return "request"
+        if dst == self.src and (dport == self.sport or (self.protocol == "ICMP" and sport == self.sport)):
+            return "reply"  # an echo reply carries the request's identifier, wherever it is read into
+        return ""
+
+
+#: what a trace step is, for every data plane (the Kubernetes labels hang on these)
+STEP_KINDS = ("in", "service", "policy", "route", "tunnel", "deliver", "drop", "step")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceStep(_Record):
+    """One step of a traced packet through a data plane, in its own words:
+    ``name`` a VPP graph node (``ip4-lookup``) or a netfilter hook and chain
+    (``forward ip contiv pol-ingress``); ``kind`` one of :data:`STEP_KINDS`:
+
+    * ``in``: the packet arrived (``interface``: on which);
+    * ``service``: a Service translation was applied;
+    * ``policy``: a NetworkPolicy check (``verdict`` accept | drop);
+    * ``route``: the forwarding decision (``interface``: out of which);
+    * ``tunnel``: encapsulated towards another node (``text`` names the peer);
+    * ``deliver``: handed to a local pod's interface (``interface``);
+    * ``drop``: dropped here (``text``: why, in the data plane's words);
+    * ``step``: anything else on the way.
+
+    ``side``: of a ``policy`` step, which isolation it checks -- ``egress``
+    (of the packet's sender) or ``ingress`` (of its receiver).
+    ``label`` is the Kubernetes reading the agent adds (empty from a data plane)."""
+
+    name: str
+    kind: str
+    text: str = ""
+    verdict: str = ""
+    interface: str = ""
+    side: str = ""
+    label: str = ""
+
+    _omit_empty = ("text", "verdict", "interface", "side", "label")
+
+
+@dataclass(frozen=True, slots=True)
+class TracedPacket(_Record):
+    """One packet of a traced flow on one node: its 5-tuple as it arrived
+    there (``direction``: ``request`` or ``reply``, see :meth:`TraceFlow.direction`)
+    and its steps in order."""
+
+    direction: str
+    protocol: str
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    steps: tuple[TraceStep, ...] = ()

@@ -4,7 +4,7 @@ real API server (not collected)."""
 from __future__ import annotations
 
 from agent.model import api as rec
-from agent.model.diag import InterfaceCounters, SocketInfo
+from agent.model.diag import InterfaceCounters, SocketInfo, TracedPacket, TraceFlow, TraceStep
 from agent.model.records import AgentStatus, Allocation, NodeInfo
 
 NODE = NodeInfo("node1", 1, "192.168.56.10", ("10.1.1.0/24",), ("10.1.1.1",), "02:c0:00:00:00:01",
@@ -22,6 +22,7 @@ ISOLATION = rec.Isolation(True, ("shop/db-allow-web",),
                           (rec.RuleInfo("shop/db-allow-web ingress[0]", ["namespace shop pods {app=web}"],
                                         ("TCP/postgres",)),),
                           {"shop/bad": "unknown operator Equals"})
+FLOW = TraceFlow("TCP", "10.1.1.2", 61000, "10.96.0.10", 80)
 FIXED = {
     "health": rec.Health("node1", True, 0, "", 3),
     "status": rec.NodeStatus(AgentStatus("node1", 10, True, 8379, 1795808745.25, 1795808772.5, "linux", 0,
@@ -69,6 +70,15 @@ FIXED = {
         rec.NamedSession("tcp", "10.1.1.2", 40000, "10.96.0.10", 80, "10.1.2.3", 8080, "ESTABLISHED",
                          431999, 6, 420, "tools/client", "shop/web", "http", "shop/web-2"),),
         (rec.ServiceSessions("shop/web", 1, {"shop/web-2": 1}),)),
+    "trace_start": rec.TraceHandle("node1", "linux", "5f0c1d2e3a4b"),
+    "trace_probe": rec.ProbeRecord("tools/client", "node1", FLOW, False, "timeout: no answer", 1000.5),
+    "trace_collect": rec.TraceSegment("node1", "linux", FLOW, (
+        TracedPacket("request", "TCP", "10.1.1.2", 61000, "10.96.0.10", 80, (
+            TraceStep("prerouting", "in", "", "", "cv0a1b2c3d4e5f", "", "from pod tools/client"),
+            TraceStep("ip contiv nat-prerouting", "service", "DNAT 10.96.0.10:80 -> 10.1.2.3:8080", "", "", "",
+                      "Service shop/web 10.96.0.10:80 (http) -> pod shop/web-2 (10.1.2.3) port 8080"),
+            TraceStep("ip contiv pol-ingress", "policy", "pol-ingress -> grp-i-1 rule 9", "drop", "", "ingress",
+                      "denied: shop/web-2 is isolated for ingress by policy shop/deny-all"))),)),
     "dataplane_cli": rec.CliOutput("node1", "vpp", "show version", "vpp v26.10-rc0\n"),
     "dataplane_dump": rec.DumpResult("node1", "vpp", "vxlan", (
         {"interface": "vxlan_tunnel2", "src": "192.168.56.101", "dst": "192.168.56.102", "vni": 10},)),

@@ -296,6 +296,16 @@ class FakeAPI:
     def sessions(self, service=None, pod=None):
         return self._answer("sessions", service=service, pod=pod)
 
+    def trace_start(self, protocol, src, sport, dst, dport=0):
+        return self._answer("trace_start", protocol=protocol, src=src, sport=sport, dst=dst, dport=dport)
+
+    def trace_probe(self, pod, protocol, sport, dst, dport=0, timeout_ms=1000):
+        return self._answer("trace_probe", pod=pod, protocol=protocol, sport=sport, dst=dst, dport=dport,
+                            timeout_ms=timeout_ms)
+
+    def trace_collect(self, id):  # noqa: A002
+        return self._answer("trace_collect", id=id)
+
     def dataplane_cli(self, command):
         return self._answer("dataplane_cli", command=command)
 
@@ -377,6 +387,12 @@ CALLS = [
     ("sessions", {"service": "shop/web", "pod": "tools/client"}, {"service": "shop/web", "pod": "tools/client"}),
     ("dataplane_cli", {"command": "show version"}, {"command": "show version"}),
     ("dataplane_dump", {"what": "vxlan"}, {"what": "vxlan"}),
+    ("trace_start", {"protocol": "tcp", "src": "10.1.1.2", "sport": 61000, "dst": "10.96.0.10", "dport": 80},
+     {"protocol": "TCP", "src": "10.1.1.2", "sport": 61000, "dst": "10.96.0.10", "dport": 80}),
+    ("trace_probe", {"pod": "tools/client", "protocol": "ICMP", "sport": 61000, "dst": "10.1.2.3"},
+     {"pod": "tools/client", "protocol": "ICMP", "sport": 61000, "dst": "10.1.2.3", "dport": 0,
+      "timeout_ms": 1000}),
+    ("trace_collect", {"id": "5f0c1d2e3a4b"}, {"id": "5f0c1d2e3a4b"}),
 ]
 
 
@@ -427,6 +443,11 @@ def test_cni_round_trip(api):
     ("dataplane_dump", {"what": "everything"}, "what"),
     ("dataplane_cli", {"command": ""}, "command"),
     ("sockets", {"pod": ""}, "pod"),
+    ("trace_start", {"protocol": "SCTP", "src": "10.1.1.2", "sport": 1, "dst": "10.1.1.3"}, "protocol"),
+    ("trace_start", {"protocol": "TCP", "src": "10.1.1.2", "sport": 0, "dst": "10.1.1.3"}, "sport"),
+    ("trace_probe", {"pod": "a/b", "protocol": "TCP", "sport": 1, "dst": "10.1.1.3", "timeout_ms": 5},
+     "timeout_ms"),
+    ("trace_collect", {"id": ""}, "id"),
 ])
 def test_bad_parameter_is_invalid_input_naming_it(api, name, args, param):
     client, fake, _ = api
