@@ -43,5 +43,7 @@ def run_demo(name: str, fmt: str, timeout: float) -> int:
         message((f"demo: {len(bad)} probe(s) did not behave as expected", "red"))
         return 1
     message(f"demo: all {len(rows)} probes behaved as expected. Explore with "
-            f"`contivctl lab status --name {name}`; remove with `contivctl lab down --name {name}`")
+            f"`contivctl lab status --name {name}`; see the blocked probe's path with "
+            f"`contivctl trace pod-to-pod tools/client shop/db --port 5432 --lab {name}`; "
+            f"remove with `contivctl lab down --name {name}`")
     return 0

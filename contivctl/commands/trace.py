@@ -166,8 +166,9 @@ def _tree(d: dict) -> Node:
         style = "red" if h.get("verdict") == "drop" or h["kind"] == "drop" else ""
         what = h.get("label") or h.get("text") or ""
         n = branch.add((f"{h['kind']:<8}", style or "cyan"), f" {what}")
-        detail = ", ".join(x for x in (h["name"], h.get("text", "") if h.get("label") else "",
-                                       h.get("interface", "")) if x)
+        text = h.get("text", "") if h.get("label") else ""
+        iface = h.get("interface", "")
+        detail = ", ".join(x for x in (h["name"], text, iface if iface not in text else "") if x)
         if detail:
             n.add((detail, "dim"))
     return root
