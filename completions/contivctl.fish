@@ -12,6 +12,7 @@ complete -c contivctl -f -n '__fish_use_subcommand' -a policies
 complete -c contivctl -f -n '__fish_use_subcommand' -a report
 complete -c contivctl -f -n '__fish_use_subcommand' -a services
 complete -c contivctl -f -n '__fish_use_subcommand' -a status
+complete -c contivctl -f -n '__fish_use_subcommand' -a trace
 complete -c contivctl -f -n '__fish_use_subcommand' -a vpp
 complete -c contivctl -n '__fish_use_subcommand' -l debug
 complete -c contivctl -n '__fish_use_subcommand' -l help
@@ -181,6 +182,21 @@ complete -c contivctl -n '__fish_seen_subcommand_from status' -l lab
 complete -c contivctl -n '__fish_seen_subcommand_from status' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from status' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from status' -l timeout
+complete -c contivctl -f -n '__fish_seen_subcommand_from trace and not __fish_seen_subcommand_from pod-to-pod pod-to-service' -a pod-to-pod
+complete -c contivctl -f -n '__fish_seen_subcommand_from trace and not __fish_seen_subcommand_from pod-to-pod pod-to-service' -a pod-to-service
+complete -c contivctl -n '__fish_seen_subcommand_from trace and not __fish_seen_subcommand_from pod-to-pod pod-to-service' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-pod' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-pod' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-pod' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-pod' -l port
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-pod' -l protocol
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-pod' -l timeout
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-service' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-service' -l lab
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-service' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-service' -l port
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-service' -l protocol
+complete -c contivctl -n '__fish_seen_subcommand_from trace and __fish_seen_subcommand_from pod-to-service' -l timeout
 complete -c contivctl -f -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -a cli
 complete -c contivctl -f -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -a dump
 complete -c contivctl -n '__fish_seen_subcommand_from vpp and not __fish_seen_subcommand_from cli dump' -l help

@@ -15,12 +15,13 @@ _contivctl() {
 }
 _contivctl_subs() {
     case "$1" in
-        "") echo "agent completion install ipam lab nat netstat nodes pods policies report services status vpp" ;;
+        "") echo "agent completion install ipam lab nat netstat nodes pods policies report services status trace vpp" ;;
         "agent") echo "history plan resync run state status" ;;
         "install") echo "cni" ;;
         "ipam") echo "gc" ;;
         "lab") echo "apply delete down exec list logs probe status up" ;;
         "nat") echo "sessions" ;;
+        "trace") echo "pod-to-pod pod-to-service" ;;
         "vpp") echo "cli dump" ;;
     esac
 }
@@ -58,6 +59,9 @@ _contivctl_opts() {
         "report") echo "--help --lab --node --output-file --timeout -o" ;;
         "services") echo "--help --lab --namespace --node --output -n -o" ;;
         "status") echo "--help --lab --node --output --timeout -o" ;;
+        "trace") echo "--help" ;;
+        "trace pod-to-pod") echo "--help --lab --output --port --protocol --timeout -o -p" ;;
+        "trace pod-to-service") echo "--help --lab --output --port --protocol --timeout -o -p" ;;
         "vpp") echo "--help" ;;
         "vpp cli") echo "--help --lab --node --output -o" ;;
         "vpp dump") echo "--help --lab --node --output -o" ;;
