@@ -23,6 +23,7 @@ of the unit tier (:mod:`agent.vpp.recorder`) implements it too.
 from __future__ import annotations
 
 import logging
+import queue
 import socket
 import struct
 import threading
@@ -144,6 +145,58 @@ def encode(name: str, kwargs: Mapping[str, Any], api_dir: str | Path) -> bytes:
         raise VppMessageInvalid(name, None, f"vpp_papi cannot encode it: {e}") from e
 
 
+class _ThreadQueue:
+    """What vpp_papi's socket transport does with its reply queue (``put``,
+    ``get(block, timeout)``, ``close``, ``join_thread``), on a thread queue."""
+
+    __slots__ = ("_q",)
+
+    def __init__(self) -> None:
+        self._q = queue.SimpleQueue()
+
+    def put(self, item) -> None:
+        self._q.put(item)
+
+    def get(self, block: bool = True, timeout: float | None = None):
+        return self._q.get(block, timeout)
+
+    def close(self) -> None:
+        pass
+
+    def join_thread(self) -> None:
+        pass
+
+
+def thread_queue_transport(transport) -> None:
+    """Give vpp_papi's socket transport a thread queue for its replies.
+
+    Its reader thread hands every reply to the caller through a
+    ``multiprocessing.Queue`` -- pickled, written to a pipe by a feeder
+    thread, read back and unpickled -- although both ends are threads of one
+    process: of the 3.3 s a dump of 20,000 cnat sessions took, 1.6 s was that
+    queue (docs/performance.md, "Diagnostics at scale"). The transport
+    replaces its queue on every connect, so the attribute becomes a property
+    that keeps handing out a fresh thread queue instead. The stop queue
+    (``sque``) stays a multiprocessing one: the reader thread polls its pipe.
+    tests/unit/test_vpp_core.py checks that vpp_papi's transport still reads
+    and writes ``q`` this way."""
+    cls = type(transport)
+    if not getattr(cls, "_contiv_thread_queue", False):
+        fast = type(f"ThreadQueue{cls.__name__}", (cls,), {
+            "_contiv_thread_queue": True,
+            "q": property(lambda self: self._contiv_q, _set_thread_queue),
+            "__doc__": "vpp_papi's socket transport with a thread queue for replies."})
+        transport.__class__ = fast
+    transport._contiv_q = _ThreadQueue()
+
+
+def _set_thread_queue(self, value) -> None:
+    # connect() installs a new multiprocessing.Queue: close it unused, use a thread queue
+    if hasattr(value, "close") and not isinstance(value, _ThreadQueue):
+        value.close()
+    self._contiv_q = _ThreadQueue()
+
+
 class VppApi:
     """A connection to one VPP over its API socket: the only vpp_papi user.
 
@@ -232,6 +285,7 @@ class VppApi:
             self._client = VPPApiClient(apidir=str(self.api_dir), use_socket=True,
                                         server_address=self.socket_path,
                                         read_timeout=self.timeout, async_thread=False)
+            thread_queue_transport(self._client.transport)
         return self._client
 
     def _teardown(self) -> None:

@@ -147,3 +147,29 @@ def test_retrieve_finds_only_tagged_interfaces():
     desc = core(rec, ifs, ("10.1.0.0/16",))[0]
     found = {r.key for r in desc.retrieve({}, None)}
     assert found == {vv.interface_key("uplink"), vv.interface_key("loop0")}
+
+
+def test_the_transport_hands_replies_over_a_thread_queue():
+    """agent.vpp.papi.thread_queue_transport: vpp_papi's reader thread puts
+    replies on ``q`` and ``read()`` takes them; a connect installs a new queue."""
+    import inspect  # noqa: PLC0415
+    import multiprocessing  # noqa: PLC0415
+
+    from vpp_papi import vpp_transport_socket  # noqa: PLC0415
+
+    from agent.vpp.papi import _ThreadQueue, thread_queue_transport  # noqa: PLC0415
+    src = inspect.getsource(vpp_transport_socket.VppTransport)
+    # what the patch relies on: if vpp_papi changes this, the patch must change too
+    assert "self.q = multiprocessing.Queue()" in src and "self.q.put(msg)" in src
+    assert "return self.q.get(True, timeout)" in src
+    t = vpp_transport_socket.VppTransport(None, 1.0, "/nonexistent")
+    thread_queue_transport(t)
+    thread_queue_transport(t)  # twice: one subclass, a fresh queue
+    assert isinstance(t.q, _ThreadQueue) and type(t).__mro__[1] is vpp_transport_socket.VppTransport
+    first = t.q
+    t.q = multiprocessing.Queue()  # what connect() does
+    assert isinstance(t.q, _ThreadQueue) and t.q is not first
+    t.connected = True
+    t.q.put(b"reply")
+    assert t.read(0.5) == b"reply"
+    assert t.read(0.01) is None  # empty: read's timeout, as before
