@@ -17,6 +17,6 @@ CORE = (
 
 
 def required() -> tuple[str, ...]:
-    """Every message: the core's, the Services' and the policies'."""
-    from agent.vpp import policies, services  # noqa: PLC0415
-    return CORE + tuple(services.MESSAGES) + tuple(policies.MESSAGES)
+    """Every message: the core's, the Services', the policies' and the packet trace's."""
+    from agent.vpp import policies, services, trace  # noqa: PLC0415
+    return CORE + tuple(services.MESSAGES) + tuple(policies.MESSAGES) + tuple(trace.MESSAGES)

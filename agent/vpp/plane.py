@@ -23,7 +23,7 @@ import threading
 from typing import Any, Callable, Mapping
 
 from agent.dataplane import NodeFacts
-from agent.errors import FatalError, NotSupported
+from agent.errors import FatalError
 from agent.linux.plane import VethPods
 from agent.model.diag import InterfaceCounters, Session, SocketInfo
 
@@ -202,9 +202,15 @@ class VppDataplane(VethPods):
         from agent.linux.sockdiag import pod_sockets  # noqa: PLC0415 -- pods are Linux namespaces here too
         return pod_sockets(netns)
 
-    def trace(self, flow) -> list:
-        raise NotSupported("packet tracing through VPP's graph is not built yet",
-                           hint="`contivctl policies explain` gives the policy verdict offline")
+    def trace_start(self, flow) -> Any:
+        """A pcap filter for the flow and a capture on VPP's input nodes
+        (:mod:`agent.vpp.trace`); one trace at a time per VPP."""
+        from agent.vpp import trace  # noqa: PLC0415
+        return trace.start(self.api, flow)
+
+    def trace_collect(self, handle) -> list:
+        from agent.vpp import trace  # noqa: PLC0415
+        return trace.collect(self.api, handle)
 
     def cli(self, command: str) -> str:
         """VPP's debug CLI (``cli_inband``), through the chokepoint."""

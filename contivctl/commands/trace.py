@@ -159,19 +159,38 @@ def _tree(d: dict) -> Node:
         root.add("policies explain: ", d["explain"]["verdict"])
     branch = None
     key = None
-    for h in d["path"]:
+    for group in _runs(d["path"]):
+        h = group[0]
         if (h["node"], h["direction"]) != key:
             key = (h["node"], h["direction"])
             branch = root.add((f"{h['node']}", "bold"), f" ({h['direction']})")
+        names = " -> ".join(x["name"] for x in group)
+        if h["kind"] == "step":  # the data plane's own nodes between the labelled hops
+            branch.add(("·", "dim"), (f"        {names}", "dim"))
+            continue
         style = "red" if h.get("verdict") == "drop" or h["kind"] == "drop" else ""
-        what = h.get("label") or h.get("text") or ""
-        n = branch.add((f"{h['kind']:<8}", style or "cyan"), f" {what}")
+        n = branch.add((f"{h['kind']:<8}", style or "cyan"), f" {h.get('label') or h.get('text') or ''}")
         text = h.get("text", "") if h.get("label") else ""
         iface = h.get("interface", "")
-        detail = ", ".join(x for x in (h["name"], text, iface if iface not in text else "") if x)
-        if detail:
-            n.add((detail, "dim"))
+        detail = ", ".join(x for x in (names, text, iface if iface not in text else "") if x)
+        n.add((detail, "dim"))
     return root
+
+
+def _runs(path: list[dict]) -> list[list[dict]]:
+    """Hops in runs to print as one line: consecutive unlabelled steps, and
+    consecutive hops saying the same (VPP's ip4-lookup and ip4-rewrite)."""
+    out: list[list[dict]] = []
+    for h in path:
+        prev = out[-1][-1] if out else None
+        same = prev is not None and (prev["node"], prev["direction"], prev["kind"]) == \
+            (h["node"], h["direction"], h["kind"]) and \
+            (h["kind"] == "step" or (prev.get("label"), prev.get("text")) == (h.get("label"), h.get("text")))
+        if same:
+            out[-1].append(h)
+        else:
+            out.append([h])
+    return out
 
 
 def register(root: typer.Typer) -> None:
