@@ -23,7 +23,6 @@ of the unit tier (:mod:`agent.vpp.recorder`) implements it too.
 from __future__ import annotations
 
 import logging
-import queue
 import socket
 import struct
 import threading
@@ -50,7 +49,9 @@ class VppChannel(Protocol):
     """What a descriptor needs from VPP: implemented by VppApi and the Recorder.
 
     ``call`` sends one request and returns its reply (``retval`` checked);
-    ``dump`` returns the details of a dump; ``call_many`` sends many requests
+    ``dump`` returns the details of a dump (``dump_raw``: as VPP sent them,
+    undecoded, for the few dumps of thousands of records whose caller
+    decodes the fixed layout itself); ``call_many`` sends many requests
     of one kind and returns their replies in order; ``require`` checks that
     VPP has these messages with our CRCs; ``cli`` runs a debug CLI command;
     ``fill`` completes arguments (count fields, fixed arrays).
@@ -61,6 +62,7 @@ class VppChannel(Protocol):
 
     def call(self, name: str, /, **kwargs: Any) -> Any: ...
     def dump(self, name: str, /, **kwargs: Any) -> list: ...
+    def dump_raw(self, name: str, /, **kwargs: Any) -> list[bytes]: ...
     def call_many(self, name: str, requests: Iterable[Mapping[str, Any]], /) -> list: ...
     def require(self, messages: Iterable[str]) -> None: ...
     def cli(self, cmd: str) -> str: ...
@@ -145,56 +147,79 @@ def encode(name: str, kwargs: Mapping[str, Any], api_dir: str | Path) -> bytes:
         raise VppMessageInvalid(name, None, f"vpp_papi cannot encode it: {e}") from e
 
 
-class _ThreadQueue:
-    """What vpp_papi's socket transport does with its reply queue (``put``,
-    ``get(block, timeout)``, ``close``, ``join_thread``), on a thread queue."""
+def direct_transport(transport) -> None:
+    """Make vpp_papi's socket transport read in the calling thread.
 
-    __slots__ = ("_q",)
-
-    def __init__(self) -> None:
-        self._q = queue.SimpleQueue()
-
-    def put(self, item) -> None:
-        self._q.put(item)
-
-    def get(self, block: bool = True, timeout: float | None = None):
-        return self._q.get(block, timeout)
-
-    def close(self) -> None:
-        pass
-
-    def join_thread(self) -> None:
-        pass
-
-
-def thread_queue_transport(transport) -> None:
-    """Give vpp_papi's socket transport a thread queue for its replies.
-
-    Its reader thread hands every reply to the caller through a
-    ``multiprocessing.Queue`` -- pickled, written to a pipe by a feeder
-    thread, read back and unpickled -- although both ends are threads of one
-    process: of the 3.3 s a dump of 20,000 cnat sessions took, 1.6 s was that
-    queue (docs/performance.md, "Diagnostics at scale"). The transport
-    replaces its queue on every connect, so the attribute becomes a property
-    that keeps handing out a fresh thread queue instead. The stop queue
-    (``sque``) stays a multiprocessing one: the reader thread polls its pipe.
-    tests/unit/test_vpp_core.py checks that vpp_papi's transport still reads
-    and writes ``q`` this way."""
+    vpp_papi starts a reader thread per connection that reads each message
+    (two ``recv`` calls) and hands it to the caller through a queue -- a
+    ``multiprocessing.Queue`` at that, pickled through a pipe, although both
+    ends are threads of one process. For a dump every message crosses
+    threads: 20,000 cnat session records took 3.3 s, of which the hand-over
+    was 1.6 s and, with a thread queue instead, still 2.4 s of waiting on the
+    GIL between the two threads (docs/performance.md, "Diagnostics at scale").
+    The agent never subscribes to VPP's events, and every request holds
+    :class:`VppApi`'s lock until its answer is in, so nobody needs a reader
+    thread: here ``connect`` starts none, and ``read`` takes the next message
+    from a buffer filled by large ``recv`` calls on the caller's thread.
+    tests/unit/test_vpp_core.py pins the vpp_papi internals this relies on."""
     cls = type(transport)
-    if not getattr(cls, "_contiv_thread_queue", False):
-        fast = type(f"ThreadQueue{cls.__name__}", (cls,), {
-            "_contiv_thread_queue": True,
-            "q": property(lambda self: self._contiv_q, _set_thread_queue),
-            "__doc__": "vpp_papi's socket transport with a thread queue for replies."})
-        transport.__class__ = fast
-    transport._contiv_q = _ThreadQueue()
+    if not getattr(cls, "_contiv_direct", False):
+        transport.__class__ = type(f"Direct{cls.__name__}", (cls,), {
+            "_contiv_direct": True, "connect": _direct_connect, "read": _direct_read,
+            "__doc__": "vpp_papi's socket transport, read on the caller's thread (no reader thread)."})
+    transport._contiv_buf = bytearray()
 
 
-def _set_thread_queue(self, value) -> None:
-    # connect() installs a new multiprocessing.Queue: close it unused, use a thread queue
-    if hasattr(value, "close") and not isinstance(value, _ThreadQueue):
-        value.close()
-    self._contiv_q = _ThreadQueue()
+def _direct_connect(self, name, pfx, msg_handler, rx_qlen, do_async=False):
+    """vpp_papi's ``connect`` without the reader thread: the socket, then
+    ``sockclnt_create`` and the message table from its reply."""
+    if self.connected:
+        raise OSError("the VPP API transport is connected already")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(self.read_timeout)
+    try:
+        s.connect(self.server_address)
+    except OSError:
+        s.close()
+        raise
+    self.socket, self.connected, self._contiv_buf = s, True, bytearray()
+    self.write(self.parent.messages["sockclnt_create"].pack(
+        {"_vl_msg_id": _SOCKCLNT_CREATE, "name": name, "context": 124}))
+    msg = _direct_read(self, self.read_timeout)
+    if not msg or struct.unpack(">H", msg[:2])[0] != _SOCKCLNT_CREATE_REPLY:
+        raise OSError("VPP did not answer sockclnt_create")
+    r, _ = self.parent.messages["sockclnt_create_reply"].unpack(msg)
+    self.socket_index = r.index
+    self.message_table = {m.name: m.index for m in r.message_table}
+    self.do_async = do_async
+    return 0
+
+
+_FRAME = struct.Struct(">QII")
+_ID_CONTEXT = struct.Struct(">HI")  # a reply's message id and context  # the socket transport's frame header: (0, length, 0)
+
+
+def _direct_read(self, timeout=None):
+    """The next message, or None on a timeout or a closed connection (vpp_papi
+    then says "read failed", which the chokepoint turns into VppUnavailable)."""
+    if not self.connected:
+        return None
+    buf = self._contiv_buf
+    try:
+        self.socket.settimeout(self.read_timeout if timeout is None else timeout)
+        while True:
+            if len(buf) >= 16:
+                n = _FRAME.unpack_from(buf)[1]
+                if len(buf) >= 16 + n:
+                    msg = bytes(buf[16:16 + n])
+                    del buf[:16 + n]
+                    return msg
+            chunk = self.socket.recv(1 << 18)
+            if not chunk:
+                return None
+            buf += chunk
+    except OSError:  # socket.timeout included
+        return None
 
 
 class VppApi:
@@ -285,7 +310,7 @@ class VppApi:
             self._client = VPPApiClient(apidir=str(self.api_dir), use_socket=True,
                                         server_address=self.socket_path,
                                         read_timeout=self.timeout, async_thread=False)
-            thread_queue_transport(self._client.transport)
+            direct_transport(self._client.transport)
         return self._client
 
     def _teardown(self) -> None:
@@ -368,6 +393,43 @@ class VppApi:
         except (ValueError, TypeError, struct.error) as e:
             # vpp_papi could not pack what validation accepted: a validator gap
             raise VppMessageInvalid(name, None, f"vpp_papi cannot encode it: {e}") from e
+
+    def dump_raw(self, name: str, /, **kwargs: Any) -> list[bytes]:
+        """A classic dump's details messages as VPP sent them (header
+        included): vpp_papi decodes each record field by field in Python,
+        ~45 us for a cnat session -- 0.9 s of 20,000 -- where a caller that
+        needs a few fields of a fixed layout unpacks them in one struct call."""
+        svc = self.defs.service(name)
+        if not svc.stream or svc.reply != svc.details:
+            raise VppMessageInvalid(name, None, "dump_raw reads classic dumps (ended by a control ping)")
+        self.defs.validate(name, kwargs)
+        with self._lock:
+            fn = self._function(name)
+            c = self._client
+            t = c.transport
+            try:
+                ctx = c.get_context()
+                for n, kw in ((name, kwargs), ("control_ping", {})):
+                    msg = c.messages[n]
+                    t.write(msg.pack({**kw, "_vl_msg_id": t.get_msg_index(f"{n}_{msg.crc[2:]}"),
+                                      "client_index": t.socket_index, "context": ctx}))
+                details = t.get_msg_index(f"{svc.details}_{c.messages[svc.details].crc[2:]}")
+                done = t.get_msg_index(f"control_ping_reply_{c.messages['control_ping_reply'].crc[2:]}")
+                out: list[bytes] = []
+                while True:
+                    m = t.read(self.timeout)
+                    if m is None:
+                        raise OSError(f"no reply within {self.timeout:g} s ({len(out)} details read)")
+                    kind, mctx = _ID_CONTEXT.unpack_from(m)
+                    if mctx != ctx:
+                        continue  # not ours (nothing else is in flight: the lock)
+                    if kind == details:
+                        out.append(m)
+                    elif kind == done:
+                        return out
+            except OSError as e:
+                raise self._lost(name, e) from e
+        raise AssertionError(fn)  # unreachable: the loop returns or raises
 
     def call_many(self, name: str, requests: Iterable[Mapping[str, Any]], /, *,
                   window: int = DEFAULT_WINDOW) -> list:

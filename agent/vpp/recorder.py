@@ -181,6 +181,12 @@ class Recorder:
                 rows = [r for r in rows if r.get(k, v) == v]
         return [self.defs.record(svc.details, r) for r in rows]
 
+    def dump_raw(self, name: str, /, **kwargs: Any) -> list[bytes]:
+        """:meth:`dump`'s details packed as VPP sends them (by vpp_papi, from
+        the API definitions): what a caller decoding them by hand must read."""
+        svc = self.defs.service(name)
+        return [papi.encode(svc.details, _plain(d), self.defs.source) for d in self.dump(name, **kwargs)]
+
     def require(self, messages: Iterable[str]) -> None:
         missing = []
         for m in messages:
@@ -302,6 +308,15 @@ class Recorder:
         for i in indexes:
             self.interfaces.pop(i, None)
             self._origin.pop(i, None)
+
+
+def _plain(v: Any) -> Any:
+    """A record (named tuples, nested) as the dicts and lists vpp_papi packs."""
+    if isinstance(v, tuple) and hasattr(v, "_asdict"):
+        return {k: _plain(x) for k, x in v._asdict().items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
 
 
 class _Default(dict):

@@ -48,6 +48,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
+import struct
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -391,20 +393,31 @@ def _swap16(p: int) -> int:
     return ((p & 0xFF) << 8) | (p >> 8)
 
 
+#: cnat_session_details, packed (26.10: _vl_msg_id, context, then the session:
+#: two addresses (family + 16 bytes), two ports, protocol, ts_index, flags);
+#: tests/unit/test_vpp_services.py checks it against vpp_papi's packing
+_SESSION = struct.Struct(">HIB16sB16sHHBII")
+
+
+def _addr(af: int, raw: bytes) -> str:
+    return socket.inet_ntop(socket.AF_INET6, raw) if af else socket.inet_ntop(socket.AF_INET, raw[:4])
+
+
 def sessions(api) -> list[Session]:
     """cnat's sessions as connections: each forward session (the flow as
-    the client sent it) with what its return session says answers it."""
+    the client sent it) with what its return session says answers it.
+    Decoded by hand from the raw details (``dump_raw``): 20,000 records
+    through vpp_papi's decoder took 0.9 s, this a tenth of it."""
     fwd: list[tuple[int, tuple]] = []
     ret: dict[int, tuple] = {}
-    for d in api.dump("cnat_session_dump"):
-        s = d.session
-        t = s.tuple
-        item = (_IP_PROTO_NAMES.get(int(t.ip_proto), str(int(t.ip_proto))),
-                str(t.addr[0]), _swap16(t.port[0]), str(t.addr[1]), _swap16(t.port[1]))
-        if s.flags & SESSION_IS_RETURN:
-            ret[s.ts_index] = item
+    unpack = _SESSION.unpack_from
+    for raw in api.dump_raw("cnat_session_dump"):
+        _, _, af0, a0, af1, a1, p0, p1, proto, ts, flags = unpack(raw)
+        item = (_IP_PROTO_NAMES.get(proto, str(proto)), _addr(af0, a0), _swap16(p0), _addr(af1, a1), _swap16(p1))
+        if flags & SESSION_IS_RETURN:
+            ret[ts] = item
         else:
-            fwd.append((s.ts_index, item))
+            fwd.append((ts, item))
     out = []
     for ts, (proto, src, sport, dst, dport) in fwd:
         back = ret.get(ts)

@@ -149,27 +149,33 @@ def test_retrieve_finds_only_tagged_interfaces():
     assert found == {vv.interface_key("uplink"), vv.interface_key("loop0")}
 
 
-def test_the_transport_hands_replies_over_a_thread_queue():
-    """agent.vpp.papi.thread_queue_transport: vpp_papi's reader thread puts
-    replies on ``q`` and ``read()`` takes them; a connect installs a new queue."""
+def test_the_transport_reads_on_the_callers_thread():
+    """agent.vpp.papi.direct_transport: no reader thread; ``read`` returns
+    whole frames from a buffer, None on a timeout or a closed socket."""
     import inspect  # noqa: PLC0415
-    import multiprocessing  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+    import struct  # noqa: PLC0415
 
-    from vpp_papi import vpp_transport_socket  # noqa: PLC0415
+    from vpp_papi import vpp_papi as client, vpp_transport_socket  # noqa: PLC0415
 
-    from agent.vpp.papi import _ThreadQueue, thread_queue_transport  # noqa: PLC0415
+    from agent.vpp.papi import direct_transport  # noqa: PLC0415
     src = inspect.getsource(vpp_transport_socket.VppTransport)
     # what the patch relies on: if vpp_papi changes this, the patch must change too
-    assert "self.q = multiprocessing.Queue()" in src and "self.q.put(msg)" in src
-    assert "return self.q.get(True, timeout)" in src
+    assert "def connect(self, name, pfx, msg_handler, rx_qlen, do_async=False)" in src
+    assert "def read(self, timeout=None)" in src and 'self.header = struct.Struct(">QII")' in src
+    assert "self.transport.read(timeout=timeout)" in inspect.getsource(client.VPPApiClient.read_blocking)
     t = vpp_transport_socket.VppTransport(None, 1.0, "/nonexistent")
-    thread_queue_transport(t)
-    thread_queue_transport(t)  # twice: one subclass, a fresh queue
-    assert isinstance(t.q, _ThreadQueue) and type(t).__mro__[1] is vpp_transport_socket.VppTransport
-    first = t.q
-    t.q = multiprocessing.Queue()  # what connect() does
-    assert isinstance(t.q, _ThreadQueue) and t.q is not first
-    t.connected = True
-    t.q.put(b"reply")
-    assert t.read(0.5) == b"reply"
-    assert t.read(0.01) is None  # empty: read's timeout, as before
+    direct_transport(t)
+    direct_transport(t)  # twice: one subclass
+    assert type(t).__mro__[1] is vpp_transport_socket.VppTransport
+    a, b = socket.socketpair()
+    t.socket, t.connected = b, True
+    frame = lambda m: struct.pack(">QII", 0, len(m), 0) + m  # noqa: E731
+    a.sendall(frame(b"one") + frame(b"two")[:10])
+    assert t.read(0.5) == b"one"
+    assert t.read(0.05) is None  # half a frame: a timeout, and the half is kept
+    a.sendall(frame(b"two")[10:])
+    assert t.read(0.5) == b"two"
+    a.close()
+    assert t.read(0.5) is None  # closed: vpp_papi says "read failed"
+    b.close()

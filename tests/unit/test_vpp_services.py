@@ -450,6 +450,17 @@ def test_sessions_pair_each_flow_with_its_answer_and_fix_the_byte_order():
     assert [s.translated for s in got] == [True, False]
 
 
+def test_the_hand_decoded_session_layout_is_what_vpp_papi_packs():
+    from agent.vpp.papi import encode  # noqa: PLC0415
+    raw = encode("cnat_session_details", {"session": {
+        "tuple": {"addr": ["10.1.1.3", "fd00::7"], "port": [0x1234, 0xABCD], "ip_proto": 17},
+        "ts_index": 0x01020304, "flags": S.SESSION_IS_RETURN}}, API_DIR)
+    assert len(raw) == S._SESSION.size
+    _, _, af0, a0, af1, a1, p0, p1, proto, ts, flags = S._SESSION.unpack(raw)
+    assert (S._addr(af0, a0), S._addr(af1, a1)) == ("10.1.1.3", "fd00::7")
+    assert (p0, p1, proto, ts, flags) == (0x1234, 0xABCD, 17, 0x01020304, S.SESSION_IS_RETURN)
+
+
 def test_describe_says_where_each_frontend_goes(rig):
     rig.put("web", {"type": "NodePort", "clusterIP": "10.96.0.10", "sessionAffinity": "ClientIP",
                     "ports": NODEPORT})
