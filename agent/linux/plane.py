@@ -73,7 +73,16 @@ class LinuxDataplane(VethPods):
         self._descriptors = linux.descriptors(self.netlink) + nft_descs
         self.facts = NodeFacts(underlay.ifname, underlay.ip, underlay.all_ips,
                                cfg.mtu or (underlay.mtu - VXLAN_OVERHEAD))
+        self._remove_stale_traces()
         return self.facts
+
+    def _remove_stale_traces(self) -> None:
+        """Trace tables an agent left when it stopped mid-trace (they only
+        mark packets for tracing, but nobody would ever remove them)."""
+        from agent.linux.nftrace import stale_tables  # noqa: PLC0415
+        names = [t["table"]["name"] for t in self.nft.list_json("tables ip") if "table" in t]
+        for name in stale_tables(names):
+            self.nft.run(f"delete table ip {name}")
 
     def descriptors(self) -> list:
         return list(self._descriptors)

@@ -66,3 +66,17 @@ class TestLinuxDataplane(DataplaneContract):
             yield harness
         finally:
             harness.close()
+
+
+def test_opening_removes_trace_tables_a_stopped_agent_left():
+    harness = LinuxHarness()
+    try:
+        run = harness.plane.nft.run
+        run("add table ip contiv-trace-77\nadd table ip other-table")
+        harness.plane.close()  # an agent starting again on the same node
+        harness.plane.open(SimpleNamespace(underlay_if="", node_ip="", mtu=0))
+        names = [t["table"]["name"] for t in harness.plane.nft.list_json("tables ip") if "table" in t]
+        assert "contiv-trace-77" not in names and "other-table" in names  # only ours go
+        harness.plane.nft.run("delete table ip other-table")
+    finally:
+        harness.close()
