@@ -115,7 +115,7 @@ def _sport() -> int:
 
 def _trace(lab, src, dst: dict, proto: str, ip: str, port: int, timeout: float, fmt: str,
            explain: dict | None) -> None:
-    from agent.errors import NotFound  # noqa: PLC0415
+    from agent.errors import ContivError, NotFound, Unavailable  # noqa: PLC0415
     from contivctl.tracepath import stitch  # noqa: PLC0415
     t0 = time.perf_counter()
     nodes = ctx.targets(lab, None)
@@ -124,18 +124,40 @@ def _trace(lab, src, dst: dict, proto: str, ip: str, port: int, timeout: float, 
         raise NotFound(f"pod {src.pod} runs on node {src.node or '(not scheduled)'}, not in this lab")
     sport = _sport()
     flow = {"protocol": proto, "src": src.ip, "sport": sport, "dst": ip, "dport": port}
-    with ThreadPoolExecutor(len(nodes)) as pool:
-        handles = list(pool.map(lambda n: (n[1], n[1].trace_start(**flow).id), nodes))
+    src_name = src.node if lab_name(lab) else nodes[0][0]
+    unreached: dict[str, str] = {}  # node -> why it is not in the path
+
+    def arm(node):
         try:
+            return node[0], node[1], node[1].trace_start(**flow).id
+        except ContivError as e:  # that node is left out; the others still trace
+            unreached[node[0]] = e.message
+            return node[0], node[1], None
+
+    def collect(armed):
+        try:
+            return armed[1].trace_collect(armed[2]).to_dict()
+        except ContivError as e:
+            unreached[armed[0]] = e.message
+            return None
+
+    with ThreadPoolExecutor(len(nodes)) as pool:
+        armed = [a for a in pool.map(arm, nodes) if a[2] is not None]
+        try:
+            if src_name in unreached:
+                raise Unavailable(f"cannot trace on node {src_name}, where {src.pod} runs: "
+                                  f"{unreached[src_name]}")
             probe = src_api.trace_probe(src.pod, proto, sport, ip, port, int(timeout * 1000)).to_dict()
-        finally:
-            segments = list(pool.map(lambda h: h[0].trace_collect(h[1]).to_dict(), handles))
+        finally:  # always: nothing stays armed
+            segments = [x for x in pool.map(collect, armed) if x is not None]
     path = stitch(segments, src.node)
     data = {"flow": flow, "src": {"pod": src.pod, "ip": src.ip, "node": src.node}, "dst": dst,
             "probe": {k: probe[k] for k in ("answered", "error", "ms")}, **path,
             "ms": round((time.perf_counter() - t0) * 1000, 1)}
     if explain is not None:
         data["explain"] = explain
+    if unreached:
+        data["unreached"] = [{"node": n, "error": why} for n, why in sorted(unreached.items())]
     if fmt in ("json", "yaml"):
         render(data, fmt)
     else:
@@ -157,6 +179,8 @@ def _tree(d: dict) -> Node:
                          "green" if probe["answered"] else "yellow"), f" in {probe['ms']:.1f} ms")
     if "explain" in d:
         root.add("policies explain: ", d["explain"]["verdict"])
+    for u in d.get("unreached", ()):
+        root.add((f"{u['node']}: not traced ({u['error']})", "yellow"))
     branch = None
     key = None
     for group in _runs(d["path"]):

@@ -149,6 +149,23 @@ def test_an_icmp_probe_to_an_isolated_pod_is_dropped_with_the_reason(env):
     assert status == 0 and data["probe"]["answered"], data  # client is not isolated
 
 
+def test_a_node_whose_agent_is_stopped_is_named_and_the_rest_still_traced(env):
+    env.lab.stop_agent("node2")
+    try:
+        status, data = env.trace("pod-to-pod", f"{NS}/client", f"{NS}/web-1", "--port", str(PORT))
+        # the packet still crosses node2's data plane; the path stops where node1 last saw it
+        assert status == 1 and data["verdict"] == "lost", data
+        assert [u["node"] for u in data["unreached"]] == ["node2"]
+        assert data["nodes"] == ["node1"] and hops(data, kind="tunnel")
+        assert "node1" in data["reason"]
+        # the source's own node cannot be left out: a one-line error, status 4
+        r = env.cli("trace", "pod-to-pod", f"{NS}/web-1", f"{NS}/client", "--protocol", "ICMP")
+        assert_one_line_error(r, 4, "node2", f"{NS}/web-1")
+    finally:
+        env.lab.start_agent("node2")
+        env.lab.wait_ready("node2", WAIT)
+
+
 @pytest.mark.parametrize("args,status,needles", [
     (["pod-to-pod", f"{NS}/clinet", f"{NS}/web-1", "--port", "80"], 3, ["no pod shop/clinet", "shop/client"]),
     (["pod-to-pod", f"{NS}/client", f"{NS}/web-1"], 2, ["--port"]),
