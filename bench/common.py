@@ -182,3 +182,11 @@ def stop_workers(procs: list[subprocess.Popen]) -> None:
             p.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+
+
+def machine(repo: Path) -> dict:
+    """What a bench's figures were measured on: CPUs, kernel, Python, commit, load."""
+    import os  # noqa: PLC0415
+    import platform  # noqa: PLC0415
+    return {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+            "commit": git_revision(repo), "loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}

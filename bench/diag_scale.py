@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import secrets
 import socket
 import statistics
@@ -46,7 +45,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import git_revision, progress, require_root, require_vpp, run_bench, say  # noqa: E402
+from common import machine, progress, require_root, require_vpp, run_bench, say  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 from lab.kube import Kube  # noqa: E402
 from lab.ops import pod_netns  # noqa: E402
@@ -136,7 +135,7 @@ class Bench:
         say(f"  applied in {apply_s:.1f}s")
         from agent.api.client import AgentClient  # noqa: PLC0415
         client = AgentClient(st.node(NODE).socket, timeout=120)
-        out: dict = {"args": vars(a), "apply_s": apply_s, "machine": machine(), "dataplane": a.dataplane}
+        out: dict = {"args": vars(a), "apply_s": apply_s, "machine": machine(REPO), "dataplane": a.dataplane}
 
         # -- netstat: the API call asks node1; the CLI every node of the lab
         n = client.netstat()
@@ -168,10 +167,6 @@ class Bench:
         say(f"  sessions: {s.total} in the table, {out['sessions']['named']} named to the Service")
         return out
 
-
-def machine() -> dict:
-    return {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
-            "commit": git_revision(REPO), "loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}
 
 
 def report(out: dict) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(REPO))
 
-from common import git_revision, require_root, require_vpp, run_bench, say  # noqa: E402
+from common import machine, require_root, require_vpp, run_bench, say  # noqa: E402
 from lab import ops  # noqa: E402
 from lab.cluster import Lab  # noqa: E402
 from lab.kube import Kube  # noqa: E402
@@ -80,7 +79,7 @@ class Bench:
         self.kube.apply(ops.read_manifests([str(ops.DEMO)]), timeout=120)
         say(f"trace_latency: lab {self.lab.name} ({a.dataplane}) with the demo in {time.perf_counter() - t:.1f} s")
         lab = ["--lab", self.lab.name]
-        out = {"dataplane": a.dataplane, "args": vars(a), "machine": machine(), "traces": {}}
+        out = {"dataplane": a.dataplane, "args": vars(a), "machine": machine(REPO), "traces": {}}
         for name, argv in TRACES.items():
             out["traces"][name] = timed(CLI + ["trace", *argv, *lab, "-o", "json"], a.runs)
         out["baseline"] = timed(CLI + ["policies", "explain", "tools/client", "shop/db", "--port", "5432", *lab],
@@ -92,10 +91,6 @@ class Bench:
             self.kube.close()
         self.lab.down()
 
-
-def machine() -> dict:
-    return {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
-            "commit": git_revision(REPO), "loadavg_start": Path("/proc/loadavg").read_text().split()[:3]}
 
 
 def report(out: dict) -> str:

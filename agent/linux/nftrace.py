@@ -96,35 +96,31 @@ class Event:
     transport: bytes = b""
 
 
+def _cstr(b: bytes) -> str:
+    return b.rstrip(b"\0").decode()
+
+
+#: attribute -> (Event field, how to read it)
+_DECODE = {A_TABLE: ("table", _cstr), A_CHAIN: ("chain", _cstr), A_HANDLE: ("handle", lambda v: _BE64.unpack(v)[0]),
+           A_TYPE: ("kind", lambda v: _BE32.unpack(v)[0]), A_ID: ("id", lambda v: _BE32.unpack(v)[0]),
+           A_IIF: ("iif", lambda v: _BE32.unpack(v)[0]), A_OIF: ("oif", lambda v: _BE32.unpack(v)[0]),
+           A_NETWORK: ("network", bytes), A_TRANSPORT: ("transport", bytes)}
+
+
 def decode(payload: bytes) -> Event:
     """An event from an ``NFT_MSG_TRACE`` payload (after the nfgenmsg)."""
     ev = Event(0, 0)
     for kind, val in attrs(payload, 4):
-        if kind == A_TABLE:
-            ev.table = val.rstrip(b"\0").decode()
-        elif kind == A_CHAIN:
-            ev.chain = val.rstrip(b"\0").decode()
-        elif kind == A_HANDLE:
-            ev.handle = _BE64.unpack(val)[0]
-        elif kind == A_TYPE:
-            ev.kind = _BE32.unpack(val)[0]
-        elif kind == A_ID:
-            ev.id = _BE32.unpack(val)[0]
-        elif kind == A_VERDICT:
+        if kind == A_VERDICT:
             for k, v in attrs(val):
                 if k == 1:  # NFTA_VERDICT_CODE
                     code = _I32.unpack(v)[0]
                     ev.verdict = VERDICTS.get(code, str(code))
                 elif k == 2:  # NFTA_VERDICT_CHAIN
-                    ev.target = v.rstrip(b"\0").decode()
-        elif kind == A_IIF:
-            ev.iif = _BE32.unpack(val)[0]
-        elif kind == A_OIF:
-            ev.oif = _BE32.unpack(val)[0]
-        elif kind == A_NETWORK:
-            ev.network = val
-        elif kind == A_TRANSPORT:
-            ev.transport = val
+                    ev.target = _cstr(v)
+        elif kind in _DECODE:
+            name, conv = _DECODE[kind]
+            setattr(ev, name, conv(val))
     if ev.kind == TYPE_POLICY and not ev.verdict:
         ev.verdict = "accept"  # NFTA_TRACE_POLICY: our chains' policy is accept
     return ev
