@@ -25,6 +25,7 @@ import json
 import os
 import secrets
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -50,14 +51,21 @@ def NodeRuntime(cni_path: list[str], node_netns: str) -> Runtime:
 
 
 def conflist(lab, node: str, version: str) -> dict:
-    base = lab.conflist(node)
-    assert [p["type"] for p in base["plugins"]] == ["contiv-cni"]
-    return {"cniVersion": version, "name": base["name"], "plugins": [
-        base["plugins"][0],
-        {"type": "portmap", "capabilities": {"portMappings": True}},
-        {"type": "bandwidth", "capabilities": {"bandwidth": True}},
-        {"type": "tuning", "sysctl": {SYSCTL[0]: SYSCTL[1]}},
-    ]}
+    """The conflist ``contivctl install cni`` writes for this chain (into a
+    root of its own: the host's /etc/cni stays untouched), as a user runs it."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    import tempfile  # noqa: PLC0415
+    with tempfile.TemporaryDirectory() as root:
+        r = subprocess.run([sys.executable, "-m", "contivctl.main", "install", "cni", "--root", root,
+                            "--chain", "portmap,bandwidth,tuning", "--plugin-dir", REF_DIR,
+                            "--cni-version", version, "--tuning-sysctl", f"{SYSCTL[0]}={SYSCTL[1]}",
+                            "--agent-socket", lab.state().node(node).socket],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        cl = json.loads((Path(root) / "etc/cni/net.d/10-contiv.conflist").read_text())
+    assert [p["type"] for p in cl["plugins"]] == ["contiv-cni", "portmap", "bandwidth", "tuning"]
+    return cl
 
 
 CAPS = {"portMappings": [{"hostPort": HOST_PORT, "containerPort": POD_PORT, "protocol": "tcp"}],

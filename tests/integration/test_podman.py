@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -38,14 +39,19 @@ def env(tmp_path_factory):
     lab = Lab(unique_lab_name())
     try:
         lab.up(nodes=1)
-        netd = d / "net.d"
-        netd.mkdir()
-        (netd / "10-contiv.conflist").write_text(json.dumps({
-            "cniVersion": "1.0.0", "name": "contiv",
-            "plugins": [{"type": "contiv-cni", "agentSocket": lab.state().node("node1").socket}]}))
+        # the plugin and the conflist as `contivctl install cni` writes them,
+        # with its defaults (a root of their own: the host's /etc/cni stays untouched)
+        root = d / "root"
+        root.mkdir()
+        r = subprocess.run([sys.executable, "-m", "contivctl.main", "install", "cni", "--root", str(root),
+                            "--agent-socket", lab.state().node("node1").socket],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        netd = root / "etc/cni/net.d"
+        assert json.loads((netd / "10-contiv.conflist").read_text())["cniVersion"] == "1.0.0"
         conf = d / "containers.conf"
         conf.write_text(f'[network]\nnetwork_backend = "cni"\n'
-                        f'cni_plugin_dirs = ["{lab.paths.cni_bin}", "/usr/lib/cni"]\n'
+                        f'cni_plugin_dirs = ["{root}/opt/cni/bin", "/usr/lib/cni"]\n'
                         f'network_config_dir = "{netd}"\n')
         yield lab, rootfs, conf
     finally:
