@@ -14,7 +14,7 @@ _contivctl_subs() {
     case "$1" in
         "") echo "agent completion install ipam lab nat netstat nodes pods policies report services status trace vpp" ;;
         "agent") echo "history plan resync run state status" ;;
-        "install") echo "cni" ;;
+        "install") echo "cni node" ;;
         "ipam") echo "gc" ;;
         "lab") echo "apply delete down exec list logs probe status up" ;;
         "nat") echo "sessions" ;;
@@ -34,7 +34,8 @@ _contivctl_opts() {
         "agent status") echo "--help --lab --node --output -o" ;;
         "completion") echo "--help" ;;
         "install") echo "--help" ;;
-        "install cni") echo "--agent-socket --bin-dir --chain --conf-dir --help --output --plugin-dir --uninstall -o" ;;
+        "install cni") echo "--agent-socket --bin-dir --chain --check --cni-version --conf-dir --dry-run --force --help --output --plugin-dir --root --tuning-sysctl --uninstall -o" ;;
+        "install node") echo "--chain --cni-version --config --dataplane --dry-run --force --help --node --output --root --uninstall -o" ;;
         "ipam") echo "--help --lab --node --output -o" ;;
         "ipam gc") echo "--help --lab --node --output -o" ;;
         "lab") echo "--help" ;;

@@ -66,16 +66,34 @@ complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subc
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from status' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from status' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from completion' -l help
-complete -c contivctl -f -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni' -a cni
-complete -c contivctl -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni' -l help
+complete -c contivctl -f -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni node' -a cni
+complete -c contivctl -f -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni node' -a node
+complete -c contivctl -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni node' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l agent-socket
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l bin-dir
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l chain
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l check
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l cni-version
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l conf-dir
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l dry-run
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l force
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l plugin-dir
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l root
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l tuning-sysctl
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l uninstall
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l chain
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l cni-version
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l config
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l dataplane
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l dry-run
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l force
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l node
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l root
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l uninstall
 complete -c contivctl -f -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -a gc
 complete -c contivctl -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from ipam and not __fish_seen_subcommand_from gc' -l lab

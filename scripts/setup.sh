@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything contivctl needs on Debian 12, as root; safe to run again.
 #   - Debian packages: python3 + venv, iproute2, nftables, conntrack, iptables,
-#     the reference CNI plugins, ping (apt-get update only when something is missing)
+#     the reference CNI plugins, ping, podman, systemd-analyze (apt-get update only when
+#     something is missing)
 #   - a virtual environment in .venv with contivctl installed (re-installed only
 #     when setup.cfg/pyproject.toml changed)
 set -euo pipefail
@@ -14,7 +15,8 @@ fi
 
 PKGS=(python3 python3-venv python3-pip iproute2 nftables conntrack iptables
       containernetworking-plugins iputils-ping ca-certificates procps ethtool
-      podman runc busybox-static)   # a real container runtime for the CNI tests
+      podman runc busybox-static    # a real container runtime for the CNI tests
+      systemd)                      # systemd-analyze: install node's units are verified
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -3,6 +3,8 @@ first, written atomically, recorded so that ``--uninstall`` removes exactly
 that (:mod:`contivctl.install.plan`; docs/cli.md, "install")."""
 from __future__ import annotations
 
+import os
+
 import typer
 
 from contivctl.context import OUTPUT, check_output, ctx, new_app
@@ -61,9 +63,10 @@ def cni(
 
 @app.command("node")
 def node(
-    dataplane: str = typer.Option("linux", "--dataplane", help="linux | vpp"),
+    dataplane: str = typer.Option(None, "--dataplane", help="linux | vpp (default: --config's, else linux)."),
     config: str = typer.Option(None, "--config", help="YAML agent settings to install (agent run's keys)."),
-    node_name: str = typer.Option(None, "--node", help="This node's name (default: the host name)."),
+    node_name: str = typer.Option(None, "--node", help="This node's name (default: --config's, else the "
+                                                        "host name)."),
     chain: str = CHAIN, cni_version: str = CNI_VERSION,
     uninstall: bool = UNINSTALL, dry_run: bool = DRY_RUN, force: bool = FORCE, root: str = ROOT,
     output: str = OUTPUT,
@@ -79,21 +82,23 @@ def node(
     wants = []
     if not uninstall:
         from contivctl.install.files import NodeOptions  # noqa: PLC0415
-        o = NodeOptions(dataplane, node_name or _hostname(), nd.contivctl_path(), _config(config))
+        given = _config(config)
+        dataplane = dataplane or str(given.get("dataplane") or "linux")
+        o = NodeOptions(dataplane, node_name or str(given.get("node") or _hostname()), nd.contivctl_path(), given)
         wants = nd.node_wants(o, root, _chain(chain), cni_version or ci.DEFAULT_CNI_VERSION)
     actions = _run(wants, root, uninstall, dry_run, force, fmt)
     if actions is None or uninstall:
         return
-    cmds = nd.follow_up(actions, root, dataplane, run=not dry_run)
+    cmds = nd.follow_up(actions, root, o.dataplane, run=not dry_run)
     for c in cmds:
         message(f"{'would run' if dry_run else 'ran'}: {' '.join(c)}")
-    if not cmds and root == "/" and not nd.systemd_running():
+    if os.path.realpath(root) == "/" and not nd.systemd_running():
         message("systemd is not running here: the agent's unit is installed and enabled for the next boot")
 
 
 def _run(wants, root: str, uninstall: bool, dry_run: bool, force: bool, fmt: str, only=None):
-    """Plan, show, and (unless ``dry_run``) apply; the actions, or None when
-    nothing was applied."""
+    """Plan, show, and (unless ``dry_run``) apply; the install's actions
+    (None for an uninstall)."""
     from agent.errors import InvalidInput  # noqa: PLC0415
     from contivctl.install import plan as pl  # noqa: PLC0415
     manifest = pl.Manifest(root)
@@ -109,7 +114,7 @@ def _run(wants, root: str, uninstall: bool, dry_run: bool, force: bool, fmt: str
         raise InvalidInput(f"{len(bad)} file(s) changed by hand or not written by install: "
                            + ", ".join(a.path for a in bad), hint="review the diff; --force replaces them")
     if dry_run:
-        return None
+        return actions
     pl.apply(actions, root, manifest)
     _show(actions, fmt, False)
     return actions
@@ -130,8 +135,6 @@ def _show(actions, fmt: str, dry_run: bool, diffs: bool = False) -> None:
 
 
 def _check_root(root: str) -> None:
-    import os  # noqa: PLC0415
-
     from agent.errors import InvalidInput  # noqa: PLC0415
     if not os.path.isdir(root):
         raise InvalidInput(f"--root {root}: no such directory")
@@ -165,7 +168,9 @@ def _config(path: str | None) -> dict:
 
     from agent.config import AgentConfig, load_config  # noqa: PLC0415
     import yaml  # noqa: PLC0415
-    load_config(path)  # every key and value checked, or InvalidInput naming it
+    # every key and value checked, or InvalidInput naming it (the node may
+    # come from --node or the host name: checked when the file is rendered)
+    load_config(path, node="node-checked-later")
     given = yaml.safe_load(open(path).read()) or {}
     known = {f.name for f in dataclasses.fields(AgentConfig)}
     return {k: v for k, v in given.items() if k in known}

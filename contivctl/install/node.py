@@ -85,9 +85,9 @@ def follow_up(actions: list[Action], root: str, dataplane: str, run: bool) -> li
     if "kernel settings" in changed:
         cmds.append(["sysctl", "-q", "-p", "/etc/sysctl.d/90-contiv.conf"])
     if "kernel modules at boot" in changed:
-        mods = [m for m in Path("/etc/modules-load.d/contiv.conf").read_text().split()
-                if not m.startswith("#")] if run else ["..."]
-        cmds.append(["modprobe", "-a", *mods])
+        text = next(a.want.content for a in actions if a.what == "kernel modules at boot").decode()
+        cmds.append(["modprobe", "-a", *[ln.strip() for ln in text.splitlines()
+                                          if ln.strip() and not ln.lstrip().startswith(("#", ";"))]])
     if systemd_running():
         units = {"agent systemd unit", "vpp.service drop-in", "unit enabled at boot"}
         if changed & units:
