@@ -27,7 +27,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.errors import InvalidInput
+from agent.errors import InvalidInput, TemporaryError
 
 MANIFEST = "/var/lib/contiv/install.json"
 
@@ -160,10 +160,15 @@ def apply(actions: list[Action], root: str, manifest: Manifest) -> None:
                 continue
             if a.action in ("create", "update"):
                 target = under(root, w.path)
-                if w.link:
-                    _atomic_link(target, w.link)
-                else:
-                    _atomic_write(target, w.content, w.mode)
+                try:
+                    if w.link:
+                        _atomic_link(target, w.link)
+                    else:
+                        _atomic_write(target, w.content, w.mode)
+                except OSError as e:  # a full disk, a read-only file system...
+                    raise TemporaryError(f"cannot write {w.path}: {e.strerror or e}",
+                                         hint="nothing is half-written: the old file is in place; "
+                                              "fix the cause and run install again") from None
             if a.action in ("create", "update", "unchanged"):
                 manifest.files[w.path] = {"sha256": digest(w.link.encode() if w.link else w.content),
                                           "what": w.what}

@@ -120,6 +120,27 @@ def test_uninstall_removes_what_install_wrote_and_nothing_else(root):
     assert left == sorted([CONF, "etc/cni/net.d/99-other.conflist", "var/lib/contiv/install.json"])
 
 
+def test_a_full_disk_leaves_the_old_file_and_says_so(root):
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(root)], check=True)
+    try:
+        assert install(root).returncode == 0
+        plugin = root / "opt/cni/bin/contiv-cni"
+        plugin.write_bytes(plugin.read_bytes() + b"\n# changed by hand\n")
+        before = plugin.read_bytes()
+        with open(root / "filler", "wb", buffering=0) as f:  # the disk fills up
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
+        r = install(root, "--force")
+        assert_one_line_error(r, 4, "cannot write /opt/cni/bin/contiv-cni", "No space left")
+        assert plugin.read_bytes() == before
+        assert not [p.name for p in root.rglob(".*") if p.name != ".contiv"]  # no temporary file left
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+
+
 @pytest.mark.parametrize("args,status,needles", [
     (["--dataplane", "dpdk"], 2, ["dpdk", "linux", "vpp"]),
     (["--chain", "portmap,flannel"], 2, ["flannel"]),

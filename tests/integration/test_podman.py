@@ -109,3 +109,27 @@ def test_podman_containers_in_parallel_get_distinct_addresses(env):
     addrs = [o[0].split()[3] for o in outs]
     assert len(set(addrs)) == 4, addrs
     assert lab.client("node1").ipam().allocations == ()
+
+
+def contivctl(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "contivctl.main", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "NO_COLOR": "1"})
+
+
+def test_the_installed_conflist_passes_its_check_and_a_1_1_0_one_is_what_podman_refuses(env):
+    lab, _, conf = env
+    root, sock = str(conf.parent / "root"), lab.state().node("node1").socket
+    ok = contivctl("install", "cni", "--root", root, "--check", "-o", "json")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    checks = {c["check"]: c for c in json.loads(ok.stdout)["checks"]}
+    assert all(c["ok"] for c in checks.values()) and "ready" in checks["agent"]["detail"]
+    # what `install cni` wrote before it defaulted to 1.0.0
+    assert contivctl("install", "cni", "--root", root, "--agent-socket", sock, "--cni-version", "1.1.0").returncode == 0
+    try:
+        bad = contivctl("install", "cni", "--root", root, "--check")
+        assert bad.returncode == 1 and "1.1.0: podman 4.3" in bad.stdout, bad.stdout
+        p = podman(env, "/bin/sh", "-c", "true")
+        assert p.returncode != 0 and 'unsupported CNI result version "1.1.0"' in p.stderr, p.stderr
+    finally:
+        again = contivctl("install", "cni", "--root", root, "--agent-socket", sock)
+        assert again.returncode == 0, again.stderr

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from agent.errors import InvalidInput
+from agent.errors import InvalidInput, TemporaryError
 from contivctl.install import plan as pl
 from contivctl.install.plan import Want
 
@@ -81,7 +81,7 @@ def test_a_failed_write_leaves_the_old_file_and_a_true_manifest(tmp_path, monkey
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_rename(src, dst)
     monkeypatch.setattr(os, "rename", full_disk)
-    with pytest.raises(OSError):
+    with pytest.raises(TemporaryError, match="cannot write /etc/cni/net.d/10-contiv.conflist: No space"):
         install(tmp_path, wants(plugin=b"plugin v2\n", conf=b"conf v2\n"))
     monkeypatch.undo()
     # the plugin (first) was replaced and recorded; the conflist is the old one, recorded as such
