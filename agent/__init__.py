@@ -18,11 +18,14 @@ import-linter: the contracts are in setup.cfg and run in scripts/test.sh):
                     registry); pure intent builders; the cluster snapshot
 * ``reconciler`` -- the generic desired-state scheduler (descriptor protocol)
 * ``ipam``       -- node subnets and pod addresses, compare-and-swap in etcd
-* ``store``      -- etcd and an in-memory store with the same protocol
+* ``store``      -- etcd and an in-memory store with the same protocol;
+  ``httpserve``  -- a small HTTP endpoint (metrics, the reflector's health)
 * ``config``     -- the agent's configuration
 * ``model``      -- records and the key grammar; no I/O
 * ``errors``     -- typed errors
 
 Outside the agent: ``contivctl`` (the CLI) and ``lab`` reach agents only
-through ``api``; ``cni`` imports nothing of the project.
+through ``api``; ``cni`` imports nothing of the project; ``ksr`` (the
+Kubernetes state reflector) writes etcd through ``store`` in ``model``'s
+layout.
 """

@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 
-from agent.config import parse_address
 
 log = logging.getLogger(__name__)
 
@@ -83,47 +82,11 @@ class Metrics:
 
     # ------------------------------------------------------------ serving
     def start(self, address: str) -> None:
-        """Serve ``/metrics`` on ``address`` from a thread of its own.
-
-        Not prometheus_client's start_http_server: its server binds through
-        http.server, which asks DNS for the address's name (getfqdn) -- 10 s
-        of resolver timeouts on a node without DNS, all of them in the
-        agent's start-up (measured in the lab)."""
-        import socket  # noqa: PLC0415
-        import threading  # noqa: PLC0415
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: PLC0415
-
-        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest  # noqa: PLC0415
-        host, port = parse_address(address, "metrics_address")
-        registry = self.registry
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 -- http.server's name
-                if self.path.split("?", 1)[0] not in ("/metrics", "/"):
-                    self.send_error(404, "only /metrics is served here")
-                    return
-                body = generate_latest(registry)
-                self.send_response(200)
-                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, fmt: str, *args) -> None:
-                log.debug("metrics: " + fmt, *args)
-
-        class Server(ThreadingHTTPServer):
-            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            daemon_threads = True
-
-            def server_bind(self) -> None:  # no getfqdn: see above
-                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                self.socket.bind(self.server_address)
-                self.server_address = self.socket.getsockname()
-                self.server_name, self.server_port = host, self.server_address[1]
-
-        self._server = Server((host, port), Handler)
-        threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
+        """Serve ``/metrics`` on ``address`` from a thread of its own
+        (:func:`agent.httpserve.serve`)."""
+        from agent.httpserve import prometheus, serve  # noqa: PLC0415
+        route = prometheus(self.registry)
+        self._server = serve(address, {"/metrics": route, "/": route}, "metrics_address")
         log.info("metrics on http://%s/metrics", address)
 
     def stop(self) -> None:

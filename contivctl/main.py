@@ -11,7 +11,7 @@ import sys
 import typer
 
 from contivctl import __version__
-from contivctl.commands import agent, diag, install, lab, observe, trace, vpp
+from contivctl.commands import agent, diag, install, ksr, lab, observe, trace, vpp
 from contivctl.context import ctx, new_app
 
 app = new_app(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -46,6 +46,7 @@ app.add_typer(vpp.app, name="vpp")
 diag.register(app)
 observe.register(app)
 trace.register(app)
+ksr.register(app)
 
 #: per command, options whose value may be left out (``netstat --watch``
 #: alone) and the default put in

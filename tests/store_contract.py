@@ -392,3 +392,28 @@ class StoreContract:
         finally:
             ha.cancel()
             hb.cancel()
+
+    # ---------------------------------------------------------------- leases
+    def test_a_key_put_with_a_lease_goes_with_it(self, store, p):
+        lease = store.grant_lease(30)
+        ok, _ = store.txn((Absent(p + "leader"),), (Put(p + "leader", b"me", lease),))
+        assert ok and store.get(p + "leader").value == b"me"
+        assert 0 < store.refresh_lease(lease) <= 30
+        # a second contender loses while the lease lives
+        other = store.grant_lease(30)
+        ok, _ = store.txn((Absent(p + "leader"),), (Put(p + "leader", b"you", other),))
+        assert not ok and store.get(p + "leader").value == b"me"
+        store.revoke_lease(lease)
+        assert store.get(p + "leader") is None
+        assert store.refresh_lease(lease) == 0  # gone: its holder must start over
+        store.revoke_lease(lease)  # revoking again is harmless
+        store.revoke_lease(other)
+
+    def test_an_expired_lease_takes_its_keys_with_it(self, store, p):
+        lease = store.grant_lease(2)  # etcd's shortest
+        store.txn((), (Put(p + "k", b"v", lease), Put(p + "stays", b"v")))
+        deadline = time.monotonic() + 10
+        while store.get(p + "k") is not None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert store.get(p + "k") is None and store.get(p + "stays") is not None
+        assert store.refresh_lease(lease) == 0

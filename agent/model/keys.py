@@ -13,6 +13,7 @@ else, so a layout change is one edit.
     /contiv/ipam/ips/<address>              pod address claim (cluster-wide unique)
     /contiv/ipam/pods/<node>/<cid>/<ifname> pod allocation (Allocation)
     /contiv/status/<node>                   agent status (AgentStatus)
+    /contiv/ksr/leader                      the reflector replica that writes /contiv/k8s/
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ IPAM_NODES = IPAM + "nodes/"
 IPAM_IPS = IPAM + "ips/"
 IPAM_PODS = IPAM + "pods/"
 STATUS = ROOT + "status/"
+#: the reflector replica allowed to write /contiv/k8s/ (held with a lease)
+KSR_LEADER = ROOT + "ksr/leader"
 
 #: Kinds the reflector mirrors, mapped to whether they are namespaced.
 KINDS: dict[str, bool] = {

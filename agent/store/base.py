@@ -101,8 +101,12 @@ class ModRevisionIs:
 
 @dataclass(frozen=True, slots=True)
 class Put:
+    """Write ``key``; with ``lease`` (an id from ``grant_lease``) the key
+    goes away when the lease expires or is revoked."""
+
     key: str
     value: bytes
+    lease: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,5 +152,15 @@ class Store(Protocol):
 
     def compact(self, revision: int) -> None:
         """Drop history before ``revision`` (tests use it to force relists)."""
+
+    def grant_lease(self, ttl: int) -> int:
+        """A new lease of ``ttl`` seconds; its id (keys put with it die with it)."""
+
+    def refresh_lease(self, lease: int) -> int:
+        """Keep ``lease`` alive: its TTL again; 0 when it has expired (its
+        keys are gone: whoever held it must start over)."""
+
+    def revoke_lease(self, lease: int) -> None:
+        """End ``lease`` now, deleting its keys (an unknown lease: nothing)."""
 
     def close(self) -> None: ...

@@ -137,7 +137,7 @@ class EtcdStore:
     def _op(self, op):
         t = self._client.transactions
         if isinstance(op, Put):
-            return t.put(op.key, op.value)
+            return t.put(op.key, op.value, lease=op.lease or None)
         if isinstance(op, Delete):
             return t.delete(op.key)
         raise TypeError(f"unknown operation {op!r}")
@@ -173,6 +173,25 @@ class EtcdStore:
 
     def compact(self, revision: int) -> None:
         self._call(self._client.compact, revision, physical=True)
+
+    # --- leases ---
+    def grant_lease(self, ttl: int) -> int:
+        return self._call(self._client.lease, ttl).id
+
+    def refresh_lease(self, lease: int) -> int:
+        replies = self._call(lambda: list(self._client.refresh_lease(lease)))
+        return max(0, max((r.TTL for r in replies), default=0))  # etcd: TTL <= 0 for an expired lease
+
+    def revoke_lease(self, lease: int) -> None:
+        try:
+            self._client.revoke_lease(lease)
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:  # expired or revoked already
+                return
+            raise _unavailable(self.endpoint, e) from None
+        except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError,
+                etcd_exc.NoServerAvailableError) as e:
+            raise _unavailable(self.endpoint, e) from None
 
     def status(self) -> dict:
         s = self._call(self._client.status)

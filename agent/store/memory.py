@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import queue
 import threading
+import time
 from typing import Callable, Iterable
 
 from agent.store.base import (KV, Absent, Compacted, Delete, Event, ModRevisionIs, Put,
@@ -52,14 +53,20 @@ class MemoryStore:
         self._history: list[Event] = []
         self._compacted = 0
         self._watches: list[_MemWatch] = []
+        self._leases: dict[int, tuple[float, int]] = {}  # id -> (expiry, ttl)
+        self._lease_keys: dict[str, int] = {}  # key -> lease
+        self._next_lease = 1
+        self.clock = time.monotonic  # tests may turn it forward
 
     # --- reads ---
     def get(self, key: str) -> KV | None:
         with self._lock:
+            self._expire()
             return self._data.get(key)
 
     def list(self, prefix: str) -> tuple[list[KV], int]:
         with self._lock:
+            self._expire()
             i = bisect.bisect_left(self._keys, prefix)
             out = []
             while i < len(self._keys) and self._keys[i].startswith(prefix):
@@ -86,6 +93,7 @@ class MemoryStore:
 
     def txn(self, compare: Iterable, success: Iterable, failure: Iterable = ()) -> tuple[bool, int]:
         with self._lock:
+            self._expire()
             ok = all(self._holds(c) for c in compare)
             ops = list(success if ok else failure)
             events = []
@@ -110,6 +118,12 @@ class MemoryStore:
 
     def _apply(self, op) -> Event | None:
         if isinstance(op, Put):
+            if op.lease and op.lease not in self._leases:
+                raise ValueError(f"lease {op.lease} not found")
+            if op.lease:
+                self._lease_keys[op.key] = op.lease
+            else:
+                self._lease_keys.pop(op.key, None)
             old = self._data.get(op.key)
             if old is None:
                 bisect.insort(self._keys, op.key)
@@ -117,6 +131,7 @@ class MemoryStore:
             self._data[op.key] = KV(op.key, bytes(op.value), self._rev, create)
             return Event(op.key, bytes(op.value), self._rev)
         if isinstance(op, Delete):
+            self._lease_keys.pop(op.key, None)
             if op.key not in self._data:
                 return None
             del self._data[op.key]
@@ -155,6 +170,41 @@ class MemoryStore:
         with self._lock:
             self._compacted = max(self._compacted, revision - 1)
             self._history = [e for e in self._history if e.revision >= revision]
+
+    # --- leases ---
+    def grant_lease(self, ttl: int) -> int:
+        with self._lock:
+            lease, self._next_lease = self._next_lease, self._next_lease + 1
+            self._leases[lease] = (self.clock() + ttl, ttl)
+            return lease
+
+    def refresh_lease(self, lease: int) -> int:
+        with self._lock:
+            self._expire()
+            if lease not in self._leases:
+                return 0
+            ttl = self._leases[lease][1]
+            self._leases[lease] = (self.clock() + ttl, ttl)
+            return ttl
+
+    def revoke_lease(self, lease: int) -> None:
+        with self._lock:
+            if self._leases.pop(lease, None) is not None:
+                self._drop_keys_of({lease})
+
+    def _expire(self) -> None:
+        """Leases past their expiry end, with their keys (lazily: on the next write)."""
+        now = self.clock()
+        gone = {lease for lease, (until, _) in self._leases.items() if until <= now}
+        for lease in gone:
+            del self._leases[lease]
+        if gone:
+            self._drop_keys_of(gone)
+
+    def _drop_keys_of(self, leases: set[int]) -> None:
+        keys = [k for k, lease in self._lease_keys.items() if lease in leases]
+        if keys:
+            self.txn((), [Delete(k) for k in keys])
 
     def close(self) -> None:
         for w in list(self._watches):
