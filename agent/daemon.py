@@ -29,7 +29,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from agent import dataplane
-from agent.builders.nodes import node_transport, vtep_mac
+from agent.builders.nodes import node_transport, vtep_mac, with_node_object
 from agent.cluster import ClusterSnapshot
 from agent.cnihandler import E_NOT_AVAILABLE, E_NOT_AVAILABLE_LIMITED, CNIHandler
 from agent.config import AgentConfig
@@ -82,6 +82,7 @@ class Agent:
         #: etcd at the last heartbeat (``contivctl status``): a quiet watch says nothing
         self.store_health: dict = {"reachable": True, "error": "", "checked": 0.0}
         self.facts: dataplane.NodeFacts | None = None
+        self._node_cidr: str | None = None  # the reflected Node object's podCIDR
         self.node_info: NodeInfo | None = None
         self.store = None
         self.ipam: PodIPAM | None = None
@@ -171,6 +172,8 @@ class Agent:
                 time.sleep(0.5)
 
     def _open_dataplane(self) -> None:
+        kv = self.store.get(keys.k8s_key("node", "", self.cfg.node))  # the reflected Node, if any
+        self.cfg, self._node_cidr = with_node_object(self.cfg, kv.value if kv else None)
         self.facts = self.plane.open(self.cfg)
         for d in self.plane.descriptors():
             self.scheduler.register(d)
@@ -178,7 +181,8 @@ class Agent:
         self.plane.prefetch()
 
     def _register(self) -> None:
-        subnet = SubnetAllocator(self.store, self.cfg.pod_cidr, self.cfg.node_prefix).claim(self.cfg.node)
+        subnet = SubnetAllocator(self.store, self.cfg.pod_cidr, self.cfg.node_prefix).claim(
+            self.cfg.node, self._node_cidr)
         self.node_info = NodeInfo(
             name=self.cfg.node, index=subnet.index, node_ip=self.facts.node_ip,
             pod_subnets=(str(subnet.subnet),), gateways=(subnet.gateway,),

@@ -43,3 +43,49 @@ def vtep_mac(index: int) -> str:
     """The VXLAN device MAC of the node with subnet ``index`` (locally administered)."""
     return "02:c0:%02x:%02x:%02x:%02x" % ((index >> 24) & 0xff, (index >> 16) & 0xff,
                                           (index >> 8) & 0xff, index & 0xff)
+
+
+def node_object_facts(raw: bytes | dict | None) -> tuple[str | None, str | None]:
+    """(pod subnet, node address) a reflected Kubernetes Node (its JSON, as
+    etcd holds it) states, IPv4 only, None where it states none:
+    ``spec.podCIDRs``/``spec.podCIDR`` (set when the cluster allocates pod
+    CIDRs) and the first ``InternalIP`` of ``status.addresses``. What wins
+    over what: docs/etcd-layout.md, "Node facts"."""
+    import ipaddress  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    try:
+        obj = json.loads(raw) if isinstance(raw, (bytes, str)) else raw
+    except ValueError:
+        obj = None  # not JSON: as if there were no Node object
+    if not isinstance(obj, dict):
+        return None, None
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+
+    def v4(text, net: bool) -> str | None:
+        try:
+            x = ipaddress.ip_network(text, strict=True) if net else ipaddress.ip_address(text)
+        except (TypeError, ValueError):
+            return None
+        return str(x) if x.version == 4 else None
+    cidrs = list(spec.get("podCIDRs") or []) + ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+    cidr = next((c for c in map(lambda t: v4(t, True), cidrs) if c), None)
+    addrs = [a.get("address") for a in status.get("addresses") or [] if isinstance(a, dict)
+             and a.get("type") == "InternalIP"]
+    ip = next((a for a in map(lambda t: v4(t, False), addrs) if a), None)
+    return cidr, ip
+
+
+def with_node_object(cfg, raw: bytes | None):
+    """(configuration, pod subnet) once the reflected Node object is taken
+    into account: its InternalIP becomes the underlay address on a Linux
+    node that names none (``node_ip``, ``underlay_if``: an operator's choice
+    wins; the default route's interface may be another one); its podCIDR is
+    the subnet to claim (:meth:`agent.ipam.subnets.SubnetAllocator.claim`)."""
+    import dataclasses  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+    cidr, ip = node_object_facts(raw)
+    if ip and not cfg.node_ip and not cfg.underlay_if and cfg.dataplane == "linux":
+        logging.getLogger(__name__).info("node %s: underlay address %s from its Node object", cfg.node, ip)
+        cfg = dataclasses.replace(cfg, node_ip=ip)
+    return cfg, cidr
+

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 from dataclasses import dataclass
 
 from agent.errors import Exhausted, InvalidInput
 from agent.model import keys
 from agent.store.base import Absent, Delete, Put, Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,15 +63,32 @@ class SubnetAllocator:
         data = json.loads(kv.value)
         return NodeSubnet(int(data["index"]), parse_cidr(data["subnet"]))
 
-    def claim(self, node: str) -> NodeSubnet:
-        """The node's subnet: the one it already has, or the lowest free one."""
+    def claim(self, node: str, wanted: str | None = None) -> NodeSubnet:
+        """The node's subnet: the one it already has; else ``wanted`` (the
+        Node object's ``spec.podCIDR``, where the cluster allocates them);
+        else the lowest free one. Which wins, and why: a claim the node
+        holds (its pods have addresses in it) over a podCIDR that changed
+        (logged); a podCIDR over our own choice; our own choice when the
+        podCIDR does not fit (outside pod_cidr, another size, or the pod
+        CIDR's first subnet, which is never handed out) -- logged."""
         have = self.lookup(node)
         if have is not None:
             if have.subnet.subnet_of(self.pod_cidr) and have.subnet.prefixlen == self.node_prefix:
+                if wanted and str(have.subnet) != wanted:
+                    log.warning("node %s: keeping its subnet %s; its Node's podCIDR is %s (pods have "
+                                "addresses in the subnet it holds)", node, have.subnet, wanted)
                 return have
             raise InvalidInput(f"node {node} holds subnet {have.subnet}, which does not match "
                                f"pod CIDR {self.pod_cidr} /{self.node_prefix}",
                                hint="all agents of a cluster must share podCIDR and nodePrefix")
+        index = self._index_of(node, wanted) if wanted else None
+        if index is not None:
+            got = self._try(node, index)
+            if got is not None:
+                return got
+            raise InvalidInput(f"node {node}'s podCIDR {wanted} is claimed by another node",
+                               hint="the cluster's and contivctl's pod CIDR allocations disagree: "
+                                    "give the agents the cluster's pod CIDR and node prefix")
         claimed, _ = self.store.list(keys.IPAM_SUBNETS)
         taken = {kv.key[len(keys.IPAM_SUBNETS):] for kv in claimed}
         # Index 0 is left unused: the pod CIDR's own network address never
@@ -77,19 +97,41 @@ class SubnetAllocator:
             net = subnet_at(self.pod_cidr, self.node_prefix, index)
             if str(net.network_address) in taken:
                 continue
-            rec = json.dumps({"node": node, "index": index, "subnet": str(net)}).encode()
-            ok, _ = self.store.txn(
-                [Absent(keys.subnet_claim_key(str(net.network_address))),
-                 Absent(keys.node_subnet_key(node))],
-                [Put(keys.subnet_claim_key(str(net.network_address)), rec),
-                 Put(keys.node_subnet_key(node), rec)])
-            if ok:
-                return NodeSubnet(index, net)
-            have = self.lookup(node)  # a concurrent registration of the same node won
-            if have is not None:
-                return have
+            got = self._try(node, index)
+            if got is not None:
+                return got
         raise Exhausted(f"no free /{self.node_prefix} subnet left in pod CIDR {self.pod_cidr}",
                         hint="use a larger pod CIDR or remove stale nodes")
+
+    def _try(self, node: str, index: int) -> NodeSubnet | None:
+        """Claim subnet ``index`` for ``node`` in one transaction: the
+        claim, or the node's own (a concurrent registration of it won)."""
+        net = subnet_at(self.pod_cidr, self.node_prefix, index)
+        rec = json.dumps({"node": node, "index": index, "subnet": str(net)}).encode()
+        ok, _ = self.store.txn(
+            [Absent(keys.subnet_claim_key(str(net.network_address))), Absent(keys.node_subnet_key(node))],
+            [Put(keys.subnet_claim_key(str(net.network_address)), rec), Put(keys.node_subnet_key(node), rec)])
+        return NodeSubnet(index, net) if ok else self.lookup(node)
+
+    def _index_of(self, node: str, wanted: str) -> int | None:
+        """The index of ``wanted`` in the pod CIDR; None (logged) when it
+        cannot be this node's subnet here."""
+        try:
+            net = ipaddress.ip_network(wanted, strict=True)
+        except ValueError:
+            net = None
+        if net is None or net.version != self.pod_cidr.version or not net.subnet_of(self.pod_cidr) \
+                or net.prefixlen != self.node_prefix:
+            log.warning("node %s: its Node's podCIDR %s is not a /%d of pod CIDR %s: choosing one here",
+                        node, wanted, self.node_prefix, self.pod_cidr)
+            return None
+        index = (int(net.network_address) - int(self.pod_cidr.network_address)) >> (
+            self.pod_cidr.max_prefixlen - self.node_prefix)
+        if index == 0:
+            log.warning("node %s: its Node's podCIDR %s is the pod CIDR's first subnet, which is never "
+                        "handed out (its index is the node's ID, 1-based): choosing one here", node, wanted)
+            return None
+        return index
 
     def release(self, node: str) -> bool:
         """Give the node's subnet back (node removal); True if it had one."""
