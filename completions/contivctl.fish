@@ -3,6 +3,7 @@ complete -c contivctl -f -n '__fish_use_subcommand' -a agent
 complete -c contivctl -f -n '__fish_use_subcommand' -a completion
 complete -c contivctl -f -n '__fish_use_subcommand' -a install
 complete -c contivctl -f -n '__fish_use_subcommand' -a ipam
+complete -c contivctl -f -n '__fish_use_subcommand' -a ksr
 complete -c contivctl -f -n '__fish_use_subcommand' -a lab
 complete -c contivctl -f -n '__fish_use_subcommand' -a nat
 complete -c contivctl -f -n '__fish_use_subcommand' -a netstat
@@ -66,9 +67,10 @@ complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subc
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from status' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from status' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from completion' -l help
-complete -c contivctl -f -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni node' -a cni
-complete -c contivctl -f -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni node' -a node
-complete -c contivctl -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni node' -l help
+complete -c contivctl -f -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni manifests node' -a cni
+complete -c contivctl -f -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni manifests node' -a manifests
+complete -c contivctl -f -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni manifests node' -a node
+complete -c contivctl -n '__fish_seen_subcommand_from install and not __fish_seen_subcommand_from cni manifests node' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l agent-socket
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l bin-dir
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l chain
@@ -83,6 +85,14 @@ complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_su
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l root
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l tuning-sysctl
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l uninstall
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from manifests' -l dataplane
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from manifests' -l etcd
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from manifests' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from manifests' -l image
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from manifests' -l namespace
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from manifests' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from manifests' -l pod-cidr
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from manifests' -l service-cidr
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l chain
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l cni-version
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from node' -l config
@@ -103,6 +113,15 @@ complete -c contivctl -n '__fish_seen_subcommand_from ipam and __fish_seen_subco
 complete -c contivctl -n '__fish_seen_subcommand_from ipam and __fish_seen_subcommand_from gc' -l lab
 complete -c contivctl -n '__fish_seen_subcommand_from ipam and __fish_seen_subcommand_from gc' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from ipam and __fish_seen_subcommand_from gc' -l output
+complete -c contivctl -f -n '__fish_seen_subcommand_from ksr and not __fish_seen_subcommand_from run' -a run
+complete -c contivctl -n '__fish_seen_subcommand_from ksr and not __fish_seen_subcommand_from run' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcommand_from run' -l etcd
+complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcommand_from run' -l health-address
+complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcommand_from run' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcommand_from run' -l id
+complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcommand_from run' -l kubeconfig
+complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcommand_from run' -l lease-ttl
+complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcommand_from run' -l log-level
 complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a apply
 complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a delete
 complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a down

@@ -15,10 +15,11 @@ _contivctl() {
 }
 _contivctl_subs() {
     case "$1" in
-        "") echo "agent completion install ipam lab nat netstat nodes pods policies report services status trace vpp" ;;
+        "") echo "agent completion install ipam ksr lab nat netstat nodes pods policies report services status trace vpp" ;;
         "agent") echo "history plan resync run state status" ;;
-        "install") echo "cni node" ;;
+        "install") echo "cni manifests node" ;;
         "ipam") echo "gc" ;;
+        "ksr") echo "run" ;;
         "lab") echo "apply delete down exec list logs probe status up" ;;
         "nat") echo "sessions" ;;
         "trace") echo "pod-to-pod pod-to-service" ;;
@@ -38,9 +39,12 @@ _contivctl_opts() {
         "completion") echo "--help" ;;
         "install") echo "--help" ;;
         "install cni") echo "--agent-socket --bin-dir --chain --check --cni-version --conf-dir --dry-run --force --help --output --plugin-dir --root --tuning-sysctl --uninstall -o" ;;
+        "install manifests") echo "--dataplane --etcd --help --image --namespace --output --pod-cidr --service-cidr -o" ;;
         "install node") echo "--chain --cni-version --config --dataplane --dry-run --force --help --node --output --root --uninstall -o" ;;
         "ipam") echo "--help --lab --node --output -o" ;;
         "ipam gc") echo "--help --lab --node --output -o" ;;
+        "ksr") echo "--help" ;;
+        "ksr run") echo "--etcd --health-address --help --id --kubeconfig --lease-ttl --log-level" ;;
         "lab") echo "--help" ;;
         "lab apply") echo "--filename --help --name --output --timeout -f -o" ;;
         "lab delete") echo "--filename --help --name --output --timeout -f -o" ;;

@@ -7,10 +7,12 @@ import os
 
 import typer
 
+from contivctl.commands.install_manifests import manifests_cmd
 from contivctl.context import OUTPUT, check_output, ctx, new_app
 from contivctl.output import line, message, render
 
 app = new_app(no_args_is_help=True, help="Install the CNI plugin and configuration, or a whole node.")
+app.command("manifests")(manifests_cmd)  # a cluster's manifests: contivctl/install/manifests.py
 
 ROOT = typer.Option("/", "--root", help="Install under this directory instead of / (it must exist).")
 DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan with diffs; change nothing.")
