@@ -180,5 +180,5 @@ def test_bad_input_is_one_line_with_a_documented_status(env, args, status, needl
 
 
 def test_a_lab_that_does_not_exist_is_one_line():
-    r = cli("trace", "pod-to-pod", f"{NS}/a", f"{NS}/b", "--port", "80", "--lab", "no-such-lab-x")
-    assert_one_line_error(r, 3, "no-such-lab-x")
+    r = cli("trace", "pod-to-pod", f"{NS}/a", f"{NS}/b", "--port", "80", "--lab", "nolabx")
+    assert_one_line_error(r, 3, "nolabx")
