@@ -86,7 +86,8 @@ class KubeClient:
                     yield orjson.loads(line)
                 except orjson.JSONDecodeError as e:
                     raise ApiError(f"a watch event is not JSON ({e})") from None
-        except (HTTPError, OSError, ValueError) as e:
+        except (HTTPError, OSError, ValueError, AttributeError) as e:
+            # AttributeError: http.client's response once closed from another thread (stop)
             raise ApiError(f"watch stream: {type(e).__name__}: {e}") from None
 
     @staticmethod

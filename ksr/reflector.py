@@ -101,6 +101,8 @@ class KindLoop:
                 self.r.election.lost(str(e))
                 return
             except (ApiError, ContivError) as e:
+                if self._stop.is_set():  # stopping closed the stream under us
+                    return
                 why = e.message if isinstance(e, ContivError) else str(e)
                 self.r.count("errors", self.k, "etcd" if isinstance(e, ContivError) else f"api-{e.status}")
                 delay = min(30.0, max(0.5, delay * 2))

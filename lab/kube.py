@@ -76,6 +76,11 @@ class Kube:
         self.step = step or (lambda _w, _d, _t: None)
         self._done = self._total = 0  # what apply/delete have done, for step
         self.revision = 0
+        # a lab with a Kubernetes API (lab up --kube-api): objects go through it
+        url = (self.state.extra.get("kube_api") or {}).get("url")
+        if url:
+            from lab.kubeclient import ApiObjects  # noqa: PLC0415
+        self.api = ApiObjects(url) if url else None
 
     # ------------------------------------------------------------------ helpers
     @contextmanager
@@ -103,10 +108,14 @@ class Kube:
             self.revision = max(self.revision, rev)
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
+        if self.api is not None:
+            return self.api.get(kind, namespace, name)
         kv = self.store.get(keys.k8s_key(kind, namespace, name))
         return json.loads(kv.value) if kv else None
 
     def list(self, kind: str, namespace: str | None = None) -> list[dict]:
+        if self.api is not None:
+            return self.api.list(kind, namespace)
         prefix = keys.k8s_prefix(kind) + (f"{namespace}/" if namespace else "")
         kvs, _ = self.store.list(prefix)
         return [json.loads(kv.value) for kv in kvs]
@@ -114,6 +123,9 @@ class Kube:
     # ------------------------------------------------------------------ apply
     def apply(self, objs: Iterable[dict], *, timeout: float = 60.0) -> list[dict]:
         """Create or update ``objs`` (validated); returns one result per object."""
+        if self.api is not None:  # a lab with a Kubernetes API: lab/kubeclient.py
+            from lab.kubeclient import apply_via_api  # noqa: PLC0415
+            return apply_via_api(self, objs, timeout)
         with self.locked():
             results = []
             objs = objects.order_for_apply(objs)
@@ -251,17 +263,7 @@ class Kube:
                     results.append({"object": objects.ref(pod), "action": "configured"})
                 self._applied()
                 continue
-            if node is None:
-                node = min(counts, key=lambda n: (counts[n], n))
-            counts[node] += 1
-            new = self._stamp(pod, None)
-            new["spec"]["nodeName"] = node
-            # ("annotations:" left empty in YAML is None, hence the "or {}")
-            new["metadata"]["annotations"] = {
-                **(new["metadata"].get("annotations") or {}),
-                NETNS_ANNOTATION: sysnet.netns_path(self.lab.paths.pod_ns(md["namespace"], md["name"]))}
-            new["status"] = {"phase": "Pending"}
-            creates.append(new)
+            creates.append(self.schedule(pod, counts))
         with concurrent.futures.ThreadPoolExecutor(WORKERS) as ex:
             futs = {ex.submit(self._start_pod, p): p for p in creates}
             errors = []
@@ -277,6 +279,33 @@ class Kube:
         if errors:
             raise TemporaryError("; ".join(sorted(errors)))
         return sorted(results, key=lambda r: r["object"])
+
+    def schedule(self, pod: dict, counts: dict[str, int] | None = None) -> dict:
+        """A new pod as the scheduler leaves it: on its ``spec.nodeName`` or
+        the node with the fewest pods (``counts``: pods per node, kept up to
+        date across a batch; else counted now), with the lab's sandbox
+        annotation, Pending. A pod that has a uid (the API server gave it
+        one) keeps it."""
+        md = pod["metadata"]
+        node = pod["spec"].get("nodeName")
+        if counts is None:
+            counts = {n.name: 0 for n in self.state.nodes}
+            for p in self.list("pod"):
+                if p["spec"].get("nodeName") in counts and (p.get("status") or {}).get("podIP"):
+                    counts[p["spec"]["nodeName"]] += 1
+        if node is None:
+            node = min(counts, key=lambda n: (counts[n], n))
+        else:
+            self.state.node(node)  # NotFound names the lab's nodes
+        counts[node] = counts.get(node, 0) + 1
+        new = json.loads(json.dumps(pod)) if md.get("uid") else self._stamp(pod, None)
+        new["spec"]["nodeName"] = node
+        # ("annotations:" left empty in YAML is None, hence the "or {}")
+        new["metadata"]["annotations"] = {
+            **(new["metadata"].get("annotations") or {}),
+            NETNS_ANNOTATION: sysnet.netns_path(self.lab.paths.pod_ns(md["namespace"], md["name"]))}
+        new["status"] = {"phase": "Pending"}
+        return new
 
     def _cni_args(self, pod: dict) -> str:
         md = pod["metadata"]
@@ -319,6 +348,9 @@ class Kube:
 
     # ------------------------------------------------------------------ delete
     def delete(self, objs: Iterable[dict], *, timeout: float = 60.0) -> list[dict]:
+        if self.api is not None:
+            from lab.kubeclient import delete_via_api  # noqa: PLC0415
+            return delete_via_api(self, objs, timeout)
         with self.locked():
             results = []
             pods = []
@@ -401,18 +433,14 @@ class Kube:
 
     def _sync_endpoints(self) -> None:
         want = self.desired_slices()
-        kvs, _ = self.store.list(keys.k8s_prefix("endpointslice"))
-        have = {kv.key: json.loads(kv.value) for kv in kvs}
+        have = {obj_key(o): o for o in self.list("endpointslice")}
+        same = lambda a, b: all(a.get(f) == b.get(f) for f in ("addressType", "endpoints", "ports")) \
+            and a["metadata"].get("labels") == b["metadata"].get("labels")  # noqa: E731
         for k, v in want.items():
             old = have.get(k)
-            if old is not None:
-                v["metadata"]["uid"] = old["metadata"].get("uid")
-                v["metadata"]["creationTimestamp"] = old["metadata"].get("creationTimestamp")
-            else:
-                v["metadata"]["uid"] = str(uuid.uuid4())
-                v["metadata"]["creationTimestamp"] = _now()
-            if old != v:
-                self.revision = max(self.revision, self.store.put(k, json.dumps(v).encode()))
+            if old is not None and same(old, v):
+                continue
+            self._put(self._stamp(v, old))
         for k, v in have.items():
             if k not in want and v["metadata"].get("labels", {}).get(
                     "endpointslice.kubernetes.io/managed-by") == MANAGED_BY:

@@ -27,6 +27,20 @@ def dataplanes():
                 not have, reason=f"needs a VPP: {why}")])]
 
 
+def lab_modes():
+    """:func:`dataplanes`, and the Linux data plane once more with the lab's
+    Kubernetes API (``lab up --kube-api``): objects then go API server ->
+    reflector -> etcd -> agents. :func:`split_mode` reads a mode."""
+    import pytest  # noqa: PLC0415
+    return dataplanes() + [pytest.param("linux+kube-api", id="linux-kube-api")]
+
+
+def split_mode(mode: str) -> tuple[str, bool]:
+    """(data plane, whether the lab has a Kubernetes API) of a :func:`lab_modes` mode."""
+    plane, _, api = mode.partition("+")
+    return plane, bool(api)
+
+
 #: how a data plane refuses a port without endpoints: the Linux data plane
 #: answers TCP RST / ICMP port unreachable (refused), VPP ICMP host unreachable
 #: (docs/vpp.md: no TCP reset without VPP's host stack)

@@ -39,6 +39,8 @@ def up(name: str = NAME, nodes: int = typer.Option(3, "--nodes", min=1, max=32),
        pod_cidr: str = typer.Option("10.1.0.0/16", "--pod-cidr"),
        underlay: str = typer.Option("192.168.56.0/24", "--underlay"),
        demo: bool = typer.Option(False, "--demo", help="Apply examples/demo.yaml and show probes."),
+       kube_api: bool = typer.Option(False, "--kube-api", help="Serve a Kubernetes API and run the reflector: "
+                                                               "objects go API -> reflector -> etcd."),
        timeout: float = TIMEOUT, output: str = OUTPUT) -> None:
     """Create the lab (an existing lab is reported and left unchanged)."""
     import time  # noqa: PLC0415
@@ -48,6 +50,10 @@ def up(name: str = NAME, nodes: int = typer.Option(3, "--nodes", min=1, max=32),
     with progress() as pr:
         st, created = lab.up(nodes=nodes, dataplane=dataplane, pod_cidr=pod_cidr, underlay=underlay,
                              timeout=timeout, progress=pr.prefixed(f"lab {name}: "), step=pr.step)
+    if kube_api:
+        from lab.kubecontrol import start  # noqa: PLC0415
+        info = start(lab, timeout)
+        message(f"lab {name}: Kubernetes API on {info['url']} (`contivctl lab kubeconfig --name {name}`)")
     if created:
         message(f"lab {name}: up with {len(st.nodes)} nodes in {time.monotonic() - t0:.1f}s")
     else:
@@ -58,6 +64,19 @@ def up(name: str = NAME, nodes: int = typer.Option(3, "--nodes", min=1, max=32),
     render({"lab": name, "created": created, "nodes": [n.__dict__ for n in st.nodes]}, fmt,
            rows=[n.__dict__ for n in st.nodes],
            columns=[("NODE", "name"), ("IP", "ip"), ("NETNS", "netns")], wide=[("SOCKET", "socket")])
+
+
+@app.command("kubeconfig")
+def kubeconfig(name: str = NAME) -> None:
+    """Print the kubeconfig of the lab's Kubernetes API (a lab up with --kube-api):
+    point kubectl or the kubernetes client at the lab with it."""
+    from agent.errors import NotFound  # noqa: PLC0415
+    from contivctl.output import text  # noqa: PLC0415
+    info = _lab(name).state().extra.get("kube_api")
+    if not info:
+        raise NotFound(f"lab {name} has no Kubernetes API", hint="create it with `contivctl lab up --kube-api`")
+    from pathlib import Path  # noqa: PLC0415
+    text(Path(info["kubeconfig"]).read_text())
 
 
 @app.command("down")

@@ -212,10 +212,12 @@ def wait_until(cond, what: str, limit: float = 30.0):
 
 
 @contextmanager
-def kube_lab(manifest: list[dict], dataplane: str, *, nodes: int = 2, timeout: float = 60.0):
+def kube_lab(manifest: list[dict], dataplane: str, *, nodes: int = 2, timeout: float = 60.0,
+             kube_api: bool = False):
     """(lab, kube): a new lab of ``nodes`` on ``dataplane`` with ``manifest``
-    applied through its API server (validated and defaulted on a copy: the
-    lab fills in node ports in place); always taken down again."""
+    applied (validated and defaulted on a copy: the lab fills in node ports in
+    place) -- with ``kube_api``, through the lab's Kubernetes API and the
+    reflector; always taken down again."""
     from lab import objects  # noqa: PLC0415
     from lab.cluster import Lab  # noqa: PLC0415
     from lab.kube import Kube  # noqa: PLC0415
@@ -224,6 +226,9 @@ def kube_lab(manifest: list[dict], dataplane: str, *, nodes: int = 2, timeout: f
     kube = None
     try:
         lab.up(nodes=nodes, dataplane=dataplane)
+        if kube_api:
+            from lab.kubecontrol import start  # noqa: PLC0415
+            start(lab)
         kube = Kube(lab)
         kube.apply([objects.validate(copy.deepcopy(o)) for o in manifest], timeout=timeout)
         yield lab, kube

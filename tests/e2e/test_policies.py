@@ -39,7 +39,7 @@ from agent.model.api import Explanation
 from lab import objects, ops
 from lab.kube import Kube
 from tests.conftest import unique_lab_name
-from tests.helpers import dataplanes
+from tests.helpers import lab_modes, split_mode
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -175,14 +175,19 @@ def render(m: dict[str, dict[str, bool]]) -> str:
     return "\n".join(lines)
 
 
-@pytest.fixture(scope="module", params=dataplanes())
+@pytest.fixture(scope="module", params=lab_modes())
 def world(request):
-    """The world on a two-node lab of each data plane."""
+    """The world on a two-node lab of each data plane (and on Linux through
+    the lab's Kubernetes API and the reflector)."""
     from lab.cluster import Lab  # noqa: PLC0415
     lab = Lab(unique_lab_name())
     w = None
+    dataplane, api = split_mode(request.param)
     try:
-        lab.up(nodes=2, dataplane=request.param)
+        lab.up(nodes=2, dataplane=dataplane)
+        if api:
+            from lab.kubecontrol import start  # noqa: PLC0415
+            start(lab)
         w = World(lab)
         yield w
     finally:
@@ -430,16 +435,20 @@ def _agent_log(w) -> str:
 
 
 def test_policy_that_bypassed_validation_fails_closed(w):
-    # written straight into etcd, as a reflector of a lax API server might
+    # written straight into etcd, as a reflector of a lax API server might (or, with the lab's
+    # Kubernetes API, through that API: it validates nothing)
     bad = netpol("x", "bad-peer", {
         "podSelector": {"matchLabels": {"pod": "b"}},
         "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "a"}}}]},  # not applied either
                     {"from": [{"podSelector": {"matchExpressions": [
                         {"key": "pod", "operator": "Equals", "values": ["c"]}]}}]}]})
-    bad["metadata"].update(uid="0-bad", creationTimestamp="2024-01-01T00:00:00Z")
-    w.kube.revision = w.kube.store.put(keys.k8s_key("NetworkPolicy", "x", "bad-peer"),
-                                       json.dumps(bad).encode())
-    w.kube.wait_agents(WAIT)
+    if w.kube.api is not None:  # a lab with a Kubernetes API: through it (it checks nothing), then the reflector
+        w.kube.apply([bad], timeout=WAIT)
+    else:
+        bad["metadata"].update(uid="0-bad", creationTimestamp="2024-01-01T00:00:00Z")
+        w.kube.revision = w.kube.store.put(keys.k8s_key("NetworkPolicy", "x", "bad-peer"),
+                                           json.dumps(bad).encode())
+        w.kube.wait_agents(WAIT)
     w.apply(netpol("x", "c-from-y", {
         "podSelector": {"matchLabels": {"pod": "c"}},
         "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": "y"}}}]}]}))

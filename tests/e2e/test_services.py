@@ -35,7 +35,7 @@ from lab import objects
 from lab.ops import run_probe
 from tests.conftest import IS_ROOT
 from tests.e2e.labtools import kube_lab
-from tests.helpers import REJECTED, dataplanes
+from tests.helpers import REJECTED, lab_modes, split_mode
 
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
@@ -106,13 +106,14 @@ class Env:
     pod_ip: dict   # pod name -> IP
 
 
-@pytest.fixture(scope="module", params=dataplanes())
+@pytest.fixture(scope="module", params=lab_modes())
 def env(request):
     if not IS_ROOT:
         pytest.skip("needs root: creates network namespaces and links")
-    with kube_lab(MANIFEST, request.param, timeout=WAIT) as (lab, kube):
+    dataplane, api = split_mode(request.param)
+    with kube_lab(MANIFEST, dataplane, timeout=WAIT, kube_api=api) as (lab, kube):
         st = lab.state()
-        yield Env(lab, kube, request.param, st.gateway, {n.name: n.service_ip for n in st.nodes},
+        yield Env(lab, kube, dataplane, st.gateway, {n.name: n.service_ip for n in st.nodes},
                   {n.name: lab.client(n.name).ipam().gateway[0] for n in st.nodes},
                   {p["metadata"]["name"]: p["status"]["podIP"] for p in kube.list("pod", NS)})
 
