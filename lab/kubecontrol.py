@@ -87,6 +87,11 @@ class ApiKube(Kube):
 
     def admit(self, verb: str, obj: dict, old: dict | None) -> dict:
         """The API server's admission (see the module docstring)."""
+        if obj.get("kind") in ("Service", "Pod"):
+            # the API server's validation and defaults (type, protocols, target ports...):
+            # the lab's own, as for `lab apply`
+            from lab import objects  # noqa: PLC0415
+            obj = {**obj, **objects.validate(obj, "admission")}
         if obj.get("kind") == "Service" and self is not None:
             return self._service_defaults(obj, old)
         if obj.get("kind") == "Namespace":
