@@ -41,51 +41,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from agent.errors import InvalidInput
-from lab import kubestore as ks
-from lab.kubestore import RESOURCES, BadRequest, KubeError, KubeStore, Resource
+from lab import kubeobj as ks
+from lab.kubeobj import (_GROUPS, RESOURCES, VERSION, BadRequest, KubeError, MethodNotAllowed, Resource,
+                         UnsupportedMediaType, _group, _no_such_path, _resource_list)
+from lab.kubestore import KubeStore
+from lab.kubewatch import Subscription, Watch
 
 log = logging.getLogger(__name__)
 
-VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0+contivctl-lab", "gitCommit": "",
-           "gitTreeState": "clean", "buildDate": "1970-01-01T00:00:00Z", "goVersion": "none",
-           "compiler": "python", "platform": "linux/amd64"}
-VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 PATCH_TYPES = {"application/merge-patch+json": "merge", "application/json-patch+json": "json",
                "application/strategic-merge-patch+json": "strategic"}
 DEFAULT_USER = "system:serviceaccount:kube-system:contiv-ksr"
 _SERVED = {(r.group, r.version, r.plural): r for r in RESOURCES}
-_GROUPS = sorted({(r.group, r.version) for r in RESOURCES if r.group})
-
-
-class MethodNotAllowed(KubeError):
-    code, reason = 405, "MethodNotAllowed"
-
-
-class UnsupportedMediaType(KubeError, InvalidInput):
-    code, reason = 415, "UnsupportedMediaType"
-
-
-def _gv(group: str, version: str) -> str:
-    return f"{group}/{version}" if group else version
-
-
-def _resource_list(group: str, version: str) -> dict:
-    out = []
-    for r in RESOURCES:
-        if (r.group, r.version) == (group, version):
-            out.append({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced,
-                        "kind": r.kind, "verbs": VERBS, "shortNames": list(r.short)})
-            if r.status:
-                out.append({"name": r.plural + "/status", "singularName": "", "namespaced": r.namespaced,
-                            "kind": r.kind, "verbs": ["get", "patch", "update"]})
-    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": _gv(group, version),
-            "resources": out}
-
-
-def _group(group: str) -> dict:
-    versions = [{"groupVersion": _gv(g, v), "version": v} for g, v in _GROUPS if g == group]
-    return {"kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": versions,
-            "preferredVersion": versions[0]}
 
 
 class _Request:
@@ -130,12 +97,6 @@ class _Request:
         if self.verb == "watch" and self.name:   # a watch of one object is a field selector
             sel = self.q.get("fieldSelector")
             self.q["fieldSelector"] = f"metadata.name={self.name}" + (f",{sel}" if sel else "")
-
-
-def _no_such_path() -> KubeError:
-    return ks.NotFoundError("the server could not find the requested resource",
-                            details={"causes": [{"reason": "UnexpectedServerResponse",
-                                                 "message": "404 page not found"}]})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -425,10 +386,10 @@ class KubeAPIServer:
     def delete(self, kind: str, namespace: str | None, name: str, **kw) -> dict:
         return self.store.delete(kind, namespace, name, **kw)
 
-    def watch(self, kind: str, namespace: str | None = None, **kw) -> ks.Watch:
+    def watch(self, kind: str, namespace: str | None = None, **kw) -> Watch:
         return self.store.watch(kind, namespace, **kw)
 
-    def subscribe(self, callback, kind: str, namespace: str | None = None, **kw) -> ks.Subscription:
+    def subscribe(self, callback, kind: str, namespace: str | None = None, **kw) -> Subscription:
         return self.store.subscribe(callback, kind, namespace, **kw)
 
     def load_yaml(self, text: str) -> list[dict]:

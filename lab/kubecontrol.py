@@ -44,7 +44,7 @@ class ApiKube(Kube):
         self.kstore = store
 
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
-        from lab.kubestore import KubeError  # noqa: PLC0415
+        from lab.kubeobj import KubeError  # noqa: PLC0415
         try:
             return self.kstore.get(PLURAL.get(kind.lower(), kind), namespace or None, name)
         except KubeError:
@@ -58,7 +58,7 @@ class ApiKube(Kube):
                 for o in self.kstore.list(PLURAL.get(kind.lower(), kind), namespace).get("items", [])]
 
     def _put(self, obj: dict) -> None:
-        from lab.kubestore import KubeError  # noqa: PLC0415
+        from lab.kubeobj import KubeError  # noqa: PLC0415
         md = obj["metadata"]
         try:
             cur = self.kstore.get(PLURAL[obj["kind"].lower()], md.get("namespace"), md["name"])
@@ -72,7 +72,7 @@ class ApiKube(Kube):
 
     def _delete_key(self, key: str) -> None:
         from agent.model import keys  # noqa: PLC0415
-        from lab.kubestore import KubeError  # noqa: PLC0415
+        from lab.kubeobj import KubeError  # noqa: PLC0415
         ref = keys.parse_k8s_key(key)
         if ref is None:
             return

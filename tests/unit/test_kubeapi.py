@@ -21,7 +21,7 @@ from kubernetes import client, config, watch  # noqa: E402
 
 from agent.errors import InvalidInput  # noqa: E402
 from lab.kubeapi import KubeAPIServer  # noqa: E402
-from lab.kubestore import Expired, NotFoundError, WatchCut  # noqa: E402
+from lab.kubeobj import Expired, NotFoundError, WatchCut  # noqa: E402
 
 
 @pytest.fixture
