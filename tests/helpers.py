@@ -103,3 +103,17 @@ def cli_runner(sock: str, fake: AnsweringAPI, capsys):
         return status, out, err
     run.fake = fake
     return run
+
+
+def eventually(pred, timeout: float = 10.0, interval: float = 0.05):
+    """``pred()``'s first truthy value within ``timeout`` seconds (polled),
+    else its last value: for things that happen on other threads or processes."""
+    import time  # noqa: PLC0415
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(interval)
+    return pred()
+

@@ -7,10 +7,10 @@ again when deleted."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
+from tests.helpers import eventually
 from tests.conftest import IS_ROOT, unique_lab_name
 from tests.e2e.labtools import cli
 
@@ -39,13 +39,7 @@ def env(tmp_path_factory):
 
 
 def wait(pred, timeout=60.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    return pred()
+    return eventually(pred, timeout)
 
 
 def etcd_pod(name: str, ref: str) -> dict | None:

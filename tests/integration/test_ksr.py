@@ -17,6 +17,7 @@ from agent.model import keys
 from ksr.kube import KubeClient
 from ksr.reflector import Reflector
 from lab.kubeapi import KubeAPIServer
+from tests.helpers import eventually
 
 
 def ns(name):
@@ -56,12 +57,7 @@ def node(name):
 
 
 def wait(pred, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
+    return eventually(pred, timeout)
 
 
 def value(store, key):

@@ -16,6 +16,7 @@ from agent.store.memory import MemoryStore
 from ksr.leader import Election
 from ksr.objects import KINDS, BadObject, key_of, strip
 from ksr.reflector import ApiError, Reflector, iter_lines
+from tests.helpers import eventually
 
 POD, NS = next(k for k in KINDS if k.kind == "Pod"), next(k for k in KINDS if k.kind == "Namespace")
 
@@ -32,12 +33,7 @@ def pod(name, rv="1", ns="default", **extra):
 
 
 def wait(pred, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return pred()
+    return eventually(pred, timeout)
 
 
 # ---------------------------------------------------------------- objects
