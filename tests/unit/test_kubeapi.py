@@ -3,9 +3,7 @@
 in-process API."""
 from __future__ import annotations
 
-import json
 import os
-import queue
 import shutil
 import subprocess
 import threading
@@ -14,52 +12,14 @@ import urllib.error
 import urllib.request
 
 import pytest
-import urllib3
 
 kubernetes = pytest.importorskip("kubernetes")
-from kubernetes import client, config, watch  # noqa: E402
+from kubernetes import client, config  # noqa: E402
 
 from agent.errors import InvalidInput  # noqa: E402
 from lab.kubeapi import KubeAPIServer  # noqa: E402
 from lab.kubeobj import Expired, NotFoundError, WatchCut  # noqa: E402
-
-
-@pytest.fixture
-def server():
-    with KubeAPIServer(bookmark_interval=0.1, history=50) as srv:
-        yield srv
-
-
-@pytest.fixture
-def api(server, tmp_path):
-    path = tmp_path / "kubeconfig"
-    server.kubeconfig(str(path))
-    c = config.new_client_from_config(config_file=str(path))
-    yield c
-    c.close()
-
-
-def pod(name, ns="default", labels=None, node=None):
-    spec = {"containers": [{"name": "c", "image": "busybox"}]}
-    if node:
-        spec["nodeName"] = node
-    return {"apiVersion": "v1", "kind": "Pod", "spec": spec,
-            "metadata": {"name": name, "namespace": ns, "labels": labels or {}}}
-
-
-def api_error(fn, *args, **kw) -> tuple[int, dict]:
-    with pytest.raises(client.ApiException) as e:
-        fn(*args, **kw)
-    return e.value.status, json.loads(e.value.body) if e.value.body else {}
-
-
-def own(labels: dict) -> dict:
-    """Labels without the one the server puts on every Namespace."""
-    return {k: v for k, v in labels.items() if k != "kubernetes.io/metadata.name"}
-
-
-def rv(obj) -> int:
-    return int(obj.metadata.resource_version)
+from tests.kubeapi_helpers import api_error, own, pod, rv  # noqa: E402
 
 
 # -- CRUD of every kind ---------------------------------------------------------------
@@ -87,8 +47,8 @@ KINDS = [
 
 
 @pytest.mark.parametrize("cls,suffix,namespaced,body,change", KINDS, ids=[k[1] for k in KINDS])
-def test_crud_every_kind(api, cls, suffix, namespaced, body, change):
-    typed = cls(api)
+def test_crud_every_kind(kube_client, cls, suffix, namespaced, body, change):
+    typed = cls(kube_client)
     m = (lambda verb: getattr(typed, f"{verb}_namespaced_{suffix}")) if namespaced else \
         (lambda verb: getattr(typed, f"{verb}_{suffix}"))
     ns = ("default",) if namespaced else ()
@@ -101,14 +61,14 @@ def test_crud_every_kind(api, cls, suffix, namespaced, body, change):
     assert name in [o.metadata.name for o in listed.items]
     assert int(listed.metadata.resource_version) >= rv(created)
 
-    raw = api.sanitize_for_serialization(got)
+    raw = kube_client.sanitize_for_serialization(got)
     if change:
         raw[change[0]] = change[1]
     raw["metadata"]["labels"] = {"v": "2"}
     replaced = m("replace")(name, *ns, raw)
     assert rv(replaced) > rv(got) and own(replaced.metadata.labels) == {"v": "2"}
     if change:
-        assert api.sanitize_for_serialization(replaced)[change[0]] == change[1]
+        assert kube_client.sanitize_for_serialization(replaced)[change[0]] == change[1]
     patched = m("patch")(name, *ns, {"metadata": {"labels": {"p": "1"}}})
     assert own(patched.metadata.labels) == {"v": "2", "p": "1"} and rv(patched) > rv(replaced)
 
@@ -117,8 +77,8 @@ def test_crud_every_kind(api, cls, suffix, namespaced, body, change):
     assert status == 404 and st["reason"] == "NotFound" and st["kind"] == "Status"
 
 
-def test_errors_are_status_objects(api):
-    v1 = client.CoreV1Api(api)
+def test_errors_are_status_objects(kube_client):
+    v1 = client.CoreV1Api(kube_client)
     v1.create_namespaced_pod("default", pod("a"))
     status, st = api_error(v1.create_namespaced_pod, "default", pod("a"))
     assert (status, st["reason"], st["message"]) == (409, "AlreadyExists", 'pods "a" already exists')
@@ -139,19 +99,19 @@ def test_errors_are_status_objects(api):
     assert status == 400
 
 
-def test_generate_name_and_unconditional_update(api):
-    v1 = client.CoreV1Api(api)
+def test_generate_name_and_unconditional_update(kube_client):
+    v1 = client.CoreV1Api(kube_client)
     p = v1.create_namespaced_pod("default", {"metadata": {"generateName": "web-"},
                                              "spec": {"containers": []}})
     assert p.metadata.name.startswith("web-") and len(p.metadata.name) == 9
-    body = api.sanitize_for_serialization(p)
+    body = kube_client.sanitize_for_serialization(p)
     body["metadata"].pop("resourceVersion")         # no version: last writer wins
     body["metadata"]["labels"] = {"k": "v"}
     assert v1.replace_namespaced_pod(p.metadata.name, "default", body).metadata.labels == {"k": "v"}
 
 
-def test_patch_types_and_delete_collection(api, server):
-    v1 = client.CoreV1Api(api)
+def test_patch_types_and_delete_collection(kube_client, server):
+    v1 = client.CoreV1Api(kube_client)
     server.create(pod("a", labels={"app": "web", "tier": "front"}))
     # a list body is a JSON patch (RFC 6902)
     p = v1.patch_namespaced_pod("a", "default", [{"op": "replace", "path": "/metadata/labels/app", "value": "db"},
@@ -178,8 +138,8 @@ def test_patch_types_and_delete_collection(api, server):
 
 # -- list: paging and selectors -------------------------------------------------------
 
-def test_list_paging_is_a_consistent_snapshot(api, server):
-    v1 = client.CoreV1Api(api)
+def test_list_paging_is_a_consistent_snapshot(kube_client, server):
+    v1 = client.CoreV1Api(kube_client)
     for i in range(7):
         server.create(pod(f"p{i}"))
     first = v1.list_namespaced_pod("default", limit=3)
@@ -200,8 +160,8 @@ def test_list_paging_is_a_consistent_snapshot(api, server):
     assert (status, st["reason"]) == (410, "Expired")
 
 
-def test_list_at_exact_resource_version(api, server):
-    v1 = client.CoreV1Api(api)
+def test_list_at_exact_resource_version(kube_client, server):
+    v1 = client.CoreV1Api(kube_client)
     a = server.create(pod("a"))
     server.create(pod("b"))
     server.delete("pods", "default", "a")
@@ -225,17 +185,17 @@ def test_list_at_exact_resource_version(api, server):
     ("tier", ["a"]),
     ("!app", ["d"]),
 ])
-def test_label_selectors(api, server, selector, expected):
+def test_label_selectors(kube_client, server, selector, expected):
     server.create(pod("a", labels={"app": "web", "tier": "front"}))
     server.create(pod("b", labels={"app": "web"}))
     server.create(pod("c", labels={"app": "db"}))
     server.create(pod("d"))
-    got = client.CoreV1Api(api).list_namespaced_pod("default", label_selector=selector)
+    got = client.CoreV1Api(kube_client).list_namespaced_pod("default", label_selector=selector)
     assert [p.metadata.name for p in got.items] == expected
 
 
-def test_field_selectors(api, server):
-    v1 = client.CoreV1Api(api)
+def test_field_selectors(kube_client, server):
+    v1 = client.CoreV1Api(kube_client)
     server.create(pod("a", node="n1"))
     server.create(pod("b", node="n2"))
     server.create(pod("a", ns="kube-system", node="n1"))
@@ -249,112 +209,10 @@ def test_field_selectors(api, server):
     assert status == 400 and "field label not supported" in st["message"]
 
 
-# -- watch ----------------------------------------------------------------------------
-
-def collect(api, n, **kw):
-    """The first n events of a pod watch (then the watch is stopped)."""
-    w, out = watch.Watch(), []
-    for ev in w.stream(client.CoreV1Api(api).list_namespaced_pod, "default", **kw):
-        out.append((ev["type"], ev["raw_object"]["metadata"].get("name"),
-                    int(ev["raw_object"]["metadata"]["resourceVersion"])))
-        if len(out) == n:
-            w.stop()
-    return out
-
-
-def test_watch_sees_changes_in_order(api, server):
-    start = server.list("pods", "default")["metadata"]["resourceVersion"]
-    server.create(pod("a"))
-    server.patch("pods", "default", "a", {"metadata": {"labels": {"x": "1"}}})
-    server.delete("pods", "default", "a")
-    events = collect(api, 3, resource_version=start)
-    assert [(t, n) for t, n, _ in events] == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a")]
-    versions = [v for _, _, v in events]
-    assert versions == sorted(versions) and len(set(versions)) == 3 and versions[0] > int(start)
-
-
-def test_watch_from_a_version_gets_exactly_the_later_events(api, server):
-    server.create(pod("a"))
-    b = server.create(pod("b"))
-    server.create(pod("c"))
-    server.update_status({**server.get("pods", "default", "a"), "status": {"phase": "Running"}})
-    assert [(t, n) for t, n, _ in collect(api, 2, resource_version=b["metadata"]["resourceVersion"])] == \
-        [("ADDED", "c"), ("MODIFIED", "a")]
-    # without a version: the current state as ADDED events first
-    assert [(t, n) for t, n, _ in collect(api, 3)] == [("ADDED", "a"), ("ADDED", "b"), ("ADDED", "c")]
-
-
-def test_watch_bookmarks(api, server):
-    start = server.create(pod("a"))["metadata"]["resourceVersion"]
-    server.create({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}})  # another kind
-    w = watch.Watch()
-    seen = []
-    for ev in w.stream(client.CoreV1Api(api).list_namespaced_pod, "default", resource_version=start,
-                       allow_watch_bookmarks=True, timeout_seconds=5):
-        seen.append(ev)
-        w.stop()
-    assert [e["type"] for e in seen] == ["BOOKMARK"]
-    assert seen[0]["raw_object"]["metadata"]["resourceVersion"] == str(server.store.resource_version)
-    assert w.resource_version == str(server.store.resource_version)   # the client resumes from it
-
-
-def test_watch_from_compacted_version_is_410(api, server):
-    old = server.create(pod("a"))["metadata"]["resourceVersion"]
-    server.create(pod("b"))
-    server.compact()
-    v1 = client.CoreV1Api(api)
-    with pytest.raises(client.ApiException) as e:
-        collect(api, 1, resource_version=old, timeout_seconds=5)
-    assert e.value.status == 410 and "Expired" in e.value.reason
-    # on the wire: HTTP 200, one ERROR event carrying a 410 Status, then a clean end
-    with urllib.request.urlopen(f"{server.url}/api/v1/namespaces/default/pods?watch=true"
-                                f"&resourceVersion={old}", timeout=5) as r:
-        lines = [json.loads(x) for x in r.read().splitlines()]
-    assert [ev["type"] for ev in lines] == ["ERROR"]
-    st = lines[0]["object"]
-    assert (st["kind"], st["code"], st["reason"]) == ("Status", 410, "Expired")
-    assert st["message"].startswith(f"too old resource version: {old} ")
-    # the current version is fine
-    now = v1.list_namespaced_pod("default").metadata.resource_version
-    server.create(pod("c"))
-    assert [n for _, n, _ in collect(api, 1, resource_version=now)] == ["c"]
-
-
-def test_cut_watches_breaks_the_stream_and_a_rewatch_loses_nothing(api, server):
-    start = server.list("pods")["metadata"]["resourceVersion"]
-    events, ended = queue.Queue(), queue.Queue()
-
-    def watcher():
-        try:
-            for ev in watch.Watch().stream(client.CoreV1Api(api).list_namespaced_pod, "default",
-                                           resource_version=start, _request_timeout=10):
-                events.put(ev["raw_object"])
-            ended.put(None)
-        except Exception as e:      # urllib3's ProtocolError: the chunked stream broke
-            ended.put(e)
-    t = threading.Thread(target=watcher, daemon=True)
-    t.start()
-    server.create(pod("a"))
-    last = events.get(timeout=5)["metadata"]["resourceVersion"]
-    assert server.cut_watches() == 1
-    outcome = ended.get(timeout=5)
-    # not a clean end: the chunked stream stops without its terminating chunk
-    assert isinstance(outcome, urllib3.exceptions.ProtocolError), outcome
-    t.join(5)
-    server.create(pod("b"))                   # while nobody watches
-    assert [n for _, n, _ in collect(api, 1, resource_version=last)] == ["b"]
-
-
-def test_timeout_seconds_ends_a_watch_cleanly(api, server):
-    t0 = time.monotonic()
-    out = collect(api, 99, timeout_seconds=1)
-    assert out == [] and 0.9 < time.monotonic() - t0 < 3
-
-
 # -- authorization, status subresource, namespaces ------------------------------------
 
-def test_forbid_answers_403_with_the_real_message(api, server):
-    v1 = client.CoreV1Api(api)
+def test_forbid_answers_403_with_the_real_message(kube_client, server):
+    v1 = client.CoreV1Api(kube_client)
     server.create(pod("a", ns="kube-system"))
     server.forbid("list", "pods")
     status, st = api_error(v1.list_pod_for_all_namespaces)
@@ -366,23 +224,23 @@ def test_forbid_answers_403_with_the_real_message(api, server):
     assert status == 403 and st["message"].startswith('pods "a" is forbidden') and \
         st["message"].endswith('cannot get resource "pods" in API group "" in the namespace "kube-system"')
     server.forbid("watch", "endpointslices")
-    status, st = api_error(client.DiscoveryV1Api(api).list_endpoint_slice_for_all_namespaces, watch=True)
+    status, st = api_error(client.DiscoveryV1Api(kube_client).list_endpoint_slice_for_all_namespaces, watch=True)
     assert status == 403 and 'API group "discovery.k8s.io"' in st["message"]
     assert v1.list_namespaced_service("default").items == []     # other resources unaffected
     server.clear_forbidden()
     assert len(v1.list_pod_for_all_namespaces().items) == 1
 
 
-def test_status_subresource_changes_only_status(api, server):
-    v1 = client.CoreV1Api(api)
+def test_status_subresource_changes_only_status(kube_client, server):
+    v1 = client.CoreV1Api(kube_client)
     created = v1.create_namespaced_pod("default", {**pod("a"), "status": {"phase": "Running"}})
     assert created.status.phase == "Pending"        # status is the server's to set on create
-    body = api.sanitize_for_serialization(created)
+    body = kube_client.sanitize_for_serialization(created)
     body["status"] = {"phase": "Running", "podIP": "10.1.1.2"}
     body["metadata"]["labels"] = {"ignored": "yes"}
     s = v1.replace_namespaced_pod_status("a", "default", body)
     assert (s.status.phase, s.status.pod_ip, s.metadata.labels) == ("Running", "10.1.1.2", {})
-    body = api.sanitize_for_serialization(s)
+    body = kube_client.sanitize_for_serialization(s)
     body["status"]["phase"] = "Failed"               # through the main resource: status ignored
     body["metadata"]["labels"] = {"kept": "yes"}
     m = v1.replace_namespaced_pod("a", "default", body)
@@ -391,7 +249,7 @@ def test_status_subresource_changes_only_status(api, server):
                                                          "spec": {"nodeName": "x"}})
     assert (p.status.phase, p.spec.node_name) == ("Succeeded", None)
     # an update that changes nothing is no change: same version, no event
-    assert rv(v1.replace_namespaced_pod("a", "default", api.sanitize_for_serialization(p))) == rv(p)
+    assert rv(v1.replace_namespaced_pod("a", "default", kube_client.sanitize_for_serialization(p))) == rv(p)
 
 
 def test_deleting_a_namespace_deletes_its_objects(server):
@@ -432,7 +290,7 @@ def test_in_process_watch_selection_and_cut(server):
     assert [e["object"]["metadata"]["name"] for e in quick] == ["a", "b"]   # initial state; then ends
 
 
-def test_subscribe_delivers_in_order_and_survives_a_cut(api, server):
+def test_subscribe_delivers_in_order_and_survives_a_cut(kube_client, server):
     server.create(pod("a"))
     got, seen = [], threading.Event()
 
@@ -445,7 +303,7 @@ def test_subscribe_delivers_in_order_and_survives_a_cut(api, server):
         deadline = time.monotonic() + 5
         while not got and time.monotonic() < deadline:
             time.sleep(0.01)
-        client.CoreV1Api(api).create_namespaced_pod("default", pod("b"))
+        client.CoreV1Api(kube_client).create_namespaced_pod("default", pod("b"))
         time.sleep(0.05)
         server.cut_watches()                      # the subscription re-watches from its last version
         server.create(pod("c"))
@@ -501,16 +359,16 @@ items:
 
 # -- discovery, kubeconfig, kubectl ---------------------------------------------------
 
-def test_discovery(api, server):
-    core = client.CoreV1Api(api).get_api_resources()
+def test_discovery(kube_client, server):
+    core = client.CoreV1Api(kube_client).get_api_resources()
     names = {r.name: r for r in core.resources}
     assert {"pods", "pods/status", "services", "nodes", "namespaces"} <= set(names)
     assert names["pods"].namespaced and not names["nodes"].namespaced and "watch" in names["pods"].verbs
-    groups = {g.name: g.preferred_version.group_version for g in client.ApisApi(api).get_api_versions().groups}
+    groups = {g.name: g.preferred_version.group_version for g in client.ApisApi(kube_client).get_api_versions().groups}
     assert groups == {"discovery.k8s.io": "discovery.k8s.io/v1", "networking.k8s.io": "networking.k8s.io/v1"}
-    net = client.NetworkingV1Api(api).get_api_resources()
+    net = client.NetworkingV1Api(kube_client).get_api_resources()
     assert [r.kind for r in net.resources] == ["NetworkPolicy"]
-    assert client.VersionApi(api).get_code().major == "1"
+    assert client.VersionApi(kube_client).get_code().major == "1"
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(f"{server.url}/apis/apps/v1/deployments", timeout=5)
     assert e.value.code == 404

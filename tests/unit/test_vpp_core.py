@@ -158,7 +158,7 @@ def test_the_transport_reads_on_the_callers_thread():
 
     from vpp_papi import vpp_papi as client, vpp_transport_socket  # noqa: PLC0415
 
-    from agent.vpp.papi import direct_transport  # noqa: PLC0415
+    from agent.vpp.transport import direct_transport  # noqa: PLC0415
     src = inspect.getsource(vpp_transport_socket.VppTransport)
     # what the patch relies on: if vpp_papi changes this, the patch must change too
     assert "def connect(self, name, pfx, msg_handler, rx_qlen, do_async=False)" in src
