@@ -17,7 +17,7 @@ _contivctl_subs() {
         "install") echo "cni manifests node" ;;
         "ipam") echo "gc" ;;
         "ksr") echo "run" ;;
-        "lab") echo "apply delete down exec list logs probe status up" ;;
+        "lab") echo "apply delete down exec kubeconfig list logs probe status up" ;;
         "nat") echo "sessions" ;;
         "trace") echo "pod-to-pod pod-to-service" ;;
         "vpp") echo "cli dump" ;;
@@ -35,7 +35,7 @@ _contivctl_opts() {
         "agent status") echo "--help --lab --node --output -o" ;;
         "completion") echo "--help" ;;
         "install") echo "--help" ;;
-        "install cni") echo "--agent-socket --bin-dir --chain --check --cni-version --conf-dir --dry-run --force --help --output --plugin-dir --root --tuning-sysctl --uninstall -o" ;;
+        "install cni") echo "--agent-socket --bin-dir --chain --check --cni-version --conf-dir --dry-run --force --help --interpreter --output --plugin-dir --root --tuning-sysctl --uninstall -o" ;;
         "install manifests") echo "--dataplane --etcd --help --image --namespace --output --pod-cidr --service-cidr -o" ;;
         "install node") echo "--chain --cni-version --config --dataplane --dry-run --force --help --node --output --root --uninstall -o" ;;
         "ipam") echo "--help --lab --node --output -o" ;;
@@ -47,11 +47,12 @@ _contivctl_opts() {
         "lab delete") echo "--filename --help --name --output --timeout -f -o" ;;
         "lab down") echo "--help --name --output -o" ;;
         "lab exec") echo "--help --name" ;;
+        "lab kubeconfig") echo "--help --name" ;;
         "lab list") echo "--help --output -o" ;;
         "lab logs") echo "--help --name --tail" ;;
         "lab probe") echo "--help --matrix --name --namespace --output --port --protocol --timeout -n -o" ;;
         "lab status") echo "--help --name --output -o" ;;
-        "lab up") echo "--dataplane --demo --help --name --nodes --output --pod-cidr --timeout --underlay -o" ;;
+        "lab up") echo "--dataplane --demo --help --kube-api --name --nodes --output --pod-cidr --timeout --underlay -o" ;;
         "nat") echo "--help" ;;
         "nat sessions") echo "--all --help --lab --node --output --pod --service --summary -a -o" ;;
         "netstat") echo "--help --lab --namespace --node --output --sockets --watch -n -o -s -w" ;;

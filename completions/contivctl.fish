@@ -80,6 +80,7 @@ complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_su
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l dry-run
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l force
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l interpreter
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l plugin-dir
 complete -c contivctl -n '__fish_seen_subcommand_from install and __fish_seen_subcommand_from cni' -l root
@@ -122,16 +123,17 @@ complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcom
 complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcommand_from run' -l kubeconfig
 complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcommand_from run' -l lease-ttl
 complete -c contivctl -n '__fish_seen_subcommand_from ksr and __fish_seen_subcommand_from run' -l log-level
-complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a apply
-complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a delete
-complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a down
-complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a exec
-complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a list
-complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a logs
-complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a probe
-complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a status
-complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -a up
-complete -c contivctl -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec list logs probe status up' -l help
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -a apply
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -a delete
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -a down
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -a exec
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -a kubeconfig
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -a list
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -a logs
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -a probe
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -a status
+complete -c contivctl -f -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -a up
+complete -c contivctl -n '__fish_seen_subcommand_from lab and not __fish_seen_subcommand_from apply delete down exec kubeconfig list logs probe status up' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from apply' -l filename
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from apply' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from apply' -l name
@@ -147,6 +149,8 @@ complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcom
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from down' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from exec' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from exec' -l name
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from kubeconfig' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from kubeconfig' -l name
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from list' -l help
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from list' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from logs' -l help
@@ -166,6 +170,7 @@ complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcom
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l dataplane
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l demo
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l kube-api
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l name
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l nodes
 complete -c contivctl -n '__fish_seen_subcommand_from lab and __fish_seen_subcommand_from up' -l output

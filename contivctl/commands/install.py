@@ -35,6 +35,9 @@ def cni(
                                          help="Extra directory to look for chained plugins in."),
     socket: str = typer.Option("", "--agent-socket", help="Agent socket the plugin talks to."),
     cni_version: str = CNI_VERSION,
+    interpreter: str = typer.Option(None, "--interpreter", metavar="PATH",
+                                    help="The Python the plugin runs with on the node (default: this "
+                                         "one); from a container, the host's (/usr/bin/python3)."),
     tuning_sysctl: list[str] = typer.Option([], "--tuning-sysctl", metavar="NAME=VALUE",
                                             help="A sysctl the chained tuning plugin sets in each pod."),
     check: bool = typer.Option(False, "--check", help="Validate the installed conflist instead: JSON, "
@@ -56,8 +59,12 @@ def cni(
         if not all(r["ok"] for r in results):
             raise typer.Exit(1)
         return
+    if interpreter is not None and not interpreter.startswith("/"):
+        from agent.errors import InvalidInput  # noqa: PLC0415
+        raise InvalidInput(f"--interpreter {interpreter!r}: give an absolute path (it is the plugin's #! line)")
     wants = [] if uninstall else nd.cni_wants(bin_dir, conf_dir, socket or ctx.socket, _chain(chain), dirs,
-                                              cni_version or ci.DEFAULT_CNI_VERSION, _sysctls(tuning_sysctl))
+                                              cni_version or ci.DEFAULT_CNI_VERSION, _sysctls(tuning_sysctl),
+                                              interpreter)
     # --uninstall removes only these two, whatever else `install node` wrote
     _run(wants, root, uninstall, dry_run, force, fmt,
          only={f"{bin_dir.rstrip('/')}/{ci.PLUGIN_NAME}", f"{conf_dir.rstrip('/')}/{ci.CONF_NAME}"})

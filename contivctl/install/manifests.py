@@ -353,7 +353,9 @@ def _node(ns: str, image: str, vpp: bool, etcd: str) -> dict:
             # the plugin and a conflist (CNI 1.0.0 by default) into the host's directories, and
             # install's record of them into the host's /var/lib/contiv: without that record, the
             # next run (an upgrade) would take its own files for someone else's and refuse
-            "command": ["contivctl", "install", "cni", "--root", "/host", "--agent-socket", DEFAULT_SOCKET],
+            # the plugin runs on the host: with the host's Python, not the image's
+            "command": ["contivctl", "install", "cni", "--root", "/host", "--agent-socket", DEFAULT_SOCKET,
+                        "--interpreter", "/usr/bin/python3"],
             # root with the runtime's default capabilities writes root's directories; spc_t lets
             # it on SELinux hosts, whose labels on those directories refuse an ordinary container
             "securityContext": {"seLinuxOptions": {"type": "spc_t", "level": "s0"}},

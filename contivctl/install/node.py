@@ -24,7 +24,8 @@ UNIT_DIR = "/etc/systemd/system"
 
 
 def cni_wants(bin_dir: str, conf_dir: str, socket: str, chain: list[str] | None, search: list[str],
-              cni_version: str, tuning_sysctl: dict[str, str] | None = None) -> list[Want]:
+              cni_version: str, tuning_sysctl: dict[str, str] | None = None,
+              interpreter: str | None = None) -> list[Want]:
     """The plugin and the conflist; ``chain`` checked against ``search``
     (None: whichever of portmap, bandwidth, tuning is there)."""
     from cni import install as ci  # noqa: PLC0415
@@ -33,7 +34,8 @@ def cni_wants(bin_dir: str, conf_dir: str, socket: str, chain: list[str] | None,
         conf = ci.conflist_bytes(socket, chain, cni_version, tuning_sysctl)
     except (ValueError, FileNotFoundError) as e:
         raise InvalidInput(str(e)) from None
-    return [Want(f"{bin_dir.rstrip('/')}/{ci.PLUGIN_NAME}", "CNI plugin", ci.plugin_source().encode(), 0o755),
+    return [Want(f"{bin_dir.rstrip('/')}/{ci.PLUGIN_NAME}", "CNI plugin", ci.plugin_source(interpreter).encode(),
+                 0o755),
             Want(f"{conf_dir.rstrip('/')}/{ci.CONF_NAME}", "CNI network configuration", conf)]
 
 

@@ -159,9 +159,12 @@ def test_the_init_container_installs_the_cni_plugin_into_the_hosts_directories(t
     ds = one(m.manifests(), "DaemonSet")
     init = container(ds, "install-cni")
     cmd = init["command"]
-    assert cmd == ["contivctl", "install", "cni", "--root", "/host", "--agent-socket", "/run/contiv/agent.sock"]
+    assert cmd == ["contivctl", "install", "cni", "--root", "/host", "--agent-socket", "/run/contiv/agent.sock",
+                   "--interpreter", "/usr/bin/python3"]
     from contivctl.main import main
     assert main([*cmd[1:4], str(tmp_path), *cmd[5:]]) == 0, capsys.readouterr()
+    # the plugin runs on the host, with the host's Python
+    assert (tmp_path / "opt/cni/bin/contiv-cni").read_text().splitlines()[0] == "#!/usr/bin/python3 -IS"
     written = sorted("/" + str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert written == ["/etc/cni/net.d/10-contiv.conflist", "/opt/cni/bin/contiv-cni",
                        "/var/lib/contiv/install.json"]
