@@ -167,7 +167,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lab", required=True)
     ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--lab-dir", required=True, help="the lab's directory (names this process as the lab's)")
+    ap.add_argument("--kubeconfig", required=True,
+                    help="where to write the API's kubeconfig: in the lab's directory, which names this "
+                         "process as the lab's (lab down stops it)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from lab.cluster import Lab  # noqa: PLC0415
@@ -179,7 +181,7 @@ def main() -> None:
                            else ApiKube.admit(None, verb, obj, old))
     kube = holder["kube"] = ApiKube(Lab(a.lab), server.store)
     server.start()
-    server.kubeconfig(f"{a.lab_dir}/kubeconfig")
+    server.kubeconfig(a.kubeconfig)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -227,7 +229,7 @@ def start(lab, timeout: float = 30.0) -> dict:
             return subprocess.Popen(argv, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                     start_new_session=True).pid
     info["pid"] = spawn([sys.executable, "-m", "lab.kubecontrol", "--lab", lab.name, "--port", str(port),
-                         "--lab-dir", str(root)], "kubecontrol.log")
+                         "--kubeconfig", info["kubeconfig"]], "kubecontrol.log")
 
     def ready(url: str) -> bool:
         try:

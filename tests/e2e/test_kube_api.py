@@ -7,6 +7,7 @@ again when deleted."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -35,7 +36,18 @@ def env(tmp_path_factory):
         config.load_kube_config(config_file=str(path), client_configuration=cfg)
         yield name, client.CoreV1Api(client.ApiClient(cfg))
     finally:
-        cli("lab", "down", "--name", name)
+        down = cli("lab", "down", "--name", name)
+        # the control plane and the reflector went with the lab
+        left = [pid for pid in os.listdir("/proc") if pid.isdigit() and name in _cmdline(pid)]
+        assert down.returncode == 0 and not left, (down.stderr, [_cmdline(p) for p in left])
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def wait(pred, timeout=60.0):
