@@ -10,7 +10,7 @@ server, the reflector ``contivctl ksr run``, the agent) gets a Service with
 two pods and a NetworkPolicy. Then, ``--changes`` times, one at a time, the
 policy's port is changed through the API (HTTP, as any client) and timed
 until (1) etcd holds the new version -- the reflector's part -- and (2) the
-agent reports (``GET /v1/health``) that it has applied that etcd revision:
+agent reports (its ``health()``, the API layer's) that it has applied that etcd revision:
 the change is in the data plane. Printed: p50/p90 of both, and of the
 agent's part alone.
 """

@@ -37,7 +37,10 @@ class Metrics:
 
     def count(self, what: str, resource: str, label: str) -> None:
         c = self.counters[what]
-        (c.inc() if what == "etcd_writes" else c.labels(resource, label).inc())
+        if what == "etcd_writes":  # one counter without labels
+            c.inc()
+        else:
+            c.labels(resource, label).inc()
 
     def describe(self):
         return []

@@ -51,6 +51,12 @@ def _kind_seg(obj: dict) -> str:
     return keys.KIND_SEGMENT[obj["kind"]]
 
 
+def same_slice(a: dict, b: dict) -> bool:
+    """Two EndpointSlices say the same (what the server adds to metadata aside)."""
+    return all(a.get(f) == b.get(f) for f in ("addressType", "endpoints", "ports")) \
+        and a["metadata"].get("labels") == b["metadata"].get("labels")
+
+
 def obj_key(obj: dict) -> str:
     md = obj["metadata"]
     return keys.k8s_key(obj["kind"], md.get("namespace", ""), md["name"])
@@ -434,11 +440,9 @@ class Kube:
     def _sync_endpoints(self) -> None:
         want = self.desired_slices()
         have = {obj_key(o): o for o in self.list("endpointslice")}
-        same = lambda a, b: all(a.get(f) == b.get(f) for f in ("addressType", "endpoints", "ports")) \
-            and a["metadata"].get("labels") == b["metadata"].get("labels")  # noqa: E731
         for k, v in want.items():
             old = have.get(k)
-            if old is not None and same(old, v):
+            if old is not None and same_slice(old, v):
                 continue
             self._put(self._stamp(v, old))
         for k, v in have.items():

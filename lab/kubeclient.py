@@ -19,12 +19,12 @@ import urllib.request
 from agent.errors import InvalidInput, NotFound, TemporaryError
 from agent.model import keys
 
-#: kind -> (API prefix, plural, namespaced)
-PATHS = {"Namespace": ("/api/v1", "namespaces", False), "Node": ("/api/v1", "nodes", False),
-         "Pod": ("/api/v1", "pods", True), "Service": ("/api/v1", "services", True),
-         "EndpointSlice": ("/apis/discovery.k8s.io/v1", "endpointslices", True),
-         "NetworkPolicy": ("/apis/networking.k8s.io/v1", "networkpolicies", True)}
-SEGMENT_KIND = {v: k for k, v in keys.KIND_SEGMENT.items()}
+from lab.kubeobj import RESOURCES, resource
+
+
+def scoped(kind: str, namespace: str | None) -> str | None:
+    """``namespace`` for a namespaced kind, None for a cluster-scoped one."""
+    return namespace if resource(kind).namespaced else None
 
 
 class ApiObjects:
@@ -34,9 +34,9 @@ class ApiObjects:
         self.url, self.timeout = url.rstrip("/"), timeout
 
     def _path(self, kind: str, namespace: str | None, name: str | None = None, sub: str = "") -> str:
-        kind = SEGMENT_KIND.get(kind, kind)
-        prefix, plural, namespaced = PATHS[kind]
-        p = prefix + (f"/namespaces/{namespace}" if namespaced and namespace else "") + f"/{plural}"
+        r = resource(kind)
+        prefix = f"/apis/{r.group}/{r.version}" if r.group else f"/api/{r.version}"
+        p = prefix + (f"/namespaces/{namespace}" if r.namespaced and namespace else "") + f"/{r.plural}"
         return p + (f"/{name}" if name else "") + (f"/{sub}" if sub else "")
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
@@ -68,16 +68,14 @@ class ApiObjects:
             return None
 
     def list(self, kind: str, namespace: str | None = None) -> list[dict]:
-        kind = SEGMENT_KIND.get(kind, kind)
+        r = resource(kind)
         items = self._call("GET", self._path(kind, namespace)).get("items", [])
-        prefix, _, _ = PATHS[kind]
-        return [{"apiVersion": prefix.split("/apis/")[-1] if "/apis/" in prefix else "v1", "kind": kind, **o}
-                for o in items]
+        return [{"apiVersion": r.api_version, "kind": r.kind, **o} for o in items]  # items carry neither
 
     def put(self, obj: dict) -> str:
         """Create or replace ``obj``; "created", "configured" or "unchanged"."""
         md = obj["metadata"]
-        ns = md.get("namespace") if PATHS[obj["kind"]][2] else None
+        ns = scoped(obj["kind"], md.get("namespace"))
         cur = self.get(obj["kind"], ns, md["name"])
         if cur is None:
             self._call("POST", self._path(obj["kind"], ns), obj)
@@ -96,8 +94,7 @@ class ApiObjects:
 
     def delete(self, kind: str, namespace: str | None, name: str) -> bool:
         try:
-            self._call("DELETE", self._path(kind, namespace if PATHS[SEGMENT_KIND.get(kind, kind)][2] else None,
-                                            name))
+            self._call("DELETE", self._path(kind, scoped(kind, namespace), name))
             return True
         except NotFound:
             return False
@@ -155,10 +152,10 @@ def wait_mirrored(api: ApiObjects, store, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while True:
         want = {}
-        for kind in PATHS:
-            for o in api.list(kind):
+        for r in RESOURCES:
+            for o in api.list(r.kind):
                 md = o["metadata"]
-                key = keys.k8s_key(kind, md.get("namespace", "") if PATHS[kind][2] else "", md["name"])
+                key = keys.k8s_key(r.kind, scoped(r.kind, md.get("namespace", "")) or "", md["name"])
                 want[key] = md.get("resourceVersion")
         kvs, _ = store.list(keys.K8S)
         have = {kv.key: json.loads(kv.value)["metadata"].get("resourceVersion") for kv in kvs}
@@ -215,7 +212,7 @@ def delete_via_api(kube, objs, timeout: float) -> list[dict]:
         results, gone, changes = [], [], Changes(kube.store)
         for o in objs:
             md = o["metadata"]
-            ns = md.get("namespace") if PATHS[o["kind"]][2] else None
+            ns = scoped(o["kind"], md.get("namespace"))
             if o["kind"] == "Pod":
                 gone.append(kube.lab.paths.pod_ns(md["namespace"], md["name"]))
             elif o["kind"] == "Namespace":
@@ -238,12 +235,11 @@ def delete_via_api(kube, objs, timeout: float) -> list[dict]:
 
 def _wait_endpoints(kube, deadline: float) -> None:
     """Until the control plane's EndpointSlices are what the pods and Services call for."""
-    from lab.kube import obj_key  # noqa: PLC0415
-    fields = ("addressType", "endpoints", "ports")
+    from lab.kube import obj_key, same_slice  # noqa: PLC0415
     while True:
         want = kube.desired_slices()
         have = {obj_key(o): o for o in kube.list("endpointslice")}
-        if all(k in have and all(have[k].get(f) == v.get(f) for f in fields) for k, v in want.items()):
+        if all(k in have and same_slice(have[k], v) for k, v in want.items()):
             return
         if time.monotonic() > deadline:
             raise TemporaryError("the lab's endpoint controller has not caught up", hint="see kubecontrol.log")

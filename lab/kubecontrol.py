@@ -31,10 +31,6 @@ from lab.kube import NETNS_ANNOTATION, Kube
 
 log = logging.getLogger(__name__)
 
-PLURAL = {"pod": "pods", "service": "services", "namespace": "namespaces", "endpointslice": "endpointslices",
-          "networkpolicy": "networkpolicies", "node": "nodes"}
-
-
 class ApiKube(Kube):
     """:class:`Kube` whose objects live in the API server's store."""
 
@@ -46,22 +42,21 @@ class ApiKube(Kube):
     def get(self, kind: str, namespace: str, name: str) -> dict | None:
         from lab.kubeobj import KubeError  # noqa: PLC0415
         try:
-            return self.kstore.get(PLURAL.get(kind.lower(), kind), namespace or None, name)
+            return self.kstore.get(kind, namespace or None, name)
         except KubeError:
             return None
 
     def list(self, kind: str, namespace: str | None = None) -> list[dict]:
-        from lab.kubeclient import PATHS, SEGMENT_KIND  # noqa: PLC0415
-        k = SEGMENT_KIND.get(kind.lower(), kind)
-        api_version = PATHS[k][0].split("/apis/")[-1] if "/apis/" in PATHS[k][0] else "v1"
-        return [{"apiVersion": api_version, "kind": k, **o}  # list items carry neither, as in Kubernetes
-                for o in self.kstore.list(PLURAL.get(kind.lower(), kind), namespace).get("items", [])]
+        from lab.kubeobj import resource  # noqa: PLC0415
+        r = resource(kind)
+        return [{"apiVersion": r.api_version, "kind": r.kind, **o}  # list items carry neither, as in Kubernetes
+                for o in self.kstore.list(kind, namespace).get("items", [])]
 
     def _put(self, obj: dict) -> None:
         from lab.kubeobj import KubeError  # noqa: PLC0415
         md = obj["metadata"]
         try:
-            cur = self.kstore.get(PLURAL[obj["kind"].lower()], md.get("namespace"), md["name"])
+            cur = self.kstore.get(obj["kind"], md.get("namespace"), md["name"])
         except KubeError:
             cur = None
         status = obj.get("status")
@@ -77,7 +72,7 @@ class ApiKube(Kube):
         if ref is None:
             return
         try:
-            self.kstore.delete(PLURAL[ref.kind], ref.namespace or None, ref.name)
+            self.kstore.delete(ref.kind, ref.namespace or None, ref.name)
         except KubeError:
             pass
 
@@ -94,10 +89,7 @@ class ApiKube(Kube):
             obj = {**obj, **objects.validate(obj, "admission")}
         if obj.get("kind") == "Service" and self is not None:
             return self._service_defaults(obj, old)
-        if obj.get("kind") == "Namespace":
-            md = obj["metadata"]
-            md["labels"] = {**(md.get("labels") or {}), "kubernetes.io/metadata.name": md["name"]}
-        return obj
+        return obj  # (the store itself labels a Namespace with its name, as the API server does)
 
 
 class Controller:

@@ -49,7 +49,6 @@ _BE16, _BE32, _BE64, _I32 = (struct.Struct(f) for f in (">H", ">I", ">Q", ">i"))
 #: the identity our values append to their rules' comments (agent.linux.nft.values)
 _VALUE_ID = re.compile(r"\s*#[0-9a-f]{8,}$")
 PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 132: "SCTP"}
-VXLAN_PORT = 4789
 
 
 def table_name() -> str:
