@@ -11,7 +11,7 @@ import sys
 import typer
 
 from contivctl import __version__
-from contivctl.commands import agent, diag, install, ksr, lab, observe, trace, vpp
+from contivctl.commands import agent, diag, install, ksr, lab, observe, stn, trace, vpp
 from contivctl.context import ctx, new_app
 
 app = new_app(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -43,6 +43,7 @@ app.add_typer(agent.app, name="agent")
 app.add_typer(install.app, name="install")
 app.add_typer(lab.app, name="lab")
 app.add_typer(vpp.app, name="vpp")
+app.add_typer(stn.app, name="stn")
 diag.register(app)
 observe.register(app)
 trace.register(app)
