@@ -56,6 +56,12 @@ class AgentConfig:
     vpp_uplink_cidr: str = ""
     #: VPP data plane: next hop for everything beyond the uplink's subnet ("": none)
     vpp_uplink_gateway: str = ""
+    #: VPP data plane: the uplink is the node's only NIC, stolen with
+    #: ``contivctl stn steal --dataplane vpp``: VPP takes it only while STN's
+    #: record says so, with the NIC's MAC and an STN rule (docs/stn.md)
+    vpp_stn: bool = False
+    #: STN's directory (snapshots and state of stolen NICs)
+    stn_dir: str = "/var/lib/contiv/stn"
     #: Prometheus metrics on HOST:PORT (e.g. 0.0.0.0:9402); empty: off
     metrics_address: str = ""
     extra: dict = field(default_factory=dict, compare=False)

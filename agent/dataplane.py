@@ -185,6 +185,11 @@ class Dataplane(Protocol):
     def discard_prefetch(self) -> None:
         """Drop what a prefetch read (used, or no longer to be trusted)."""
 
+    def stn_keys(self) -> tuple[str, ...]:
+        """The keys of the values that hold a NIC STN stole for this data
+        plane, as last rendered (empty: nothing stolen, or a data plane that
+        leaves STN to ``contivctl stn``'s own steps, as Linux's bridge does)."""
+
     def close(self) -> None:
         """Release sockets and threads; the data plane's state stays as it is."""
 

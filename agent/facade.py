@@ -16,6 +16,7 @@ import time
 from agent.errors import InvalidInput, NotFound
 from agent.model import api as rec
 from agent.reconciler.plan import plain
+from agent.stndir import StnDir
 
 
 class AgentFacade:
@@ -39,7 +40,7 @@ class AgentFacade:
         return rec.NodeStatus(a.status(), a.node_info, facts.mtu if facts else 0,
                               facts.underlay if facts else "", a.scheduler.counts(),
                               dict(a.last_resync), a.snapshot.counts(), a.cfg.to_dict(),
-                              dict(a.store_health))
+                              dict(a.store_health), StnDir(a.cfg.stn_dir).status())
 
     def nodes(self) -> rec.NodeList:
         snap = self._a.snapshot
@@ -78,6 +79,17 @@ class AgentFacade:
 
     def resync(self) -> rec.TxnRecord:
         return self._a.request_resync("resync requested through the API").record
+
+    def stn_sync(self) -> rec.StnSync:
+        a = self._a
+        a.request_resync("STN's record changed (contivctl stn)")
+        held = a.plane.ready()
+        if held:
+            return rec.StnSync("", False, held)
+        keys = a.plane.stn_keys()
+        states = a.scheduler.states_of(keys)
+        waiting = [f"{k} is {states.get(k, 'missing')}" for k in keys if states.get(k) != "configured"]
+        return rec.StnSync(a.cfg.vpp_uplink if keys else "", not waiting, "; ".join(waiting))
 
     def history(self, limit: int = 50, since: int = 0) -> rec.History:
         return rec.History(tuple(self._a.scheduler.history.list(limit, since=since)))

@@ -12,13 +12,14 @@ _contivctl() {
 }
 _contivctl_subs() {
     case "$1" in
-        "") echo "agent completion install ipam ksr lab nat netstat nodes pods policies report services status trace vpp" ;;
+        "") echo "agent completion install ipam ksr lab nat netstat nodes pods policies report services status stn trace vpp" ;;
         "agent") echo "history plan resync run state status" ;;
         "install") echo "cni manifests node" ;;
         "ipam") echo "gc" ;;
         "ksr") echo "run" ;;
         "lab") echo "apply delete down exec kubeconfig list logs probe status up" ;;
         "nat") echo "sessions" ;;
+        "stn") echo "confirm restore status steal watch" ;;
         "trace") echo "pod-to-pod pod-to-service" ;;
         "vpp") echo "cli dump" ;;
     esac
@@ -62,6 +63,12 @@ _contivctl_opts() {
         "report") echo "--help --lab --node --output-file --timeout -o" ;;
         "services") echo "--help --lab --namespace --node --output -n -o" ;;
         "status") echo "--help --lab --node --output --timeout -o" ;;
+        "stn") echo "--help" ;;
+        "stn confirm") echo "--dir --help --output -o" ;;
+        "stn restore") echo "--dir --help --output --vpp-api-socket -o" ;;
+        "stn status") echo "--dir --help --output -o" ;;
+        "stn steal") echo "--check --confirm-timeout --dataplane --dir --help --output --vpp-api-socket -o" ;;
+        "stn watch") echo "--dir --help --interval --once --vpp-api-socket" ;;
         "trace") echo "--help" ;;
         "trace pod-to-pod") echo "--help --lab --output --port --protocol --timeout -o -p" ;;
         "trace pod-to-service") echo "--help --lab --output --port --protocol --timeout -o -p" ;;

@@ -13,6 +13,7 @@ complete -c contivctl -f -n '__fish_use_subcommand' -a policies
 complete -c contivctl -f -n '__fish_use_subcommand' -a report
 complete -c contivctl -f -n '__fish_use_subcommand' -a services
 complete -c contivctl -f -n '__fish_use_subcommand' -a status
+complete -c contivctl -f -n '__fish_use_subcommand' -a stn
 complete -c contivctl -f -n '__fish_use_subcommand' -a trace
 complete -c contivctl -f -n '__fish_use_subcommand' -a vpp
 complete -c contivctl -n '__fish_use_subcommand' -l debug
@@ -224,6 +225,34 @@ complete -c contivctl -n '__fish_seen_subcommand_from status' -l lab
 complete -c contivctl -n '__fish_seen_subcommand_from status' -l node
 complete -c contivctl -n '__fish_seen_subcommand_from status' -l output
 complete -c contivctl -n '__fish_seen_subcommand_from status' -l timeout
+complete -c contivctl -f -n '__fish_seen_subcommand_from stn and not __fish_seen_subcommand_from confirm restore status steal watch' -a confirm
+complete -c contivctl -f -n '__fish_seen_subcommand_from stn and not __fish_seen_subcommand_from confirm restore status steal watch' -a restore
+complete -c contivctl -f -n '__fish_seen_subcommand_from stn and not __fish_seen_subcommand_from confirm restore status steal watch' -a status
+complete -c contivctl -f -n '__fish_seen_subcommand_from stn and not __fish_seen_subcommand_from confirm restore status steal watch' -a steal
+complete -c contivctl -f -n '__fish_seen_subcommand_from stn and not __fish_seen_subcommand_from confirm restore status steal watch' -a watch
+complete -c contivctl -n '__fish_seen_subcommand_from stn and not __fish_seen_subcommand_from confirm restore status steal watch' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from confirm' -l dir
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from confirm' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from confirm' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from restore' -l dir
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from restore' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from restore' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from restore' -l vpp-api-socket
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from status' -l dir
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from status' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from status' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from steal' -l check
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from steal' -l confirm-timeout
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from steal' -l dataplane
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from steal' -l dir
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from steal' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from steal' -l output
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from steal' -l vpp-api-socket
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from watch' -l dir
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from watch' -l help
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from watch' -l interval
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from watch' -l once
+complete -c contivctl -n '__fish_seen_subcommand_from stn and __fish_seen_subcommand_from watch' -l vpp-api-socket
 complete -c contivctl -f -n '__fish_seen_subcommand_from trace and not __fish_seen_subcommand_from pod-to-pod pod-to-service' -a pod-to-pod
 complete -c contivctl -f -n '__fish_seen_subcommand_from trace and not __fish_seen_subcommand_from pod-to-pod pod-to-service' -a pod-to-service
 complete -c contivctl -n '__fish_seen_subcommand_from trace and not __fish_seen_subcommand_from pod-to-pod pod-to-service' -l help

@@ -255,6 +255,7 @@ class Stn:
 
         def link():
             nic = netcfg.ifindex(ipr, snap.iface)
+            netcfg.write_sysctls(snap.iface, snap.link.get("sysctl", {}))
             netcfg.set_link(ipr, nic, address=snap.link["mac"], mtu=snap.link["mtu"])
             netcfg.set_link(ipr, nic, state="up" if snap.link["up"] else "down")
 

@@ -98,6 +98,34 @@ def _rule(m, name: str) -> dict | None:
     return out
 
 
+#: per-interface sysctls a steal may change (VPP's: the kernel must ignore
+#: what arrives on a NIC VPP reads through af_packet) and a restore puts back
+SYSCTLS = ("ipv4/conf/{}/rp_filter", "ipv4/conf/{}/arp_ignore", "ipv6/conf/{}/disable_ipv6")
+
+
+def read_sysctls(name: str) -> dict[str, str]:
+    """The :data:`SYSCTLS` of link ``name`` in this network namespace (those
+    that exist: no IPv6 on the node, no IPv6 keys)."""
+    out = {}
+    for key in SYSCTLS:
+        try:
+            with open(f"/proc/sys/net/{key.format(name)}") as f:
+                out[key.split("/")[0] + "/" + key.split("/")[-1]] = f.read().strip()
+        except OSError:
+            pass
+    return out
+
+
+def write_sysctls(name: str, values: dict[str, str]) -> None:
+    """Set ``values`` (as :func:`read_sysctls` names them) on link ``name``."""
+    for k, v in values.items():
+        family, leaf = k.split("/")
+        if not (family in ("ipv4", "ipv6") and leaf.isidentifier() and str(v).lstrip("-").isdigit()):
+            raise InvalidInput(f"sysctl {k}={v!r} is not one STN sets")
+        with open(f"/proc/sys/net/{family}/conf/{name}/{leaf}", "w") as f:
+            f.write(str(v))
+
+
 def capture(ipr, name: str) -> Snapshot:
     """The snapshot of link ``name``; InvalidInput when it cannot be stolen
     (enslaved already, no IPv4 address, a multipath route through it)."""
@@ -119,7 +147,8 @@ def capture(ipr, name: str) -> Snapshot:
     neigh = [{"family": _FAMILY[m["family"]], "dst": m.get_attr("NDA_DST"), "lladdr": m.get_attr("NDA_LLADDR")}
              for m in ipr.get_neighbours(ifindex=idx) if m["state"] & NUD_PERMANENT and m.get_attr("NDA_LLADDR")]
     return Snapshot(SNAPSHOT_VERSION, name, time.time(),
-                    {k: link[k] for k in ("mac", "mtu", "up")}, tuple(addresses), tuple(routes),
+                    {**{k: link[k] for k in ("mac", "mtu", "up")}, "sysctl": read_sysctls(name)},
+                    tuple(addresses), tuple(routes),
                     tuple(rules), tuple(neigh))
 
 

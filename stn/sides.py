@@ -116,8 +116,15 @@ class VppSide:
         netcfg.set_link(ipr, idx, state="up")
 
     def attach(self, ipr, snap: Snapshot, holder: str) -> None:
-        """Nothing yet: VPP takes the NIC once its addresses are off it
-        (:meth:`take`), or Linux and VPP would both answer for them."""
+        """The kernel lets go of what arrives on the NIC: af_packet hands VPP
+        a copy of every frame, and the kernel, which keeps the node's address
+        on ``stn-host``, would answer ARP for it and take packets for it on
+        the NIC too (strict reverse-path filtering drops them: their way
+        back is ``stn-host``). VPP itself takes the NIC once its addresses
+        are off it (:meth:`take`)."""
+        netcfg.write_sysctls(snap.iface, {k: v for k, v in (("ipv4/rp_filter", "1"), ("ipv4/arp_ignore", "8"),
+                                                             ("ipv6/disable_ipv6", "1"))
+                                          if k in snap.link.get("sysctl", {})})
 
     def take(self, snap: Snapshot, state: StnState) -> None:
         """Have the agent program VPP from the state on record, and wait until

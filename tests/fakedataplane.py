@@ -293,6 +293,9 @@ class FakeDataplane:
     def discard_prefetch(self) -> None:
         pass
 
+    def stn_keys(self) -> tuple[str, ...]:
+        return ()
+
     def close(self) -> None:
         pass
 

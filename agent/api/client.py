@@ -115,6 +115,9 @@ class AgentClient:
     def dataplane_dump(self, what: str) -> rec.DumpResult:
         return self._call(ENDPOINTS["dataplane_dump"], what=what)
 
+    def stn_sync(self) -> rec.StnSync:
+        return self._call(ENDPOINTS["stn_sync"])
+
     def cni(self, env: dict[str, str], body: bytes) -> rec.CNIReply:
         headers = {h: env[k] for k, h in CNI_HEADERS.items() if k in env}
         status, hdrs, raw = self._request("POST", CNI_PATH, body=body, headers=headers)

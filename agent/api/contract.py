@@ -121,6 +121,7 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
               Param("timeout_ms", "int", 1000, lo=10, hi=30000))),
     Endpoint("trace_collect", "POST", "/v1/trace/collect", rec.TraceSegment,
              (Param("id", required=True),)),
+    Endpoint("stn_sync", "POST", "/v1/stn/sync", rec.StnSync),
     Endpoint("explain", "POST", "/v1/policies/explain", rec.Explanation,
              (Param("src", required=True), Param("dst", required=True),
               Param("port", "int", required=True, lo=1, hi=65535),
@@ -226,6 +227,11 @@ class NodeAPI(Protocol):
 
     def dataplane_dump(self, what: str) -> rec.DumpResult:
         """The data plane's objects of one kind (``DUMPS``) in its own terms."""
+
+    def stn_sync(self) -> rec.StnSync:
+        """Re-read STN's record (``contivctl stn`` changed it) and resync: on
+        VPP, the data plane takes the stolen NIC with the node's address, or
+        lets it go. Whether what STN needs is in place."""
 
     def cni(self, env: dict[str, str], body: bytes) -> rec.CNIReply:
         """One CNI request as the runtime made it: ``CNI_*`` variables and stdin."""

@@ -121,6 +121,9 @@ class LinuxDataplane(VethPods):
     def discard_prefetch(self) -> None:
         self._batch.discard_prefetch()
 
+    def stn_keys(self) -> tuple[str, ...]:
+        return ()  # contivctl stn bridges the NIC itself: nothing of the agent's
+
     def close(self) -> None:
         if self.netlink is not None:
             self.netlink.close()

@@ -14,6 +14,7 @@ from typing import Any
 
 from agent.model.diag import InterfaceCounters, Session, SocketInfo, TracedPacket, TraceFlow
 from agent.model.records import AgentStatus, Allocation, NodeInfo, _Record
+from agent.model.stn import StnStatus
 
 
 # ------------------------------------------------------------------ agent
@@ -41,6 +42,20 @@ class NodeStatus(_Record):
     cluster: dict
     config: dict
     store: dict = field(default_factory=dict)
+    #: the NICs STN holds for the data plane (``contivctl stn``), from STN's directory
+    stn: StnStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StnSync(_Record):
+    """``POST /v1/stn/sync``: the agent re-read STN's record and resynced.
+    ``uplink``: the NIC the data plane now holds for STN ("" none: given
+    back, or a data plane that leaves STN to ``contivctl stn``); ``ready``:
+    everything STN needs of the data plane is in place; ``message``: why not."""
+
+    uplink: str
+    ready: bool
+    message: str = ""
 
 
 @dataclass(frozen=True, slots=True)

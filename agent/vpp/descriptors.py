@@ -15,7 +15,8 @@ def core(api, ifs: Interfaces, owned: tuple[str, ...]) -> list:
             ifdesc.AddressDescriptor(api, ifs), ifdesc.UnnumberedDescriptor(api, ifs),
             bds, l2desc.BridgePortDescriptor(api, ifs, bds), l2desc.L2FibDescriptor(api, ifs, bds),
             l3desc.NeighborDescriptor(api, ifs), l3desc.ProxyArpDescriptor(api, ifs, owned),
-            l3desc.ProxyArpIfDescriptor(api, ifs), l3desc.RouteDescriptor(api, ifs, owned)]
+            l3desc.ProxyArpIfDescriptor(api, ifs), l3desc.RouteDescriptor(api, ifs, owned),
+            l3desc.StnRuleDescriptor(api, ifs)]
 
 
 def descriptors(api, owned: tuple[str, ...]) -> list:

@@ -1,9 +1,10 @@
-"""VPP layer 3: routes, static neighbours, proxy ARP. See :mod:`agent.vpp.values`.
+"""VPP layer 3: routes, static neighbours, proxy ARP, STN rules. See :mod:`agent.vpp.values`.
 
 Ownership without tags: routes are ours when VPP's API added them (FIB
 source API) and they go through one of our interfaces or lie inside the
 prefixes the plane owns (pod CIDR, Service CIDR); neighbours when static on
-our interfaces; proxy-ARP ranges inside the owned prefixes.
+our interfaces; proxy-ARP ranges inside the owned prefixes; STN rules when
+they hand packets to one of our interfaces.
 """
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from agent.errors import InvalidInput
 from agent.reconciler import Dependency, Retrieved
 from agent.vpp.base import VppDescriptor
 from agent.vpp.errors import VppApiError
-from agent.vpp.values import (FIB_SOURCE_API, NONE, Neighbor, ProxyArp, ProxyArpIf, Route,
-                              if_key_of, neighbor_key, proxyarp_key, proxyarpif_key, route_key)
+from agent.vpp.values import (FIB_SOURCE_API, NONE, Neighbor, ProxyArp, ProxyArpIf, Route, StnRule,
+                              if_key_of, neighbor_key, proxyarp_key, proxyarpif_key, route_key, stn_key)
 
 NEIGHBOR_STATIC = 1
 PATH_TYPES = {"normal": 0, "drop": 2, "unreach": 5}
@@ -184,3 +185,37 @@ class ProxyArpIfDescriptor(VppDescriptor):
         names = self.ifs.by_index()
         return [Retrieved(proxyarpif_key(names[d.sw_if_index]), ProxyArpIf(names[d.sw_if_index]))
                 for d in self.api.dump("proxy_arp_intfc_dump") if d.sw_if_index in names]
+
+
+class StnRuleDescriptor(VppDescriptor):
+    """An STN rule: what VPP does not consume of the traffic for the node's
+    address goes to the host (docs/stn.md)."""
+
+    name = "vpp-stn"
+    key_prefix = "vpp/stn/"
+
+    def validate(self, key, v: StnRule) -> None:
+        try:
+            ipaddress.ip_address(v.ip)
+        except ValueError as e:
+            raise InvalidInput(f"STN rule address {v.ip!r}: {e}") from None
+
+    def dependencies(self, key, v: StnRule):
+        return (Dependency("interface-exists", if_key_of(v.ifname)),)
+
+    def create(self, key, v: StnRule, ctx):
+        self.call("stn_add_del_rule", ip_address=v.ip, sw_if_index=self.sw(v.ifname, ctx), is_add=True)
+
+    def delete(self, key, v: StnRule, metadata, ctx):
+        # the plugin finds a rule by its address alone
+        try:
+            self.call("stn_add_del_rule", ip_address=v.ip, sw_if_index=self.ifs.index(v.ifname) or 0,
+                      is_add=False)
+        except VppApiError as e:
+            if e.retval != -6:  # no such rule: gone already
+                raise
+
+    def retrieve(self, correlate, ctx):
+        names = self.ifs.by_index()
+        return [Retrieved(stn_key(str(d.ip_address)), StnRule(str(d.ip_address), names[d.sw_if_index]))
+                for d in self.api.dump("stn_rules_dump") if d.sw_if_index in names]

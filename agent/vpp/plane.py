@@ -48,6 +48,8 @@ class VppDataplane(VethPods):
         self.netlink = None
         self.facts: NodeFacts | None = None
         self.uplink = None
+        self._stn_dir = ""  # vpp_stn: STN's directory, read at every node render
+        self._stn_keys: tuple[str, ...] = ()
         self.stats_socket = ""
         self._descriptors: list = []
         self._why = "not opened"
@@ -63,6 +65,8 @@ class VppDataplane(VethPods):
         from agent.vpp import render  # noqa: PLC0415
         from agent.vpp.descriptors import descriptors  # noqa: PLC0415
         self.uplink = render.Uplink(cfg.vpp_uplink, cfg.vpp_uplink_cidr, cfg.vpp_uplink_gateway)
+        stn = getattr(cfg, "vpp_stn", False)  # an AgentConfig has it; a harness's namespace may not
+        self._stn_dir = cfg.stn_dir if stn else ""
         self._service_cidr = cfg.service_cidr
         self._pod_cidr = cfg.pod_cidr
         self.stats_socket = cfg.vpp_stats_socket
@@ -70,8 +74,11 @@ class VppDataplane(VethPods):
         self.facts = NodeFacts(cfg.vpp_uplink, node_ip, (node_ip,), cfg.mtu or DEFAULT_POD_MTU)
         self.api = self._factory(cfg.vpp_api_socket) if self._factory else self._real(cfg.vpp_api_socket)
         self.netlink = Netlink()
+        # a stolen NIC's subnet: VPP answers ARP for it towards the host
+        owned = (cfg.pod_cidr, cfg.service_cidr) + \
+            ((str(ipaddress.ip_interface(cfg.vpp_uplink_cidr).network),) if stn else ())
         self._descriptors = [VethDescriptor(self.netlink), PodRouteDescriptor(self.netlink)] + \
-            descriptors(self.api, (cfg.pod_cidr, cfg.service_cidr))
+            descriptors(self.api, owned)
         self._why = f"VPP at {cfg.vpp_api_socket} is not reachable yet"
         self._try_connect()
         self._monitor = threading.Thread(target=self._watch, name="vpp-monitor", daemon=True)
@@ -142,7 +149,35 @@ class VppDataplane(VethPods):
     # ------------------------------------------------------------ rendering
     def render_node(self, t) -> dict[str, object]:
         from agent.vpp import render  # noqa: PLC0415
-        return render.render_node(t, self.uplink, self._service_cidr, self._pod_cidr)
+        uplink = self._stn_uplink() if self._stn_dir else self.uplink
+        out = render.render_node(t, uplink, self._service_cidr, self._pod_cidr)
+        self._stn_keys = tuple(k for k in out if render.is_stn_key(k)) if uplink and uplink.stn else ()
+        return out
+
+    def _stn_uplink(self):
+        """The uplink while STN's record says VPP holds the NIC (stealing,
+        pending, confirmed), with the NIC's MAC -- the one the network knows
+        the node's address by; None otherwise (VPP leaves the NIC alone)."""
+        from agent.errors import ContivError  # noqa: PLC0415
+        from agent.model.stn import uplink_of  # noqa: PLC0415
+        from agent.stndir import StnDir  # noqa: PLC0415
+        from agent.vpp import render  # noqa: PLC0415
+        files = StnDir(self._stn_dir)
+        try:
+            st = files.state(self.uplink.host_if)
+            if st is None or not st.stolen or st.dataplane != "vpp":
+                return None
+            cidr, gateway, mac = uplink_of(files.snapshot(self.uplink.host_if))
+        except ContivError as e:
+            log.warning("STN record of %s unreadable, leaving the NIC alone: %s", self.uplink.host_if, e)
+            return None
+        if ipaddress.ip_interface(cidr) != ipaddress.ip_interface(self.uplink.cidr):
+            log.warning("STN snapshot of %s has %s, the agent is configured with %s: using the latter",
+                        self.uplink.host_if, cidr, self.uplink.cidr)
+        return render.Uplink(self.uplink.host_if, self.uplink.cidr, self.uplink.gateway or gateway, mac, stn=True)
+
+    def stn_keys(self) -> tuple[str, ...]:
+        return self._stn_keys
 
     def render_pod(self, p) -> dict[str, object]:
         from agent.vpp import render  # noqa: PLC0415

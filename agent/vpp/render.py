@@ -3,7 +3,10 @@
 Node (:func:`render_node`):
 
 * the uplink: an af_packet interface on the node's data NIC (DPDK in
-  production) holding the node's address -- the VXLAN endpoint;
+  production) holding the node's address -- the VXLAN endpoint; on a node
+  whose only NIC STN stole (:func:`render_stn`), with the NIC's MAC and a
+  host interconnect that carries the node's own traffic, and none at all
+  while the NIC is not stolen;
 * ``loop0``: a loopback with the node's VTEP MAC and the pods' gateway
   address (the subnet's first address), BVI of bridge domain 1; proxy ARP
   answers pods asking for the gateway;
@@ -43,6 +46,9 @@ HOST_VETH = "contiv-vh"
 HOST_LINUX_IF = "contiv-host"
 HOST_LINUX_IP, HOST_VPP_IP = "169.254.99.1", "169.254.99.2"
 NODE_NETNS = "/proc/self/ns/net"
+#: STN's host interconnect: VPP's interface on the veth end ``contivctl stn``
+#: makes (stn.sides.VPP_PEER); the host end holds the node's address
+STN_HOST, STN_VETH = "stnhost", "stn-vpp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +60,8 @@ class Uplink:
     host_if: str
     cidr: str
     gateway: str = ""
+    mac: str = ""  # "" : one derived from the address; STN: the NIC's own
+    stn: bool = False  # a NIC stolen by STN: the host's traffic goes through VPP
 
 
 def _mac(prefix: str, ip: str) -> str:
@@ -89,24 +97,55 @@ def render_host(pod_cidr: str, service_cidr: str, mtu: int) -> dict[str, object]
     return out
 
 
-def render_node(t: NodeTransport, uplink: Uplink, service_cidr: str = "",
+def render_stn(uplink: Uplink) -> dict[str, object]:
+    """STN's host interconnect (docs/stn.md): VPP takes the veth end
+    ``stn-vpp`` as ``stnhost``, unnumbered to the uplink (IP on it without an
+    address of its own), answers the host's ARP for the uplink's subnet
+    there (proxy ARP: the host's packets come to VPP, which routes them out
+    of the NIC), and hands the host what comes for the node's address and
+    VPP does not consume itself (an STN rule)."""
+    iface = ipaddress.ip_interface(uplink.cidr)
+    net = iface.network
+    low, hi = str(net[1]), str(net[-2] if net.num_addresses > 2 else net[-1])
+    return {
+        vv.interface_key(STN_HOST): vv.Interface(STN_HOST, "af_packet", "02:fd:00:00:00:01",
+                                                 host_if=STN_VETH),
+        vv.unnumbered_key(STN_HOST): vv.Unnumbered(STN_HOST, UPLINK),
+        vv.proxyarp_key(low, hi): vv.ProxyArp(low, hi),
+        vv.proxyarpif_key(STN_HOST): vv.ProxyArpIf(STN_HOST),
+        vv.stn_key(str(iface.ip)): vv.StnRule(str(iface.ip), STN_HOST),
+    }
+
+
+def is_stn_key(key: str) -> bool:
+    """Whether ``key`` is one of the values a stolen NIC needs (the uplink's
+    interface and STN's host interconnect)."""
+    return key in (vv.interface_key(UPLINK), vv.interface_key(STN_HOST), vv.unnumbered_key(STN_HOST),
+                   vv.proxyarpif_key(STN_HOST)) or key.startswith("vpp/stn/")
+
+
+def render_node(t: NodeTransport, uplink: Uplink | None, service_cidr: str = "",
                 pod_cidr: str = "") -> dict[str, object]:
     """``service_cidr``: a port without endpoints is rejected there (see
     :func:`agent.vpp.services.node_values`); with ``pod_cidr``, the host
-    interconnect (:func:`render_host`) is part of the node."""
+    interconnect (:func:`render_host`) is part of the node. ``uplink``
+    None: a NIC STN has not stolen (yet): VPP leaves it to Linux."""
     from agent.vpp import services  # noqa: PLC0415 -- builds on what this renders
-    node_ip = str(ipaddress.ip_interface(uplink.cidr).ip)
+    node_ip = str(ipaddress.ip_interface(uplink.cidr).ip) if uplink else t.me.node_ip
     out: dict[str, object] = dict(services.node_values(BVI, service_cidr))
     if pod_cidr:
         out.update(render_host(pod_cidr, service_cidr, t.mtu))
 
     def put(key: str, value: object) -> None:
         out[key] = value
-    put(vv.interface_key(UPLINK), vv.Interface(UPLINK, "af_packet", _mac("02:fd", node_ip),
-                                               host_if=uplink.host_if))
-    put(vv.address_key(UPLINK, uplink.cidr), vv.Address(UPLINK, uplink.cidr))
-    if uplink.gateway:
-        put(vv.route_key(0, "0.0.0.0/0"), vv.Route("0.0.0.0/0", UPLINK, uplink.gateway))
+    if uplink is not None:
+        put(vv.interface_key(UPLINK), vv.Interface(UPLINK, "af_packet", uplink.mac or _mac("02:fd", node_ip),
+                                                   host_if=uplink.host_if))
+        put(vv.address_key(UPLINK, uplink.cidr), vv.Address(UPLINK, uplink.cidr))
+        if uplink.gateway:
+            put(vv.route_key(0, "0.0.0.0/0"), vv.Route("0.0.0.0/0", UPLINK, uplink.gateway))
+        if uplink.stn:
+            out.update(render_stn(uplink))
     put(vv.interface_key(BVI), vv.Interface(BVI, "loopback", t.me.vtep_mac, instance=0))
     put(vv.bd_key(BD), vv.BridgeDomain(BD))
     put(vv.bdport_key(BVI), vv.BridgePort(BVI, BD, bvi=True))

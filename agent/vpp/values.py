@@ -19,6 +19,7 @@ Keys (``vpp/<type>/...``):
 * ``vpp/bdport/<if>``            -- :class:`BridgePort` (an interface in a BD)
 * ``vpp/vxlan/<name>``           -- :class:`Vxlan` (a tunnel interface)
 * ``vpp/l2fib/<bd>/<mac>``       -- :class:`L2Fib` (a static MAC entry)
+* ``vpp/stn/<ip>``               -- :class:`StnRule` (the host's traffic, handed over)
 """
 from __future__ import annotations
 
@@ -142,6 +143,16 @@ class L2Fib:
     ifname: str
 
 
+@dataclass(frozen=True, slots=True)
+class StnRule:
+    """VPP's ``stn`` plugin: packets for ``ip`` that VPP does not consume
+    itself (TCP and UDP to ports it does not serve, echo replies) go out of
+    ``ifname`` -- the host interconnect of a stolen NIC -- as they came."""
+
+    ip: str
+    ifname: str
+
+
 def interface_key(name: str) -> str:
     return f"vpp/interface/{name}"
 
@@ -184,6 +195,10 @@ def vxlan_key(name: str) -> str:
 
 def l2fib_key(bd: int, mac: str) -> str:
     return f"vpp/l2fib/{bd}/{mac}"
+
+
+def stn_key(ip: str) -> str:
+    return f"vpp/stn/{ip}"
 
 
 def if_key_of(ifname: str) -> str:

@@ -52,6 +52,9 @@ _ABOUT = {
     "vpp_uplink_cidr": "VPP data plane (required): this node's ADDRESS/PREFIX on the uplink, the VXLAN\n"
                        "endpoint other nodes tunnel to (e.g. 192.168.56.110/24).",
     "vpp_uplink_gateway": "VPP data plane: next hop beyond the uplink's subnet. Empty: none.",
+    "vpp_stn": "VPP data plane: the uplink is the node's only NIC, stolen with `contivctl stn steal\n"
+               "--dataplane vpp`; VPP holds it only while STN says so (docs/stn.md).",
+    "stn_dir": "Where `contivctl stn` keeps its snapshots and state (the agent reports them).",
     "metrics_address": "Prometheus metrics at http://ADDRESS:PORT/metrics (e.g. 0.0.0.0:9402). Empty: off.",
 }
 

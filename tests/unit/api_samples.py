@@ -6,6 +6,7 @@ from __future__ import annotations
 from agent.model import api as rec
 from agent.model.diag import InterfaceCounters, SocketInfo, TracedPacket, TraceFlow, TraceStep
 from agent.model.records import AgentStatus, Allocation, NodeInfo
+from agent.model.stn import StnEntry, StnState, StnStatus
 
 NODE = NodeInfo("node1", 1, "192.168.56.10", ("10.1.1.0/24",), ("10.1.1.1",), "02:c0:00:00:00:01",
                 "linux", ("192.168.56.10",))
@@ -29,7 +30,14 @@ FIXED = {
                                          "", "0.1.0"),
                              NODE, 1450, "eth0", {"configured": 6, "pending": 0},
                              {"time": 1795808745.5, "seq": 1, "operations": 2, "errors": 0},
-                             {"pod": 1, "registry": 1}, {"node": "node1", "mtu": 0}),
+                             {"pod": 1, "registry": 1}, {"node": "node1", "mtu": 0},
+                             {"reachable": True, "error": "", "checked": 1795808772.5},
+                             StnStatus("/var/lib/contiv/stn", (StnEntry(
+                                 StnState("eth0", "vpp", "confirmed", 1795808745.5, "stn-host", 1795808805.5,
+                                          "192.168.56.1", 1795808746.0, "", 0),
+                                 ("192.168.56.10/24",), "192.168.56.1",
+                                 "/var/lib/contiv/stn/eth0.snapshot.json"),), ())),
+    "stn_sync": rec.StnSync("eth0", True, ""),
     "ipam": rec.IpamInfo("node1", "10.1.0.0/16", "10.1.1.0/24", 253, 1, 252, ("10.1.1.1",), (ALLOC,)),
     "ipam_gc": rec.GcResult((ALLOC,)),
     "pods": rec.PodList("node1", (rec.PodStatus("default/web-1", "default", "web-1", "3f9c2a7d1e5b", "eth0",

@@ -312,6 +312,9 @@ class FakeAPI:
     def dataplane_dump(self, what):
         return self._answer("dataplane_dump", what=what)
 
+    def stn_sync(self):
+        return self._answer("stn_sync")
+
     def cni(self, env, body):
         self.calls.append(("cni", {"env": env, "body": body}))
         return CNI_REPLY
@@ -393,6 +396,7 @@ CALLS = [
      {"pod": "tools/client", "protocol": "ICMP", "sport": 61000, "dst": "10.1.2.3", "dport": 0,
       "timeout_ms": 1000}),
     ("trace_collect", {"id": "5f0c1d2e3a4b"}, {"id": "5f0c1d2e3a4b"}),
+    ("stn_sync", {}, {}),
 ]
 
 

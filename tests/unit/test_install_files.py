@@ -27,7 +27,8 @@ EVERY_KEY = {
     "vxlan_port": 8472, "resync_interval": 0, "gc_interval": 1.5e-05, "history_size": 1,
     "log_level": "DEBUG", "service_cidr": "fd00:96::/108", "vpp_api_socket": "/run/vpp2/api.sock",
     "vpp_stats_socket": "/run/vpp2/stats.sock", "vpp_uplink": "no", "vpp_uplink_cidr": "10.0.0.2/24",
-    "vpp_uplink_gateway": "10.0.0.1", "metrics_address": "[::1]:9402",
+    "vpp_uplink_gateway": "10.0.0.1", "metrics_address": "[::1]:9402", "vpp_stn": True,
+    "stn_dir": "/var/lib/my stn",
 }
 
 

@@ -1,0 +1,160 @@
+"""STN on a real VPP: the node's only NIC handed to VPP with the node's
+address, and given back (root; skipped with how to get one where there is no
+VPP).
+
+The STN network of tests/stnnet.py, plus a VPP and a real agent (``contivctl
+agent run --dataplane vpp`` with ``vpp_stn``, its own private etcd) inside
+the node namespace. ``contivctl stn steal eth0 --dataplane vpp`` runs there
+as an operator would: VPP takes ``eth0`` (af_packet, the NIC's MAC, the
+node's address), the host keeps the address on ``stn-host`` and its traffic
+goes through VPP, VPP's ``stn`` rule hands the host what VPP does not
+consume itself.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from agent.vpp.process import availability
+from tests.helpers import eventually
+from tests.stnnet import CONTIVCTL, NODE_IP, REMOTE_IP, StnNet
+
+HAVE_VPP, WHY = availability()
+pytestmark = [pytest.mark.root, pytest.mark.vpp,
+              pytest.mark.skipif(not HAVE_VPP, reason=f"needs a VPP: {WHY}")]
+
+
+class VppNode:
+    """VPP and the agent inside the STN network's node; everything stopped and
+    removed by :meth:`close`, also when the test failed."""
+
+    def __init__(self, net: StnNet, tmp) -> None:
+        from agent.vpp.process import VppProcess  # noqa: PLC0415
+        self.net, self.tmp = net, tmp
+        self.vpp = VppProcess(tmp / "vpp", netns=net.node)
+        self.agent = None
+        self.sock = str(tmp / "agent.sock")
+        self.vpp.start(15)
+        cfg = tmp / "agent.yaml"
+        cfg.write_text(json.dumps({
+            "node": "stn1", "dataplane": "vpp", "socket": self.sock, "etcd_data_dir": str(tmp / "etcd"),
+            "vpp_uplink": "eth0", "vpp_uplink_cidr": f"{NODE_IP}/24", "vpp_stn": True, "stn_dir": net.dir,
+            "vpp_api_socket": str(self.vpp.api_socket), "vpp_stats_socket": str(self.vpp.config.stats_socket)}))
+        self.log = open(tmp / "agent.log", "w")
+        self.agent = subprocess.Popen(["ip", "netns", "exec", net.node, *CONTIVCTL, "agent", "run",
+                                       "--config", str(cfg)], stdout=self.log, stderr=subprocess.STDOUT)
+        assert eventually(self.ready, timeout=60)
+
+    def ready(self) -> bool:
+        from agent.api.client import AgentClient  # noqa: PLC0415
+        try:
+            return AgentClient(self.sock, timeout=2).health().ready
+        except Exception:  # noqa: BLE001 -- still starting
+            return False
+
+    def stn(self, *args: str, env: dict | None = None):
+        return self.net.stn(*args, "--vpp-api-socket", str(self.vpp.api_socket),
+                            env={"CONTIV_SOCKET": self.sock, **(env or {})})
+
+    def uplink_in_vpp(self) -> bool:
+        from agent.api.client import AgentClient  # noqa: PLC0415
+        from agent.errors import Unavailable  # noqa: PLC0415
+        try:
+            items = AgentClient(self.sock).dataplane_dump("interfaces").items
+        except Unavailable:  # the agent between two VPPs
+            return False
+        return any(i["tag"] == "contiv:uplink" for i in items)
+
+    def close(self) -> None:
+        if self.agent is not None:
+            self.agent.terminate()
+            try:
+                self.agent.wait(20)
+            except subprocess.TimeoutExpired:
+                self.agent.kill()
+            self.log.close()
+        self.vpp.stop()
+        self.vpp.close()
+
+
+@pytest.fixture
+def node(tmp_path):
+    net = StnNet()
+    n = None
+    try:
+        n = VppNode(net, tmp_path)
+        yield n
+    finally:
+        if n is not None:
+            n.close()
+        net.close()
+
+
+def _ok(res):
+    assert res.returncode == 0, res.stderr
+    return res
+
+
+def _reachable(net: StnNet) -> None:
+    assert net.ping(net.node, REMOTE_IP), "the node does not reach the remote host"
+    assert net.ping(net.remote, NODE_IP), "the remote host does not reach the node"
+    assert net.tcp(net.node, net.remote, REMOTE_IP), "TCP node -> remote failed"
+    assert net.tcp(net.remote, net.node, NODE_IP), "TCP remote -> node failed"
+
+
+def test_vpp_holds_the_nic_the_node_stays_reachable_and_restore_is_identical(node):
+    net = node.net
+    before = net.config()
+    assert not node.uplink_in_vpp(), "VPP must leave a NIC STN has not stolen alone"
+    entry = json.loads(_ok(node.stn("steal", "eth0", "--dataplane", "vpp", "-o", "json")).stdout)
+    assert entry["state"]["phase"] == "confirmed" and entry["state"]["holder"] == "stn-host"
+    assert node.uplink_in_vpp()
+    stolen = net.config()
+    assert any(a["local"] == NODE_IP for x in stolen["addr"] if x["ifname"] == "stn-host" for a in x["addr_info"])
+    assert not any(a.get("family") == "inet" for x in stolen["addr"] if x["ifname"] == "eth0"
+                   for a in x["addr_info"])
+    _reachable(net)
+    # the agent reports it
+    from agent.api.client import AgentClient  # noqa: PLC0415
+    st = AgentClient(node.sock).status().stn
+    assert [(e.state.iface, e.state.dataplane, e.state.phase) for e in st.entries] == [("eth0", "vpp", "confirmed")]
+
+    _ok(node.stn("restore", "eth0"))
+    assert not net.changed(before), net.changed(before)
+    assert eventually(lambda: not node.uplink_in_vpp(), timeout=10)
+    _reachable(net)
+
+
+def test_the_watchdog_gives_the_nic_back_when_vpp_dies_and_takes_it_again(node):
+    net = node.net
+    before = net.config()
+    _ok(node.stn("steal", "eth0", "--dataplane", "vpp"))
+    watch = subprocess.Popen(["ip", "netns", "exec", net.node, *CONTIVCTL, "stn", "watch", "--interval", "0.2",
+                              "--dir", net.dir, "--vpp-api-socket", str(node.vpp.api_socket)],
+                             env={**os.environ, "CONTIV_SOCKET": node.sock},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert net.ping(net.node, REMOTE_IP)
+        node.vpp.kill()  # SIGKILL, as a crash
+        start = time.monotonic()
+        assert eventually(lambda: net.ping(net.node, REMOTE_IP, wait=0.5), timeout=15)
+        assert time.monotonic() - start < 10
+        assert not net.changed(before), net.changed(before)
+        assert [e["state"]["phase"] for e in json.loads(_ok(net.stn("status", "-o", "json")).stdout)["entries"]] \
+            == ["suspended"]
+        node.vpp.start(15)
+        assert eventually(node.uplink_in_vpp, timeout=30)
+        assert eventually(lambda: net.ping(net.node, REMOTE_IP, wait=0.5), timeout=15)
+        _reachable(net)
+        assert [e["state"]["phase"] for e in json.loads(_ok(net.stn("status", "-o", "json")).stdout)["entries"]] \
+            == ["confirmed"]
+    finally:
+        watch.terminate()
+        _, err = watch.communicate(timeout=20)
+    assert "vpp data plane died" in err and "NIC stolen again" in err, err
+    _ok(node.stn("restore", "eth0"))
+    assert not net.changed(before), net.changed(before)
