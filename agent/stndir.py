@@ -110,6 +110,27 @@ class StnDir:
             entries.append(StnEntry(st, tuple(snap.ipv4()), snap.gateway(), self.snapshot_path(iface)))
         return StnStatus(self.path, tuple(entries), tuple(errors))
 
+    def holder(self, iface: str, dataplane: str) -> str:
+        """The link that holds ``iface``'s addresses while ``dataplane`` has
+        it stolen; "" when it is not (or its record cannot be read: the
+        caller then uses the NIC itself)."""
+        try:
+            st = self.state(iface)
+        except InvalidInput:
+            return ""
+        return st.holder if st is not None and st.stolen and st.dataplane == dataplane else ""
+
+    def nic_of(self, link: str) -> str:
+        """The NIC on record whose holder is ``link``, or ``link`` itself."""
+        for iface in self.ifaces():
+            try:
+                st = self.state(iface)
+            except InvalidInput:
+                continue
+            if st is not None and st.holder == link:
+                return iface
+        return link
+
     # -------------------------------------------------------------- forget
     def forget(self, iface: str) -> None:
         """Drop ``iface``'s state, and keep its snapshot as

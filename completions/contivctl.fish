@@ -52,6 +52,7 @@ complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subc
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l node-ip
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l pod-cidr
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l socket
+complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l stn-dir
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l underlay-if
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l vpp-api-socket
 complete -c contivctl -n '__fish_seen_subcommand_from agent and __fish_seen_subcommand_from run' -l vpp-stats-socket

@@ -34,7 +34,7 @@ _contivctl_opts() {
         "agent history") echo "--help --lab --limit --node --output -o" ;;
         "agent plan") echo "--help --lab --node --output -o" ;;
         "agent resync") echo "--help --lab --node --output -o" ;;
-        "agent run") echo "--config --dataplane --etcd --etcd-data-dir --help --log-level --metrics-address --mtu --node --node-ip --pod-cidr --socket --underlay-if --vpp-api-socket --vpp-stats-socket --vpp-uplink --vpp-uplink-cidr --vpp-uplink-gateway" ;;
+        "agent run") echo "--config --dataplane --etcd --etcd-data-dir --help --log-level --metrics-address --mtu --node --node-ip --pod-cidr --socket --stn-dir --underlay-if --vpp-api-socket --vpp-stats-socket --vpp-uplink --vpp-uplink-cidr --vpp-uplink-gateway" ;;
         "agent state") echo "--help --lab --node --output --prefix -o" ;;
         "agent status") echo "--help --lab --node --output -o" ;;
         "completion") echo "--help" ;;

@@ -65,6 +65,10 @@ class LabPaths:
         """A VPP node's VPP: its config, sockets and logs."""
         return self.node_dir(node) / "vpp"
 
+    def stn_dir(self, node: str) -> Path:
+        """Where ``contivctl stn --dir`` keeps a node's steals (its agent reads it)."""
+        return self.node_dir(node) / "stn"
+
     def agent_log(self, node: str) -> Path:
         return self.node_dir(node) / "agent.log"
 

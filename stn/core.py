@@ -242,7 +242,7 @@ class Stn:
 
     def _guess_side(self, ipr, iface: str):
         """The side of a steal whose state file was lost: whose holder exists."""
-        lin = LinuxSide()
+        lin = LinuxSide(self.agent)
         if ipr.link_lookup(ifname=lin.holder(iface)) or self.agent is None:
             return lin
         return self._side("vpp")

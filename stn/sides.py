@@ -34,10 +34,14 @@ VPP_HOST, VPP_PEER = "stn-host", "stn-vpp"
 
 
 class LinuxSide:
-    """The Linux data plane: a bridge owns the NIC."""
+    """The Linux data plane: a bridge owns the NIC. ``agent``: the node's
+    agent, if one runs, told so that its VXLAN device leaves by the bridge."""
 
     name = "linux"
     moves_neighbours = True
+
+    def __init__(self, agent=None) -> None:
+        self.agent = agent
 
     def holder(self, iface: str) -> str:
         name = f"stnbr-{iface}"
@@ -59,9 +63,12 @@ class LinuxSide:
         netcfg.set_link(ipr, nic, state="up")
 
     def take(self, snap: Snapshot, state: StnState) -> None:
-        """Nothing more: the kernel forwards as soon as the NIC is a port."""
+        """The kernel forwards as soon as the NIC is a port; an agent running
+        here moves its VXLAN device onto the bridge."""
+        _tell(self.agent, wait=True)
 
     def release(self, ipr, snap: Snapshot, holder: str) -> None:
+        _tell(self.agent, wait=False)  # its VXLAN device back onto the NIC
         nic = netcfg.ifindex(ipr, snap.iface)
         if netcfg.link_info(ipr, nic)["master"]:
             netcfg.set_link(ipr, nic, master=0)
@@ -164,10 +171,25 @@ class VppSide:
                 return False
 
 
+def _tell(agent, wait: bool) -> None:
+    """Have the node's agent re-read STN's record, if an agent runs here
+    (a node without one is nobody's business but STN's). ``wait``: until
+    what it moved is in place, for at most 10 s."""
+    from agent.errors import Unavailable  # noqa: PLC0415
+    end = time.monotonic() + (10.0 if wait else 0.0)
+    while agent is not None:
+        try:
+            if agent.stn_sync().ready or time.monotonic() > end:
+                return
+        except Unavailable:
+            return  # no agent here
+        time.sleep(0.2)
+
+
 def side_for(dataplane: str, agent=None, vpp_socket: str = "") -> LinuxSide | VppSide:
     """The side of ``dataplane`` (``linux`` or ``vpp``)."""
     if dataplane == "linux":
-        return LinuxSide()
+        return LinuxSide(agent)
     if dataplane == "vpp":
         if agent is None:
             raise InvalidInput("STN on VPP needs the node's agent (--socket)")

@@ -80,7 +80,8 @@ class StnNet:
         """``contivctl stn ARGS --dir DIR`` run inside the node."""
         return subprocess.run(["ip", "netns", "exec", self.node, *CONTIVCTL, "stn", *args, "--dir", self.dir],
                               capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **(env or {})})
+                              # no agent unless the test runs one (not the machine's)
+                              env={**os.environ, "CONTIV_SOCKET": f"{self.dir}/no-agent.sock", **(env or {})})
 
     def config(self) -> dict:
         """The node's configuration as ``ip -j`` shows it, minus what differs

@@ -58,6 +58,8 @@ class LinuxDataplane(VethPods):
         self._batch = None
         self._descriptors: list = []
         self.facts: NodeFacts | None = None
+        self._stn = None  # STN's directory (agent.stndir.StnDir)
+        self._nic = ""  # the underlay's NIC, whether STN's bridge holds it or not
 
     def open(self, cfg) -> NodeFacts:
         from agent import linux  # noqa: PLC0415 -- pyroute2 only once chosen
@@ -65,7 +67,15 @@ class LinuxDataplane(VethPods):
         from agent.linux.netns import Netlink  # noqa: PLC0415
         from agent.linux.nft.descriptors import descriptors as nft_descriptors  # noqa: PLC0415
         from agent.linux.nft.lib import Nftables  # noqa: PLC0415
-        underlay = detect_underlay(cfg.underlay_if, cfg.node_ip)
+        from agent.stndir import StnDir  # noqa: PLC0415
+        # a NIC STN stole has its address on STN's bridge: the underlay is that
+        stn_dir = getattr(cfg, "stn_dir", "")  # an AgentConfig has it; a harness's namespace may not
+        self._stn = StnDir(stn_dir) if stn_dir else None
+        wanted = cfg.underlay_if
+        if wanted and self._stn is not None:
+            wanted = self._stn.holder(wanted, "linux") or wanted
+        underlay = detect_underlay(wanted, cfg.node_ip)
+        self._nic = self._stn.nic_of(underlay.ifname) if self._stn is not None else underlay.ifname
         self.netlink = Netlink()
         self.nft = Nftables()
         nft_descs = nft_descriptors(self.nft)
@@ -94,8 +104,25 @@ class LinuxDataplane(VethPods):
         return 1
 
     # ------------------------------------------------------------ rendering
+    def _underlay_dev(self, dev: str) -> str:
+        """The link VXLAN leaves by: STN's bridge while it holds the NIC (the
+        NIC, a bridge port, has no address then), else the NIC (``dev`` is
+        the one or the other: the underlay found at start)."""
+        if self._stn is None or not self._nic:
+            return dev
+        return self._stn.holder(self._nic, "linux") or self._nic
+
+    def stn_keys(self) -> tuple[str, ...]:
+        from agent.linux import render, values  # noqa: PLC0415
+        stolen = self._stn is not None and bool(self._stn.holder(self._nic, "linux"))
+        return (values.vxlan_key(render.VXLAN_DEV),) if stolen else ()
+
     def render_node(self, t) -> dict[str, object]:
+        from dataclasses import replace  # noqa: PLC0415
         from agent.linux import polrender, render, svcrender  # noqa: PLC0415
+        dev = self._underlay_dev(t.underlay_dev)
+        if dev != t.underlay_dev:
+            t = replace(t, underlay_dev=dev)
         return {**render.render_node(t), **svcrender.render_base(t.me.gateways[0], render.VXLAN_DEV),
                 **polrender.render_base()}
 
@@ -120,9 +147,6 @@ class LinuxDataplane(VethPods):
 
     def discard_prefetch(self) -> None:
         self._batch.discard_prefetch()
-
-    def stn_keys(self) -> tuple[str, ...]:
-        return ()  # contivctl stn bridges the NIC itself: nothing of the agent's
 
     def close(self) -> None:
         if self.netlink is not None:

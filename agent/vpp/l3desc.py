@@ -204,7 +204,18 @@ class StnRuleDescriptor(VppDescriptor):
         return (Dependency("interface-exists", if_key_of(v.ifname)),)
 
     def create(self, key, v: StnRule, ctx):
-        self.call("stn_add_del_rule", ip_address=v.ip, sw_if_index=self.sw(v.ifname, ctx), is_add=True)
+        sw = self.sw(v.ifname, ctx)
+        self.call("stn_add_del_rule", ip_address=v.ip, sw_if_index=sw, is_add=True)
+        # The plugin turns IPv4 on for the interface by counting one more user
+        # of it, and never counts that user out (its delete does not, nor does
+        # deleting the interface): a new interface that gets the freed
+        # sw_if_index starts counted, so its first user makes no 0 -> 1
+        # transition and IPv4 stays off ("ip4-not-enabled" drops the host's
+        # packets). A steal after a restore met exactly that; the node turns
+        # the drop off itself (idempotent: removing a feature not there is a no-op).
+        for arc in ("ip4-unicast", "ip4-multicast"):
+            self.call("feature_enable_disable", sw_if_index=sw, enable=False, arc_name=arc,
+                      feature_name="ip4-not-enabled")
 
     def delete(self, key, v: StnRule, metadata, ctx):
         # the plugin finds a rule by its address alone

@@ -28,6 +28,7 @@ def run(
     vpp_api_socket: str = typer.Option("", "--vpp-api-socket", help="VPP: its API socket (default /run/vpp/api.sock)."),
     vpp_stats_socket: str = typer.Option("", "--vpp-stats-socket", help="VPP: its stats socket (default /run/vpp/stats.sock)."),
     metrics_address: str = typer.Option("", "--metrics-address", help="Serve Prometheus metrics on ADDRESS:PORT (default: off)."),
+    stn_dir: str = typer.Option("", "--stn-dir", help="STN's directory, as contivctl stn --dir (default /var/lib/contiv/stn)."),
 ) -> None:
     """Run the agent in the foreground until SIGTERM or Ctrl-C."""
     import logging  # noqa: PLC0415
@@ -41,7 +42,7 @@ def run(
                       underlay_if=underlay_if, mtu=mtu or None, log_level=log_level,
                       vpp_uplink=vpp_uplink, vpp_uplink_cidr=vpp_uplink_cidr,
                       vpp_uplink_gateway=vpp_uplink_gateway, vpp_api_socket=vpp_api_socket,
-                      vpp_stats_socket=vpp_stats_socket, metrics_address=metrics_address)
+                      vpp_stats_socket=vpp_stats_socket, metrics_address=metrics_address, stn_dir=stn_dir)
     level = "debug" if ctx.debug else cfg.log_level
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -81,17 +82,30 @@ class VppNode:
         self.vpp.close()
 
 
-@pytest.fixture
-def node(tmp_path):
+@contextmanager
+def _vpp_node(tmp):
     net = StnNet()
     n = None
     try:
-        n = VppNode(net, tmp_path)
+        n = VppNode(net, tmp)
         yield n
     finally:
         if n is not None:
             n.close()
         net.close()
+
+
+@pytest.fixture
+def node(tmp_path):
+    with _vpp_node(tmp_path) as n:
+        yield n
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """One VPP node for the fault cases: each leaves it as it found it."""
+    with _vpp_node(tmp_path_factory.mktemp("stn-faults")) as n:
+        yield n
 
 
 def _ok(res):
@@ -158,3 +172,30 @@ def test_the_watchdog_gives_the_nic_back_when_vpp_dies_and_takes_it_again(node):
     assert "vpp data plane died" in err and "NIC stolen again" in err, err
     _ok(node.stn("restore", "eth0"))
     assert not net.changed(before), net.changed(before)
+
+
+STEAL_STEPS = ("snapshot", "holder", "attach", "addresses", "routes", "rules", "neighbours", "dataplane")
+RESTORE_STEPS = ("release", "teardown", "link", "addresses", "routes", "rules", "neighbours")
+
+
+@pytest.mark.parametrize("step", STEAL_STEPS)
+def test_a_fault_during_a_vpp_steal_leaves_the_node_as_it_was(shared, step):
+    net = shared.net
+    before = net.config()
+    res = shared.stn("steal", "eth0", "--dataplane", "vpp", env={"CONTIV_STN_FAULT": f"steal:{step}"})
+    assert res.returncode != 0 and "steal of eth0 failed at step" in res.stderr, res.stderr
+    assert not net.changed(before), net.changed(before)
+    assert eventually(lambda: not shared.uplink_in_vpp(), timeout=10), "VPP kept the NIC"
+    assert net.ping(net.node, REMOTE_IP)
+
+
+@pytest.mark.parametrize("step", RESTORE_STEPS)
+def test_a_fault_during_a_vpp_restore_still_restores(shared, step):
+    net = shared.net
+    before = net.config()
+    _ok(shared.stn("steal", "eth0", "--dataplane", "vpp"))
+    res = _ok(shared.stn("restore", "eth0", env={"CONTIV_STN_FAULT": f"restore:{step}"}))
+    assert "starting over" in res.stderr
+    assert not net.changed(before), net.changed(before)
+    assert eventually(lambda: not shared.uplink_in_vpp(), timeout=10), "VPP kept the NIC"
+    assert net.ping(net.node, REMOTE_IP)
