@@ -53,7 +53,8 @@ def test_stealing_and_giving_back_send_only_valid_messages():
     assert str(created["eth0"]["hw_addr"]).lower() == NIC_MAC
     assert {str(c["proxy"]["low"]) for c in rec.calls_to("proxy_arp_add_del")} >= {"192.168.56.1"}
     # VPP's stn plugin leaves IPv4 off on a new interface that reuses a freed index: turned on by hand
-    assert {(c["arc_name"], c["feature_name"], c["enable"]) for c in rec.calls_to("feature_enable_disable")} == \
+    assert {(c["arc_name"], c["feature_name"], c["enable"]) for c in rec.calls_to("feature_enable_disable")
+            if c["feature_name"] == "ip4-not-enabled"} == \
         {("ip4-unicast", "ip4-not-enabled", False), ("ip4-multicast", "ip4-not-enabled", False)}
     rec.clear()
     res = s.replace(render.render_node(transport(), None))  # restored: VPP lets go
