@@ -353,16 +353,16 @@ class Stn:
         if st.phase not in ("pending", "confirmed", "suspended"):
             return ""
         side = self._side(st.dataplane)
+        if st.phase == "suspended":
+            return self._resteal(iface, side) if side.up() else ""
         with _ipr() as ipr:
-            alive = side.alive(ipr, st)
-        if st.phase != "suspended" and not alive:
+            held = side.holds(ipr, st)
+        if not held:
             # a Linux bridge that is gone does not come back: give the NIC
             # back for good; a VPP that died is restarted by its supervisor
             keep = isinstance(side, VppSide)
             self.restore(iface, reason=f"{st.dataplane} data plane died", keep=keep)
             return f"{iface}: {st.dataplane} data plane died, node configuration restored"
-        if st.phase == "suspended" and alive:
-            return self._resteal(iface, side)
         return ""
 
     def _resteal(self, iface: str, side) -> str:

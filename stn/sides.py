@@ -14,8 +14,9 @@ rules, neighbours from the NIC to the holder and back):
   production) with the node's address and an ``stn`` rule that hands VPP
   the packets for that address it does not consume itself.
 
-``alive`` is the watchdog's question: does the data plane still hold the
-NIC? Every method may be repeated (a retried restore runs them again).
+``holds`` is the watchdog's question: does the data plane still hold the
+NIC? ``up``: is the data plane back, to take it again? Every method may be
+repeated (a retried restore runs them again).
 """
 from __future__ import annotations
 
@@ -76,7 +77,11 @@ class LinuxSide:
     def teardown(self, ipr, holder: str) -> None:
         netcfg.delete_link(ipr, holder)
 
-    def alive(self, ipr, state: StnState) -> bool:
+    def up(self) -> bool:
+        """A bridge that went does not come back by itself: never."""
+        return False
+
+    def holds(self, ipr, state: StnState) -> bool:
         found = ipr.link_lookup(ifname=state.holder)
         if not found:
             return False
@@ -161,7 +166,14 @@ class VppSide:
     def teardown(self, ipr, holder: str) -> None:
         netcfg.delete_link(ipr, holder)  # its peer goes with it
 
-    def alive(self, ipr, state: StnState) -> bool:
+    def holds(self, ipr, state: StnState) -> bool:
+        """VPP runs and the host interconnect exists (a reboot keeps STN's
+        record but not the links: then the watchdog restores, and steals
+        again from the snapshot)."""
+        return bool(ipr.link_lookup(ifname=state.holder)) and self.up()
+
+    def up(self) -> bool:
+        """VPP answers on its API socket."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(1.0)
             try:

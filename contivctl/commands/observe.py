@@ -198,7 +198,7 @@ def status(lab: str = LAB, node: str = NODE, output: str = OUTPUT,
                     ("REVISION", "applied_revision"), ("PODS", "pods_text"), ("FAILED", "failed"),
                     ("IPAM", "ipam_text")],
            wide=[("VERSION", "version"), ("LEAKED", "leaked"), ("SERVICES", "services"),
-                 ("POLICIES", "policies")])
+                 ("POLICIES", "policies"), ("STN", "stn")])
     if fmt in ("table", "wide"):
         for p in problems:
             line(("✗ " if _utf8() else "x ", "red"), p)
@@ -252,7 +252,28 @@ def _node_health(name: str, api) -> dict:
                  f"{', '.join(x.pod for x in leaked[:3])}): `contivctl ipam gc` releases them")
     if ipam.total and ipam.free == 0:
         p.append(f"IPAM exhausted: {ipam.used}/{ipam.total} addresses in use")
+    _stn_health(st.stn, out)
     return out
+
+
+def _stn_health(stn, out: dict) -> None:
+    """What STN holds (``stn``: "eth0 confirmed (vpp)"), and the steals that
+    need an operator: pending, given back by the watchdog, unreadable."""
+    if stn is None:
+        return
+    out["stn"] = ", ".join(f"{e.state.iface} {e.state.phase} ({e.state.dataplane})" for e in stn.entries)
+    for e in stn.entries:
+        s = e.state
+        if s.phase == "pending":
+            out["problems"].append(f"STN: {s.iface} stolen, not confirmed: it is restored unless "
+                                   f"`contivctl stn confirm {s.iface}` comes first")
+        elif s.phase == "suspended":
+            out["problems"].append(f"STN: {s.iface} given back to the node ({s.error}); stolen again "
+                                   "when the data plane is back (`contivctl stn watch`)")
+        elif s.phase in ("stealing", "restoring"):
+            out["problems"].append(f"STN: {s.iface} {s.phase} (pid {s.pid}); if that process is gone, "
+                                   "`contivctl stn watch --once` finishes it")
+    out["problems"] += [f"STN: {err}" for err in stn.errors]
 
 
 # --------------------------------------------------------------------------- report

@@ -20,6 +20,7 @@ from agent.config import DATAPLANES, AgentConfig
 from agent.errors import InvalidInput
 
 UNIT_NAME = "contiv-agent.service"
+STN_UNIT_NAME = "contiv-stn-watch.service"
 #: Characters a path may have: systemd unit files interpret whitespace,
 #: quotes, backslashes, ``$`` and ``%`` (specifiers) in ExecStart=, and VPP's
 #: configuration splits words on whitespace and braces.
@@ -221,6 +222,33 @@ def agent_unit(o: NodeOptions) -> str:
         "WantedBy=multi-user.target",
     ]
     return "\n".join(unit) + "\n"
+
+
+def stn_watch_unit(o: NodeOptions) -> str:
+    """``contiv-stn-watch.service``: STN's watchdog (``contivctl stn watch``),
+    on nodes whose agent has VPP take the stolen NIC (``vpp_stn``)."""
+    _, cfg = _settings(o)
+    return "\n".join([
+        "# STN's watchdog, written by `contivctl install node` (ours: install replaces it).",
+        "# While STN has the node's NIC stolen for VPP, it gives the node its own configuration",
+        "# back within seconds when VPP dies, and steals the NIC again when VPP is back",
+        "# (docs/stn.md). It is nobody's dependant on purpose: it must outlive both VPP and",
+        "# the agent, whose deaths are what it watches for.",
+        "[Unit]",
+        "Description=Contiv STN watchdog (gives the node's NIC back when VPP dies)",
+        "",
+        "[Service]",
+        "Type=exec",
+        f"ExecStart={o.contivctl} --socket {_path(cfg.socket, 'socket')} stn watch "
+        f"--dir {_path(cfg.stn_dir, 'stn_dir')} --vpp-api-socket {_path(cfg.vpp_api_socket, 'vpp_api_socket')}",
+        "Restart=always",
+        "RestartSec=1",
+        "# /var/lib/contiv/stn: the snapshots it restores from",
+        "StateDirectory=contiv",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]) + "\n"
 
 
 def sysctl_conf(o: NodeOptions) -> str:

@@ -56,6 +56,11 @@ def node_wants(o, root: str, chain: list[str] | None, cni_version: str) -> list[
     if o.dataplane == "vpp":
         out += [Want(o.vpp_startup_path, "VPP startup configuration", files.vpp_startup(o).encode(), user=True),
                 Want(f"{UNIT_DIR}/vpp.service.d/contiv.conf", "vpp.service drop-in", files.vpp_dropin(o).encode())]
+        if o.config.get("vpp_stn"):
+            stn = f"{UNIT_DIR}/{files.STN_UNIT_NAME}"
+            out += [Want(stn, "STN watchdog unit", files.stn_watch_unit(o).encode()),
+                    Want(f"{UNIT_DIR}/multi-user.target.wants/{files.STN_UNIT_NAME}", "STN watchdog enabled at boot",
+                         link=stn)]
     return out
 
 
@@ -91,13 +96,16 @@ def follow_up(actions: list[Action], root: str, dataplane: str, run: bool) -> li
         cmds.append(["modprobe", "-a", *[ln.strip() for ln in text.splitlines()
                                           if ln.strip() and not ln.lstrip().startswith(("#", ";"))]])
     if systemd_running():
-        units = {"agent systemd unit", "vpp.service drop-in", "unit enabled at boot"}
+        units = {"agent systemd unit", "vpp.service drop-in", "unit enabled at boot", "STN watchdog unit",
+                 "STN watchdog enabled at boot"}
         if changed & units:
             cmds.append(["systemctl", "daemon-reload"])
         if dataplane == "vpp" and changed & {"vpp.service drop-in", "VPP startup configuration"}:
             cmds.append(["systemctl", "restart", "vpp.service"])
         if changed:  # a new plugin, unit or configuration: the agent runs the new ones
             cmds.append(["systemctl", "restart", "contiv-agent.service"])
+        if changed & {"STN watchdog unit", "STN watchdog enabled at boot"}:
+            cmds.append(["systemctl", "restart", "contiv-stn-watch.service"])
     if run:
         for c in cmds:
             p = subprocess.run(c, capture_output=True, text=True)

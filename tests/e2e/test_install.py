@@ -76,6 +76,17 @@ def test_a_vpp_node_gets_vpps_startup_and_the_ordering(root):
     assert got["/etc/contiv/vpp/startup.conf"] == "create"
     assert got["/etc/systemd/system/vpp.service.d/contiv.conf"] == "create"
     assert "vpp.service" in (root / UNIT).read_text()
+    assert not (root / "etc/systemd/system/contiv-stn-watch.service").exists(), "no STN: no watchdog"
+
+
+def test_a_vpp_stn_node_gets_the_stn_watchdog_enabled(root):
+    conf = Path(vpp_config(root))
+    conf.write_text(conf.read_text() + "vpp_stn: true\n")
+    got = actions(install(root, "--config", str(conf), "-o", "json"))
+    unit = "etc/systemd/system/contiv-stn-watch.service"
+    assert got["/" + unit] == "create"
+    assert "stn watch --dir /var/lib/contiv/stn" in (root / unit).read_text()
+    assert os.readlink(root / "etc/systemd/system/multi-user.target.wants/contiv-stn-watch.service") == "/" + unit
 
 
 def test_an_upgrade_replaces_the_plugin_keeps_the_users_configuration_and_says_so(root, tmp_path_factory):

@@ -190,6 +190,29 @@ def test_status_names_each_problem_in_one_line_and_exits_1(cli):
         "node1: 1 address leaked (network namespace gone: shop/web-1): `contivctl ipam gc` releases them"]
 
 
+def test_status_shows_what_stn_holds_and_the_steals_that_need_an_operator(cli):
+    from agent.model.stn import StnEntry, StnState, StnStatus
+    entries = (StnEntry(StnState("eth0", "vpp", "confirmed", 1.0, "stn-host"), ("192.0.2.10/24",), "192.0.2.1", "s"),
+               StnEntry(StnState("eth1", "linux", "pending", 1.0, "stnbr-eth1", 9.0), (), "", "s"),
+               StnEntry(StnState("eth2", "vpp", "suspended", 1.0, "stn-host", error="vpp data plane died"),
+                        (), "", "s"))
+    a = cli.fake.answers
+    a["status"] = dataclasses.replace(a["status"], stn=StnStatus("/var/lib/contiv/stn", entries,
+                                                                 ("STN snapshot /x is corrupt: y",)))
+    rc, out, _ = cli("status", "-o", "json")
+    data = json.loads(out)
+    assert rc == 1
+    assert data["nodes"][0]["stn"] == "eth0 confirmed (vpp), eth1 pending (linux), eth2 suspended (vpp)"
+    assert data["problems"] == [
+        "node1: STN: eth1 stolen, not confirmed: it is restored unless `contivctl stn confirm eth1` comes first",
+        "node1: STN: eth2 given back to the node (vpp data plane died); stolen again when the data plane is "
+        "back (`contivctl stn watch`)",
+        "node1: STN: STN snapshot /x is corrupt: y"]
+    a["status"] = dataclasses.replace(a["status"], stn=StnStatus("/var/lib/contiv/stn", entries[:1]))
+    rc, out, _ = cli("status", "-o", "wide")
+    assert rc == 0 and out.splitlines()[0].split()[-1] == "STN" and "eth0 confirmed (vpp)" in out
+
+
 def test_status_of_an_agent_that_does_not_answer(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("CONTIVCTL_LAB", raising=False)
     rc = main(["--socket", str(tmp_path / "none.sock"), "status"])

@@ -229,3 +229,21 @@ def test_sysctl_turns_on_ip_forwarding_on_linux_nodes_only():
     assert _words(f.sysctl_conf(opts())) == ["net.ipv4.ip_forward = 1"]
     assert _words(f.sysctl_conf(vpp_opts())) == []
     assert not re.search(r"conntrack", "\n".join(_words(f.sysctl_conf(opts()))))
+
+
+def test_the_stn_watchdog_unit_watches_with_the_agents_paths_and_depends_on_nothing(tmp_path):
+    o = vpp_opts({"vpp_stn": True, "stn_dir": "/var/lib/my-stn", "vpp_api_socket": "/run/vpp2/api.sock",
+                  "socket": "/run/c/agent.sock"})
+    text = f.stn_watch_unit(o)
+    assert (f"\nExecStart={CONTIVCTL} --socket /run/c/agent.sock stn watch --dir /var/lib/my-stn "
+            "--vpp-api-socket /run/vpp2/api.sock\n") in text
+    lines = text.splitlines()
+    assert {"Restart=always", "WantedBy=multi-user.target"} <= set(lines)
+    # it must outlive VPP and the agent, whose deaths it watches for
+    assert not any(ln.startswith(("Requires=", "BindsTo=", "PartOf=", "After=")) for ln in lines)
+    unit = tmp_path / f.STN_UNIT_NAME
+    unit.write_text(text)
+    p = _verify(unit)
+    assert p.returncode == 0 and not p.stderr.strip(), p.stderr
+    with pytest.raises(InvalidInput, match="stn_dir"):
+        f.stn_watch_unit(vpp_opts({"vpp_stn": True, "stn_dir": "/var/lib/my stn"}))

@@ -199,3 +199,23 @@ def test_a_fault_during_a_vpp_restore_still_restores(shared, step):
     assert not net.changed(before), net.changed(before)
     assert eventually(lambda: not shared.uplink_in_vpp(), timeout=10), "VPP kept the NIC"
     assert net.ping(net.node, REMOTE_IP)
+
+
+def test_a_lost_host_interconnect_is_given_back_then_stolen_again(shared):
+    """What a reboot leaves: STN's record (on disk) says stolen, the links
+    (in memory) are gone. The watchdog gives the node its configuration back,
+    then -- VPP being up -- steals the NIC again from the snapshot."""
+    net = shared.net
+    before = net.config()
+    _ok(shared.stn("steal", "eth0", "--dataplane", "vpp"))
+    subprocess.run(["ip", "-n", net.node, "link", "del", "stn-host"], check=True)
+    assert not net.ping(net.node, REMOTE_IP, wait=0.5)
+    first = _ok(shared.stn("watch", "--once"))
+    assert "vpp data plane died, node configuration restored" in first.stderr
+    assert not net.changed(before), net.changed(before)
+    second = _ok(shared.stn("watch", "--once"))
+    assert "NIC stolen again (confirmed)" in second.stderr, second.stderr
+    assert eventually(lambda: net.ping(net.node, REMOTE_IP, wait=0.5), timeout=10)
+    _reachable(net)
+    _ok(shared.stn("restore", "eth0"))
+    assert not net.changed(before), net.changed(before)
