@@ -62,6 +62,12 @@ class _ResyncRequest(Future):
         self.why = why
 
 
+class _NodeRequest(_ResyncRequest):
+    """The node's values rendered again (STN's record changed: the data plane
+    takes or lets go of a NIC), on the agent loop; no read-back of the data
+    plane, so it costs what the node's values changed, not a resync."""
+
+
 NODE_PARTITION = "node"
 HEARTBEAT = 10.0
 
@@ -279,7 +285,14 @@ class Agent:
 
     def request_resync(self, why: str, timeout: float = 300.0):
         """Run a resync on the agent loop and return its result (API threads)."""
-        req = _ResyncRequest(why)
+        return self._on_loop(_ResyncRequest(why), timeout)
+
+    def request_node_render(self, why: str, timeout: float = 60.0):
+        """Render the node's values again on the agent loop and return the
+        transaction (API threads)."""
+        return self._on_loop(_NodeRequest(why), timeout)
+
+    def _on_loop(self, req: _ResyncRequest, timeout: float):
         self._q.put(req)
         deadline = time.monotonic() + timeout
         while True:
@@ -288,9 +301,9 @@ class Agent:
             except FutureTimeout:
                 pass
             if self._stop.is_set():  # the loop is gone or going: nobody will run it
-                raise Unavailable("the agent is stopping; the resync did not run")
+                raise Unavailable(f"the agent is stopping; {req.why!r} did not run")
             if time.monotonic() > deadline:
-                raise Unavailable(f"the agent loop did not run the resync within {timeout:.0f}s",
+                raise Unavailable(f"the agent loop did not run {req.why!r} within {timeout:.0f}s",
                                   hint="see the agent's log")
 
     # ------------------------------------------------------------------ watch
@@ -349,6 +362,12 @@ class Agent:
                     self._on_batch(item)
                     if after is not None:
                         self._q.put(after)  # handled on the next turn (rare: a watch error)
+                elif isinstance(item, _NodeRequest):
+                    try:
+                        item.set_result(self.desired.set_partition(NODE_PARTITION, self._node_values(),
+                                                                   description=item.why))
+                    except Exception as e:  # noqa: BLE001 -- handed to the waiting API thread
+                        item.set_exception(e)
                 elif isinstance(item, _ResyncRequest):
                     try:
                         item.set_result(self._resync_live(item.why))

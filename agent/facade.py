@@ -82,7 +82,7 @@ class AgentFacade:
 
     def stn_sync(self) -> rec.StnSync:
         a = self._a
-        a.request_resync("STN's record changed (contivctl stn)")
+        a.request_node_render("STN's record changed (contivctl stn)")
         held = a.plane.ready()
         if held:
             return rec.StnSync("", False, held)

@@ -161,7 +161,8 @@ class Run:
                 add("baseline: ip -batch back", lambda: baseline_restore(self.net))
         return {name: {"wall_ms": round(statistics.median(w for w, _ in v) * 1000, 1),
                        "outage_ms": round(statistics.median(o for _, o in v) * 1000, 1),
-                       "outage_max_ms": round(max(o for _, o in v) * 1000, 1)}
+                       "outage_max_ms": round(max(o for _, o in v) * 1000, 1),
+                       "outage_all_ms": [round(o * 1000, 1) for _, o in v]}
                 for name, v in rows.items()}
 
     def close(self) -> None:

@@ -112,8 +112,8 @@ class Stn:
                 snap = netcfg.capture(ipr, iface)  # refusals leave everything as it was
                 target = snap.gateway() if check == "gateway" else ("" if check == "none" else check)
                 holder = side.holder(iface)
-                if ipr.link_lookup(ifname=holder):
-                    raise Conflict(f"{holder} exists already: it is not STN's to take",
+                if side.taken(ipr, holder):
+                    raise Conflict(f"{holder} is in use already: it is not STN's to take",
                                    hint=f"remove it, or restore a steal left behind: contivctl stn restore {iface}")
                 deadline = time.time() + confirm_timeout
                 self._steal_steps(ipr, side, snap, holder, StnState(
@@ -173,12 +173,17 @@ class Stn:
                     netcfg.put_neighbour(ipr, h, n)
                     netcfg.drop_neighbour(ipr, nic, n)
 
+        def dataplane():
+            nonlocal state
+            state = _with(state, moved=True)  # the data plane may answer for the addresses now
+            self.files.save_state(state)
+            side.take(snap, state)
+
         steps = [("snapshot", save_files),
                  ("holder", lambda: side.create_holder(ipr, snap, holder)),
                  ("attach", lambda: side.attach(ipr, snap, holder)),
                  ("addresses", addresses), ("routes", routes), ("rules", rules),
-                 ("neighbours", neighbours),
-                 ("dataplane", lambda: side.take(snap, state)),
+                 ("neighbours", neighbours), ("dataplane", dataplane),
                  ("pending", lambda: self.files.save_state(_with(state, phase="pending", pid=0)))]
         done = None
         try:
@@ -281,12 +286,12 @@ class Stn:
 
         def settle():
             if keep and state is not None:
-                self.files.save_state(_with(state, phase="suspended", pid=0, error=reason))
+                self.files.save_state(_with(state, phase="suspended", pid=0, error=reason, moved=False))
             else:
                 self.files.forget(snap.iface)
 
         steps = [("release", lambda: side.release(ipr, snap, holder)),
-                 ("teardown", lambda: side.teardown(ipr, holder)),
+                 ("teardown", lambda: side.teardown(ipr, snap, holder)),
                  ("link", link), ("addresses", addresses), ("routes", routes), ("rules", rules),
                  ("neighbours", neighbours), ("settle", settle)]
         errors = []
@@ -356,7 +361,7 @@ class Stn:
         if st.phase == "suspended":
             return self._resteal(iface, side) if side.up() else ""
         with _ipr() as ipr:
-            held = side.holds(ipr, st)
+            held = side.holds(ipr, st, self.files.snapshot(iface))
         if not held:
             # a Linux bridge that is gone does not come back: give the NIC
             # back for good; a VPP that died is restarted by its supervisor
@@ -372,11 +377,11 @@ class Stn:
             if st is None or st.phase != "suspended":
                 return ""
             phase = "confirmed" if st.confirmed_at else "pending"
-            again = _with(st, phase="stealing", since=time.time(), pid=os.getpid(), error="",
+            again = _with(st, phase="stealing", since=time.time(), pid=os.getpid(), error="", moved=False,
                           deadline=time.time() + max(st.deadline - st.since, 1.0))
             with _ipr() as ipr:
                 self._steal_steps(ipr, side, snap, st.holder, again, save=False)
-                self.files.save_state(_with(again, phase=phase, pid=0))
+                self.files.save_state(_with(again, phase=phase, pid=0, moved=True))
         return f"{iface}: {st.dataplane} data plane is back, NIC stolen again ({phase})"
 
     def watch(self, interval: float = 1.0, stop=None) -> None:

@@ -8,11 +8,11 @@ rules, neighbours from the NIC to the holder and back):
 * :class:`LinuxSide`: a bridge takes the NIC's MAC and MTU and enslaves the
   NIC; the node's addresses and routes move onto the bridge (pods plug into
   it as they would into any Linux bridge).
-* :class:`VppSide`: a veth pair is the host interconnect -- ``stn-host``
-  keeps the node's addresses and routes, VPP takes ``stn-vpp`` -- and the
-  node's agent has VPP take the NIC itself (af_packet here, DPDK in
-  production) with the node's address and an ``stn`` rule that hands VPP
-  the packets for that address it does not consume itself.
+* :class:`VppSide`: the agent's veth pair is the host interconnect --
+  ``stn-host`` keeps the node's addresses and routes, VPP has ``stn-vpp`` --
+  and the node's agent has VPP take the NIC itself (af_packet here, DPDK in
+  production) with the node's address and an ``stn`` rule that hands the
+  host the packets for that address VPP does not consume itself.
 
 ``holds`` is the watchdog's question: does the data plane still hold the
 NIC? ``up``: is the data plane back, to take it again? Every method may be
@@ -29,9 +29,7 @@ from agent.errors import InvalidInput, Unavailable
 from agent.model.stn import Snapshot, StnState
 from stn import netcfg
 
-#: the MAC VPP's stn plugin writes as destination on what it hands the host
-STN_HOST_MAC = "00:00:00:00:00:02"
-VPP_HOST, VPP_PEER = "stn-host", "stn-vpp"
+VPP_HOST = "stn-host"  # agent.vpp.render.STN_HOST_IF: the agent makes it
 
 
 class LinuxSide:
@@ -74,14 +72,18 @@ class LinuxSide:
         if netcfg.link_info(ipr, nic)["master"]:
             netcfg.set_link(ipr, nic, master=0)
 
-    def teardown(self, ipr, holder: str) -> None:
+    def teardown(self, ipr, snap: Snapshot, holder: str) -> None:
         netcfg.delete_link(ipr, holder)
+
+    def taken(self, ipr, holder: str) -> bool:
+        """A link of the bridge's name exists: not STN's to take."""
+        return bool(ipr.link_lookup(ifname=holder))
 
     def up(self) -> bool:
         """A bridge that went does not come back by itself: never."""
         return False
 
-    def holds(self, ipr, state: StnState) -> bool:
+    def holds(self, ipr, state: StnState, snap: Snapshot) -> bool:
         found = ipr.link_lookup(ifname=state.holder)
         if not found:
             return False
@@ -113,34 +115,38 @@ class VppSide:
         return VPP_HOST
 
     def create_holder(self, ipr, snap: Snapshot, holder: str) -> None:
-        from agent.linux import rtnl  # noqa: PLC0415 -- ethtool on the host end
+        """``stn-host`` is the agent's (it outlives every steal: see
+        agent.vpp.render.render_stn_host): wait until the agent made it."""
+        end = time.monotonic() + self.wait
+        while not ipr.link_lookup(ifname=holder):
+            if time.monotonic() > end:
+                raise Unavailable(f"{holder} does not exist: the agent makes it on a node with vpp_stn",
+                                  hint="run the agent with dataplane: vpp and vpp_stn: true (docs/stn.md)")
+            try:
+                self.agent.stn_sync()
+            except Exception:  # noqa: BLE001 -- an agent still starting: wait
+                time.sleep(0.2)
 
-        if not ipr.link_lookup(ifname=holder):
-            ipr.link("add", ifname=holder, kind="veth", peer=VPP_PEER)
-        idx, peer = netcfg.ifindex(ipr, holder), netcfg.ifindex(ipr, VPP_PEER)
-        netcfg.set_link(ipr, idx, address=STN_HOST_MAC, mtu=snap.link["mtu"])
-        netcfg.set_link(ipr, peer, mtu=snap.link["mtu"])
-        # af_packet gets Linux's TCP/UDP with partial checksums otherwise
-        # (docs/vpp.md, "Pods on veth + af_packet")
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            rtnl.tx_checksum(s, holder, False)
-        netcfg.set_link(ipr, peer, state="up")
-        netcfg.set_link(ipr, idx, state="up")
+    def taken(self, ipr, holder: str) -> bool:
+        """``stn-host`` carries an IPv4 address: someone else's steal."""
+        found = ipr.link_lookup(ifname=holder)
+        return bool(found) and bool(ipr.get_addr(index=found[0], family=socket.AF_INET))
 
     def attach(self, ipr, snap: Snapshot, holder: str) -> None:
         """The kernel lets go of what arrives on the NIC: af_packet hands VPP
         a copy of every frame, and the kernel, which keeps the node's address
         on ``stn-host``, would answer ARP for it and take packets for it on
         the NIC too (strict reverse-path filtering drops them: their way
-        back is ``stn-host``). VPP itself takes the NIC once its addresses
+        back is ``stn-host``). VPP has the NIC open already (the agent keeps
+        it so on a ``vpp_stn`` node) and answers for the addresses once they
         are off it (:meth:`take`)."""
         netcfg.write_sysctls(snap.iface, {k: v for k, v in (("ipv4/rp_filter", "1"), ("ipv4/arp_ignore", "8"),
                                                              ("ipv6/disable_ipv6", "1"))
                                           if k in snap.link.get("sysctl", {})})
 
     def take(self, snap: Snapshot, state: StnState) -> None:
-        """Have the agent program VPP from the state on record, and wait until
-        it reports the uplink in place."""
+        """Have the agent program VPP from the state on record (the addresses
+        moved), and wait until it reports the uplink in place."""
         end = time.monotonic() + self.wait
         last = ""
         while time.monotonic() < end:
@@ -156,21 +162,32 @@ class VppSide:
                           hint="is the agent running with --dataplane vpp and vpp_stn? contivctl status")
 
     def release(self, ipr, snap: Snapshot, holder: str) -> None:
-        # best effort: a dead VPP has let go of the NIC already, and a dead
-        # agent must not keep the node from getting its address back
+        # VPP stops answering for the node's addresses (state "restoring");
+        # it keeps the NIC open. Best effort: a dead VPP has let go of the
+        # NIC already, and a dead agent must not keep the node from getting
+        # its address back
         try:
             self.agent.stn_sync()
         except Exception:  # noqa: BLE001
             pass
 
-    def teardown(self, ipr, holder: str) -> None:
-        netcfg.delete_link(ipr, holder)  # its peer goes with it
+    def teardown(self, ipr, snap: Snapshot, holder: str) -> None:
+        """``stn-host`` stays (the agent's); the node's addresses leave it,
+        and the routes through them with them."""
+        found = ipr.link_lookup(ifname=holder)
+        for a in snap.addresses if found else ():
+            netcfg.drop_address(ipr, found[0], a)
 
-    def holds(self, ipr, state: StnState) -> bool:
-        """VPP runs and the host interconnect exists (a reboot keeps STN's
-        record but not the links: then the watchdog restores, and steals
-        again from the snapshot)."""
-        return bool(ipr.link_lookup(ifname=state.holder)) and self.up()
+
+    def holds(self, ipr, state: StnState, snap: Snapshot) -> bool:
+        """VPP runs and ``stn-host`` carries the node's address (a reboot
+        keeps STN's record but not the links' configuration: then the
+        watchdog restores, and steals again from the snapshot)."""
+        found = ipr.link_lookup(ifname=state.holder)
+        if not found or not self.up():
+            return False
+        have = {a.get_attr("IFA_LOCAL") or a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=found[0])}
+        return all(a["address"] in have for a in snap.addresses if a["family"] == 4)
 
     def up(self) -> bool:
         """VPP answers on its API socket."""

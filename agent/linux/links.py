@@ -131,7 +131,7 @@ class VethDescriptor(_LinkBase):
             fd = os.open(v.netns, os.O_RDONLY)
         except FileNotFoundError:
             raise NotFound(f"network namespace {v.netns} does not exist") from None
-        mac = pod_mac(v.ips)
+        mac = v.mac or pod_mac(v.ips)
         try:
             try:
                 host = self._add_pair(v, fd, mac)
@@ -237,10 +237,12 @@ class VethDescriptor(_LinkBase):
                     pod_if = _attr(peer, "IFLA_IFNAME")
                     # read only where it matters (a veth defaults to on)
                     tx = want.tx_checksum or rtnl.tx_checksum(self.nl.pod_fast(want.netns), pod_if)
-                    value = Veth(host_if, want.netns, pod_if, _addrs(pod, peer["index"]),
-                                 min(value.mtu, _attr(peer, "IFLA_MTU", 0)), alias, tx)
+                    ips = want.ips if want.foreign_ips else _addrs(pod, peer["index"])
+                    value = Veth(host_if, want.netns, pod_if, ips,
+                                 min(value.mtu, _attr(peer, "IFLA_MTU", 0)), alias, tx, want.mac,
+                                 want.foreign_ips)
                     if not peer["flags"] & IFF_UP:
-                        value = Veth(host_if, want.netns, value.pod_if, value.ips, 0, alias, tx)
+                        value = replace(value, mtu=0)
             out.append(Retrieved(key, value, meta))
         return out
 

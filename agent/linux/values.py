@@ -44,6 +44,11 @@ class Veth:
     #: TX checksum offload of the pod end. Off where the node end is read by
     #: something that does not complete checksums (VPP's af_packet).
     tx_checksum: bool = True
+    #: the pod end's MAC ("": derived from its first IPv4 address)
+    mac: str = ""
+    #: the pod end's addresses are someone else's to set (STN's ``stn-host``
+    #: carries the node's while the NIC is stolen): neither set nor compared
+    foreign_ips: bool = False
 
 
 @dataclass(frozen=True, slots=True)

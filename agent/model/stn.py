@@ -101,6 +101,11 @@ class StnState(_Record):
     confirmed_at: float = 0.0
     error: str = ""
     pid: int = 0  # the process in the middle of stealing or restoring
+    #: the node's addresses have left the NIC: a data plane that takes the
+    #: NIC (VPP) may answer for them now -- before, it only opens its
+    #: interfaces (while the node still answers on the NIC), so that the
+    #: time the node is unreachable stays short
+    moved: bool = False
 
     @classmethod
     def parse(cls, raw: bytes | str, path: str) -> "StnState":

@@ -50,6 +50,7 @@ class VppDataplane(VethPods):
         self.uplink = None
         self._stn_dir = ""  # vpp_stn: STN's directory, read at every node render
         self._stn_keys: tuple[str, ...] = ()
+        self._stn_mtu, self._stn_mac = 1500, ""  # the NIC's, read when opened
         self.stats_socket = ""
         self._descriptors: list = []
         self._why = "not opened"
@@ -74,6 +75,8 @@ class VppDataplane(VethPods):
         self.facts = NodeFacts(cfg.vpp_uplink, node_ip, (node_ip,), cfg.mtu or DEFAULT_POD_MTU)
         self.api = self._factory(cfg.vpp_api_socket) if self._factory else self._real(cfg.vpp_api_socket)
         self.netlink = Netlink()
+        if stn:
+            self._stn_mtu, self._stn_mac = self._link_facts(cfg.vpp_uplink)
         # a stolen NIC's subnet: VPP answers ARP for it towards the host
         owned = (cfg.pod_cidr, cfg.service_cidr) + \
             ((str(ipaddress.ip_interface(cfg.vpp_uplink_cidr).network),) if stn else ())
@@ -151,33 +154,54 @@ class VppDataplane(VethPods):
         from agent.vpp import render  # noqa: PLC0415
         uplink = self._stn_uplink() if self._stn_dir else self.uplink
         out = render.render_node(t, uplink, self._service_cidr, self._pod_cidr)
-        self._stn_keys = tuple(k for k in out if render.is_stn_key(k)) if uplink and uplink.stn else ()
+        if self._stn_dir:
+            out.update(render.render_stn_host(self._stn_mtu))
+        self._stn_keys = tuple(k for k in out if render.is_stn_key(k)) if uplink.carry and uplink.stn else ()
         return out
 
     def _stn_uplink(self):
-        """The uplink while STN's record says VPP holds the NIC (stealing,
-        pending, confirmed), with the NIC's MAC -- the one the network knows
-        the node's address by; None otherwise (VPP leaves the NIC alone)."""
+        """The uplink of a ``vpp_stn`` node. VPP holds the NIC at all times
+        -- af_packet with the NIC's own MAC, the one the network knows the
+        node's address by -- because VPP's af_packet takes the NIC's link
+        down when it lets go of it (the network's neighbours then forget the
+        node and relearn it a retransmission later: ~0.4 s without answer);
+        but it carries the node's address only while STN's record says the
+        address has left the NIC (stealing after the move, pending,
+        confirmed). Otherwise the kernel has the NIC's traffic and VPP, with
+        no address there, drops its copy."""
         from agent.errors import ContivError  # noqa: PLC0415
         from agent.model.stn import uplink_of  # noqa: PLC0415
         from agent.stndir import StnDir  # noqa: PLC0415
         from agent.vpp import render  # noqa: PLC0415
+        idle = render.Uplink(self.uplink.host_if, self.uplink.cidr, self.uplink.gateway, self._stn_mac,
+                             stn=True, carry=False)
         files = StnDir(self._stn_dir)
         try:
             st = files.state(self.uplink.host_if)
-            if st is None or not st.stolen or st.dataplane != "vpp":
-                return None
+            if st is None or st.dataplane != "vpp" or not (
+                    st.phase in ("pending", "confirmed") or (st.phase == "stealing" and st.moved)):
+                return idle
             cidr, gateway, mac = uplink_of(files.snapshot(self.uplink.host_if))
         except ContivError as e:
-            log.warning("STN record of %s unreadable, leaving the NIC alone: %s", self.uplink.host_if, e)
-            return None
+            log.warning("STN record of %s unreadable, leaving the NIC to Linux: %s", self.uplink.host_if, e)
+            return idle
         if ipaddress.ip_interface(cidr) != ipaddress.ip_interface(self.uplink.cidr):
             log.warning("STN snapshot of %s has %s, the agent is configured with %s: using the latter",
                         self.uplink.host_if, cidr, self.uplink.cidr)
-        return render.Uplink(self.uplink.host_if, self.uplink.cidr, self.uplink.gateway or gateway, mac, stn=True)
+        return render.Uplink(self.uplink.host_if, self.uplink.cidr, self.uplink.gateway or gateway,
+                             mac or self._stn_mac, stn=True)
 
     def stn_keys(self) -> tuple[str, ...]:
         return self._stn_keys
+
+    def _link_facts(self, ifname: str) -> tuple[int, str]:
+        """MTU and MAC of Linux link ``ifname`` (1500 and "" -- VPP's own
+        MAC -- when it cannot be read)."""
+        try:
+            link = self.netlink.node.link("get", ifname=ifname)[0]
+        except Exception:  # noqa: BLE001 -- no such NIC (yet)
+            return 1500, ""
+        return link.get_attr("IFLA_MTU") or 1500, link.get_attr("IFLA_ADDRESS") or ""
 
     def render_pod(self, p) -> dict[str, object]:
         from agent.vpp import render  # noqa: PLC0415

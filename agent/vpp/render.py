@@ -46,9 +46,10 @@ HOST_VETH = "contiv-vh"
 HOST_LINUX_IF = "contiv-host"
 HOST_LINUX_IP, HOST_VPP_IP = "169.254.99.1", "169.254.99.2"
 NODE_NETNS = "/proc/self/ns/net"
-#: STN's host interconnect: VPP's interface on the veth end ``contivctl stn``
-#: makes (stn.sides.VPP_PEER); the host end holds the node's address
-STN_HOST, STN_VETH = "stnhost", "stn-vpp"
+#: STN's host interconnect (render_stn_host): VPP's interface, the veth's
+#: two ends, and the MAC of the host's end
+STN_HOST, STN_VETH, STN_HOST_IF = "stnhost", "stn-vpp", "stn-host"
+STN_HOST_MAC = "00:00:00:00:00:02"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +63,7 @@ class Uplink:
     gateway: str = ""
     mac: str = ""  # "" : one derived from the address; STN: the NIC's own
     stn: bool = False  # a NIC stolen by STN: the host's traffic goes through VPP
+    carry: bool = True  # VPP holds the node's address (STN: only while the NIC is stolen)
 
 
 def _mac(prefix: str, ip: str) -> str:
@@ -97,19 +99,37 @@ def render_host(pod_cidr: str, service_cidr: str, mtu: int) -> dict[str, object]
     return out
 
 
+def render_stn_host(mtu: int) -> dict[str, object]:
+    """STN's host interconnect, on every ``vpp_stn`` node whether the NIC is
+    stolen or not (docs/stn.md): a veth pair whose end ``stn-host`` carries
+    the node's addresses and routes while the NIC is stolen (``contivctl stn``
+    puts them there: they are not the agent's) and whose end ``stn-vpp`` VPP
+    takes as ``stnhost``. It outlives every steal on purpose: VPP's ``stn``
+    plugin counts IPv4 on for its interface and never counts it out, so an
+    interface deleted and made again with the same ``sw_if_index`` would
+    start counted -- and the first user's "on" would never switch IPv4 on.
+    ``stn-host`` has the MAC the plugin writes on what it hands the host.
+    ``mtu``: the NIC's."""
+    veth = lv.veth_key(STN_VETH)
+    return {
+        veth: lv.Veth(STN_VETH, NODE_NETNS, STN_HOST_IF, (), mtu, f"{lv.TAG_PREFIX}pod:~stn",
+                      tx_checksum=False, mac=STN_HOST_MAC, foreign_ips=True),
+        vv.interface_key(STN_HOST): vv.Interface(STN_HOST, "af_packet", "02:fd:00:00:00:01",
+                                                 host_if=STN_VETH, needs=veth),
+    }
+
+
 def render_stn(uplink: Uplink) -> dict[str, object]:
-    """STN's host interconnect (docs/stn.md): VPP takes the veth end
-    ``stn-vpp`` as ``stnhost``, unnumbered to the uplink (IP on it without an
-    address of its own), answers the host's ARP for the uplink's subnet
-    there (proxy ARP: the host's packets come to VPP, which routes them out
-    of the NIC), and hands the host what comes for the node's address and
-    VPP does not consume itself (an STN rule)."""
+    """What VPP holds for a stolen NIC beyond the uplink, once it carries the
+    node's address: ``stnhost`` unnumbered to the uplink (IP on it without
+    an address of its own), proxy ARP for the uplink's subnet there (the
+    host's packets come to VPP, which routes them out of the NIC), and an
+    STN rule handing the host what comes for the node's address and VPP
+    does not consume itself."""
     iface = ipaddress.ip_interface(uplink.cidr)
     net = iface.network
     low, hi = str(net[1]), str(net[-2] if net.num_addresses > 2 else net[-1])
     return {
-        vv.interface_key(STN_HOST): vv.Interface(STN_HOST, "af_packet", "02:fd:00:00:00:01",
-                                                 host_if=STN_VETH),
         vv.unnumbered_key(STN_HOST): vv.Unnumbered(STN_HOST, UPLINK),
         vv.proxyarp_key(low, hi): vv.ProxyArp(low, hi),
         vv.proxyarpif_key(STN_HOST): vv.ProxyArpIf(STN_HOST),
@@ -118,10 +138,11 @@ def render_stn(uplink: Uplink) -> dict[str, object]:
 
 
 def is_stn_key(key: str) -> bool:
-    """Whether ``key`` is one of the values a stolen NIC needs (the uplink's
-    interface and STN's host interconnect)."""
-    return key in (vv.interface_key(UPLINK), vv.interface_key(STN_HOST), vv.unnumbered_key(STN_HOST),
-                   vv.proxyarpif_key(STN_HOST)) or key.startswith("vpp/stn/")
+    """Whether ``key`` is one of the values a stolen NIC needs (the uplink
+    with its address and default route, STN's host interconnect and rule)."""
+    return key in (vv.interface_key(UPLINK), vv.interface_key(STN_HOST), lv.veth_key(STN_VETH),
+                   vv.unnumbered_key(STN_HOST), vv.proxyarpif_key(STN_HOST), vv.route_key(0, "0.0.0.0/0")) \
+        or key.startswith(("vpp/stn/", vv.address_key(UPLINK, "")))
 
 
 def render_node(t: NodeTransport, uplink: Uplink | None, service_cidr: str = "",
@@ -141,10 +162,11 @@ def render_node(t: NodeTransport, uplink: Uplink | None, service_cidr: str = "",
     if uplink is not None:
         put(vv.interface_key(UPLINK), vv.Interface(UPLINK, "af_packet", uplink.mac or _mac("02:fd", node_ip),
                                                    host_if=uplink.host_if))
-        put(vv.address_key(UPLINK, uplink.cidr), vv.Address(UPLINK, uplink.cidr))
-        if uplink.gateway:
-            put(vv.route_key(0, "0.0.0.0/0"), vv.Route("0.0.0.0/0", UPLINK, uplink.gateway))
-        if uplink.stn:
+        if uplink.carry:
+            put(vv.address_key(UPLINK, uplink.cidr), vv.Address(UPLINK, uplink.cidr))
+            if uplink.gateway:
+                put(vv.route_key(0, "0.0.0.0/0"), vv.Route("0.0.0.0/0", UPLINK, uplink.gateway))
+        if uplink.stn and uplink.carry:
             out.update(render_stn(uplink))
     put(vv.interface_key(BVI), vv.Interface(BVI, "loopback", t.me.vtep_mac, instance=0))
     put(vv.bd_key(BD), vv.BridgeDomain(BD))

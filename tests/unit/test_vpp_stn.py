@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from agent.model.stn import SNAPSHOT_VERSION, Snapshot, StnState
+from agent.linux import values as lv
 from agent.stndir import StnDir
 from agent.vpp import render, values as vv
 from agent.vpp.recorder import Recorder, default_api_dir
@@ -19,18 +20,26 @@ NIC_MAC = "52:54:00:12:34:56"
 STOLEN = render.Uplink("eth0", "192.168.56.101/24", "192.168.56.1", NIC_MAC, stn=True)
 
 
-def test_a_stolen_nic_is_the_uplink_with_its_own_mac_and_an_stn_host_interconnect():
+def test_the_stn_host_interconnect_is_the_agents_and_leaves_the_hosts_addresses_alone():
+    v = render.render_stn_host(1400)
+    veth = v[lv.veth_key("stn-vpp")]
+    assert (veth.pod_if, veth.mtu, veth.mac, veth.tx_checksum, veth.foreign_ips, veth.ips) == \
+        ("stn-host", 1400, "00:00:00:00:00:02", False, True, ())
+    assert v[vv.interface_key(render.STN_HOST)].host_if == render.STN_VETH == "stn-vpp"
+    assert v[vv.interface_key(render.STN_HOST)].needs == lv.veth_key("stn-vpp")
+
+
+def test_a_stolen_nic_is_the_uplink_with_its_own_mac_an_stn_rule_and_proxy_arp():
     v = render.render_node(transport(), STOLEN)
     assert v[vv.interface_key("uplink")] == vv.Interface("uplink", "af_packet", NIC_MAC, host_if="eth0")
-    assert v[vv.interface_key(render.STN_HOST)].host_if == render.STN_VETH == "stn-vpp"
     assert v[vv.unnumbered_key(render.STN_HOST)] == vv.Unnumbered(render.STN_HOST, "uplink")
     assert v[vv.proxyarp_key("192.168.56.1", "192.168.56.254")] == vv.ProxyArp("192.168.56.1", "192.168.56.254")
     assert v[vv.proxyarpif_key(render.STN_HOST)] == vv.ProxyArpIf(render.STN_HOST)
     assert v[vv.stn_key("192.168.56.101")] == vv.StnRule("192.168.56.101", render.STN_HOST)
     stn = {k for k in v if render.is_stn_key(k)}
-    assert stn == {vv.interface_key("uplink"), vv.interface_key(render.STN_HOST),
-                   vv.unnumbered_key(render.STN_HOST), vv.proxyarpif_key(render.STN_HOST),
-                   vv.stn_key("192.168.56.101")}
+    assert stn == {vv.interface_key("uplink"), vv.unnumbered_key(render.STN_HOST),
+                   vv.proxyarpif_key(render.STN_HOST), vv.stn_key("192.168.56.101"),
+                   vv.address_key("uplink", "192.168.56.101/24"), vv.route_key(0, "0.0.0.0/0")}
 
 
 def test_a_nic_not_stolen_is_left_to_linux():
@@ -44,7 +53,7 @@ def test_a_nic_not_stolen_is_left_to_linux():
 def test_stealing_and_giving_back_send_only_valid_messages():
     rec = Recorder()
     s = scheduler(rec)
-    res = s.apply(render.render_node(transport(), STOLEN))
+    res = s.apply({**render.render_node(transport(), STOLEN), **render.render_stn_host(1400)})
     assert res.ok, res.errors
     (rule,) = rec.calls_to("stn_add_del_rule")
     assert rule["is_add"] and str(rule["ip_address"]) == "192.168.56.101"
@@ -57,10 +66,11 @@ def test_stealing_and_giving_back_send_only_valid_messages():
             if c["feature_name"] == "ip4-not-enabled"} == \
         {("ip4-unicast", "ip4-not-enabled", False), ("ip4-multicast", "ip4-not-enabled", False)}
     rec.clear()
-    res = s.replace(render.render_node(transport(), None))  # restored: VPP lets go
+    res = s.replace({**render.render_node(transport(), None), **render.render_stn_host(1400)})  # restored
     assert res.ok, res.errors
     assert [r["is_add"] for r in rec.calls_to("stn_add_del_rule")] == [False]
-    assert {c["host_if_name"] for c in rec.calls_to("af_packet_delete")} == {"eth0", "stn-vpp"}
+    # the NIC goes; STN's interface stays (a new one could reuse an index the stn plugin left counted)
+    assert {c["host_if_name"] for c in rec.calls_to("af_packet_delete")} == {"eth0"}
 
 
 class _Cfg:
@@ -68,36 +78,46 @@ class _Cfg:
     vpp_stn = True
 
 
-@pytest.mark.parametrize("phase, dataplane, stolen", [
-    ("pending", "vpp", True), ("confirmed", "vpp", True), ("stealing", "vpp", True),
-    ("suspended", "vpp", False), ("restoring", "vpp", False), ("confirmed", "linux", False),
+@pytest.mark.parametrize("phase, dataplane, moved, carries", [
+    ("pending", "vpp", True, True), ("confirmed", "vpp", True, True), ("stealing", "vpp", True, True),
+    # before the addresses left the NIC, and from the restore on: VPP keeps the NIC open, answers nothing
+    ("stealing", "vpp", False, False), ("restoring", "vpp", True, False), ("suspended", "vpp", False, False),
+    ("confirmed", "linux", True, False),
 ])
-def test_the_plane_takes_the_nic_only_while_stns_record_says_vpp_holds_it(tmp_path, phase, dataplane, stolen):
-    from agent.vpp.plane import VppDataplane
+def test_vpp_carries_the_nodes_address_only_while_stns_record_says_it_left_the_nic(tmp_path, phase, dataplane,
+                                                                                    moved, carries):
     files = StnDir(str(tmp_path))
     files.save_snapshot(Snapshot(SNAPSHOT_VERSION, "eth0", 1.0, {"mac": NIC_MAC, "mtu": 1500, "up": True},
                                  ({"family": 4, "address": "192.168.56.101", "prefixlen": 24, "scope": 0},),
                                  ({"family": 4, "table": 254, "dst": "", "dst_len": 0, "gateway": "192.168.56.1",
                                    "proto": 3, "scope": 0, "type": 1, "tos": 0},)))
-    files.save_state(StnState("eth0", dataplane, phase, 1.0, "stn-host"))
-    plane = VppDataplane()
-    plane.uplink = render.Uplink("eth0", "192.168.56.101/24")
-    plane._stn_dir = str(tmp_path)
+    files.save_state(StnState("eth0", dataplane, phase, 1.0, "stn-host", moved=moved))
+    plane = _plane(tmp_path)
     v = plane.render_node(transport())
-    assert (vv.interface_key("uplink") in v) is stolen
-    if stolen:
-        assert v[vv.interface_key("uplink")].mac == NIC_MAC
+    # VPP holds the NIC (and STN's interconnect) whatever the record says: af_packet takes the
+    # NIC's link down when it lets go, and the network would forget the node for a while
+    assert v[vv.interface_key("uplink")] == vv.Interface("uplink", "af_packet", NIC_MAC, host_if="eth0")
+    assert set(render.render_stn_host(1500)) <= set(v)
+    answers = {vv.address_key("uplink", "192.168.56.101/24"), vv.route_key(0, "0.0.0.0/0"),
+               vv.stn_key("192.168.56.101"), vv.unnumbered_key(render.STN_HOST)}
+    assert (answers <= set(v)) is carries and (not answers & set(v)) is (not carries)
+    if carries:
         assert v[vv.route_key(0, "0.0.0.0/0")].via == "192.168.56.1", "the gateway comes from the snapshot"
-        assert set(plane.stn_keys()) >= {vv.interface_key("uplink"), vv.stn_key("192.168.56.101")}
+        assert set(plane.stn_keys()) >= answers | {vv.interface_key("uplink"), lv.veth_key("stn-vpp")}
     else:
         assert plane.stn_keys() == ()
 
 
-def test_a_corrupt_stn_record_leaves_the_nic_alone(tmp_path):
+def _plane(stn_dir):
     from agent.vpp.plane import VppDataplane
-    (tmp_path / "eth0.snapshot.json").write_text("{")
-    StnDir(str(tmp_path)).save_state(StnState("eth0", "vpp", "confirmed", 1.0, "stn-host"))
     plane = VppDataplane()
     plane.uplink = render.Uplink("eth0", "192.168.56.101/24")
-    plane._stn_dir = str(tmp_path)
-    assert vv.interface_key("uplink") not in plane.render_node(transport())
+    plane._stn_dir, plane._stn_mac = str(stn_dir), NIC_MAC
+    return plane
+
+
+def test_a_corrupt_stn_record_leaves_the_nodes_address_to_linux(tmp_path):
+    (tmp_path / "eth0.snapshot.json").write_text("{")
+    StnDir(str(tmp_path)).save_state(StnState("eth0", "vpp", "confirmed", 1.0, "stn-host", moved=True))
+    v = _plane(tmp_path).render_node(transport())
+    assert vv.address_key("uplink", "192.168.56.101/24") not in v and vv.stn_key("192.168.56.101") not in v
