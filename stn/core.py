@@ -157,14 +157,10 @@ class Stn:
                 netcfg.drop_address(ipr, nic, a)
 
         def routes():
-            h = netcfg.ifindex(ipr, holder)
-            for r in snap.routes:
-                netcfg.put_route(ipr, h, r)
+            _routes_onto(ipr, holder, snap)
 
         def rules():
-            for r in snap.rules:
-                netcfg.put_rule(ipr, r, rename)
-                netcfg.drop_rule(ipr, r)
+            _move_rules(ipr, snap, put=rename, drop=None)
 
         def neighbours():
             if side.moves_neighbours:
@@ -270,14 +266,10 @@ class Stn:
                 netcfg.put_address(ipr, nic, a)
 
         def routes():
-            nic = netcfg.ifindex(ipr, snap.iface)
-            for r in snap.routes:
-                netcfg.put_route(ipr, nic, r)
+            _routes_onto(ipr, snap.iface, snap)
 
         def rules():
-            for r in snap.rules:
-                netcfg.drop_rule(ipr, r, rename)
-                netcfg.put_rule(ipr, r)
+            _move_rules(ipr, snap, put=None, drop=rename)
 
         def neighbours():
             nic = netcfg.ifindex(ipr, snap.iface)
@@ -389,6 +381,21 @@ class Stn:
         while not (stop and stop()):
             self.watch_once()
             time.sleep(interval)
+
+
+def _routes_onto(ipr, link: str, snap: Snapshot) -> None:
+    """Every saved route, through ``link``."""
+    idx = netcfg.ifindex(ipr, link)
+    for r in snap.routes:
+        netcfg.put_route(ipr, idx, r)
+
+
+def _move_rules(ipr, snap: Snapshot, put, drop) -> None:
+    """Every saved rule added naming the link ``put`` renames it to (None: as
+    saved), then removed as ``drop`` names it."""
+    for r in snap.rules:
+        netcfg.put_rule(ipr, r, put)
+        netcfg.drop_rule(ipr, r, drop)
 
 
 def _with(st: StnState, **changes) -> StnState:

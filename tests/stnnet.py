@@ -107,6 +107,14 @@ class StnNet:
         a, b = (json.dumps(x, indent=1, sort_keys=True).splitlines() for x in (before, now))
         return "\n".join(difflib.unified_diff(a, b, "before", "now", lineterm="", n=2))
 
+    def reachable(self) -> None:
+        """Assert the node and the remote host reach each other from the
+        node's own address: ping and TCP, both ways."""
+        assert self.ping(self.node, REMOTE_IP), "the node does not reach the remote host"
+        assert self.ping(self.remote, NODE_IP), "the remote host does not reach the node"
+        assert self.tcp(self.node, self.remote, REMOTE_IP), "TCP node -> remote failed"
+        assert self.tcp(self.remote, self.node, NODE_IP), "TCP remote -> node failed"
+
     def ping(self, ns: str, dst: str, count: int = 1, wait: float = 2.0) -> bool:
         return subprocess.run(["ip", "netns", "exec", ns, "ping", "-c", str(count), "-W", str(wait), dst],
                               capture_output=True).returncode == 0
@@ -139,6 +147,12 @@ def _strip(v):
     if isinstance(v, list):
         return [_strip(x) for x in v]
     return v
+
+
+def ok(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    """``res`` of a command that must have succeeded (its stderr otherwise)."""
+    assert res.returncode == 0, res.stderr
+    return res
 
 
 def _in_netns(ns: str):

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from tests.helpers import eventually
-from tests.stnnet import GW_IP, NODE_IP, REMOTE_IP, StnNet
+from tests.stnnet import GW_IP, NODE_IP, REMOTE_IP, StnNet, ok
 
 pytestmark = pytest.mark.root
 
@@ -30,25 +30,13 @@ def net():
         n.close()
 
 
-def _ok(res: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert res.returncode == 0, res.stderr
-    return res
-
-
-def _reachable(net: StnNet) -> None:
-    assert net.ping(net.node, REMOTE_IP), "the node does not reach the remote host"
-    assert net.ping(net.remote, NODE_IP), "the remote host does not reach the node"
-    assert net.tcp(net.node, net.remote, REMOTE_IP), "TCP node -> remote failed"
-    assert net.tcp(net.remote, net.node, NODE_IP), "TCP remote -> node failed"
-
-
 def _status(net: StnNet) -> list[dict]:
-    return json.loads(_ok(net.stn("status", "-o", "json")).stdout)["entries"]
+    return json.loads(ok(net.stn("status", "-o", "json")).stdout)["entries"]
 
 
 def test_steal_keeps_the_node_reachable_and_restore_is_identical(net):
     before = net.config()
-    res = _ok(net.stn("steal", "eth0", "-o", "json"))
+    res = ok(net.stn("steal", "eth0", "-o", "json"))
     entry = json.loads(res.stdout)
     # the gateway answered through the bridge: confirmed by itself
     assert entry["state"]["phase"] == "confirmed" and entry["state"]["check"] == GW_IP
@@ -63,16 +51,16 @@ def test_steal_keeps_the_node_reachable_and_restore_is_identical(net):
     assert any(r.get("table") == "100" and r["dev"] == "stnbr-eth0" for r in stolen["route show table all"])
     assert any(r.get("oif") == "stnbr-eth0" for r in stolen["rule"])
     assert any(n["dev"] == "stnbr-eth0" and n["dst"] == "192.168.90.99" for n in stolen["neigh show nud permanent"])
-    _reachable(net)
+    net.reachable()
 
     rows = _status(net)
     assert [(r["state"]["iface"], r["state"]["dataplane"], r["state"]["phase"]) for r in rows] == \
         [("eth0", "linux", "confirmed")]
 
-    _ok(net.stn("restore", "eth0"))
+    ok(net.stn("restore", "eth0"))
     assert not net.changed(before), net.changed(before)
     assert _status(net) == []
-    _reachable(net)
+    net.reachable()
     # restoring twice: nothing on record, one line, nothing changed
     res = net.stn("restore", "eth0")
     assert res.returncode == 3 and "eth0 is not stolen" in res.stderr
@@ -82,7 +70,7 @@ def test_steal_keeps_the_node_reachable_and_restore_is_identical(net):
 def test_an_unconfirmed_steal_rolls_back_by_itself(net):
     before = net.config()
     start = time.monotonic()
-    res = _ok(net.stn("steal", "eth0", "--check", "none", "--confirm-timeout", "2", "-o", "json"))
+    res = ok(net.stn("steal", "eth0", "--check", "none", "--confirm-timeout", "2", "-o", "json"))
     assert json.loads(res.stdout)["state"]["phase"] == "pending"
     assert "confirm within 2 s" in res.stderr
     assert net.ping(net.node, REMOTE_IP)
@@ -90,14 +78,14 @@ def test_an_unconfirmed_steal_rolls_back_by_itself(net):
     assert eventually(lambda: not net.changed(before), timeout=10)
     assert time.monotonic() - start < 8
     assert _status(net) == []
-    _reachable(net)
+    net.reachable()
 
 
 def test_confirm_keeps_the_steal(net):
-    _ok(net.stn("steal", "eth0", "--check", "none", "--confirm-timeout", "2"))
-    res = _ok(net.stn("confirm", "-o", "json"))
+    ok(net.stn("steal", "eth0", "--check", "none", "--confirm-timeout", "2"))
+    res = ok(net.stn("confirm", "-o", "json"))
     assert json.loads(res.stdout)["state"]["phase"] == "confirmed"
-    _ok(net.stn("confirm", "eth0"))  # idempotent
+    ok(net.stn("confirm", "eth0"))  # idempotent
     time.sleep(3)  # past the deadline: the guard left it alone
     assert [r["state"]["phase"] for r in _status(net)] == ["confirmed"]
     assert net.ping(net.node, REMOTE_IP)
@@ -113,7 +101,7 @@ def test_a_check_that_never_answers_restores(net):
 
 def test_watchdog_restores_when_the_data_plane_dies(net):
     before = net.config()
-    _ok(net.stn("steal", "eth0"))
+    ok(net.stn("steal", "eth0"))
     watch = subprocess.Popen(["ip", "netns", "exec", net.node, *__import__("tests.stnnet").stnnet.CONTIVCTL,
                               "stn", "watch", "--interval", "0.2", "--dir", net.dir],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -130,7 +118,7 @@ def test_watchdog_restores_when_the_data_plane_dies(net):
         watch.terminate()
         _, err = watch.communicate(timeout=10)
     assert "linux data plane died, node configuration restored" in err
-    _reachable(net)
+    net.reachable()
 
 
 @pytest.mark.parametrize("step", STEAL_STEPS)
@@ -151,15 +139,15 @@ def test_a_steal_killed_midway_is_rolled_back_by_the_watchdog(net, step):
     res = net.stn("steal", "eth0", env={"CONTIV_STN_FAULT": f"steal:{step}:crash"})
     assert res.returncode == 70  # the process died between two steps
     assert [r["state"]["phase"] for r in _status(net)] == ["stealing"]
-    _ok(net.stn("watch", "--once"))
+    ok(net.stn("watch", "--once"))
     assert not net.changed(before) and _status(net) == []
 
 
 @pytest.mark.parametrize("step", RESTORE_STEPS)
 def test_a_fault_during_restore_still_restores(net, step):
     before = net.config()
-    _ok(net.stn("steal", "eth0"))
-    res = _ok(net.stn("restore", "eth0", env={"CONTIV_STN_FAULT": f"restore:{step}"}))
+    ok(net.stn("steal", "eth0"))
+    res = ok(net.stn("restore", "eth0", env={"CONTIV_STN_FAULT": f"restore:{step}"}))
     assert "failed at step" in res.stderr and "starting over" in res.stderr
     assert not net.changed(before) and _status(net) == []
     assert net.ping(net.node, REMOTE_IP)
@@ -168,9 +156,9 @@ def test_a_fault_during_restore_still_restores(net, step):
 @pytest.mark.parametrize("step", RESTORE_STEPS)
 def test_a_restore_killed_midway_is_finished_by_the_next(net, step):
     before = net.config()
-    _ok(net.stn("steal", "eth0"))
+    ok(net.stn("steal", "eth0"))
     assert net.stn("restore", "eth0", env={"CONTIV_STN_FAULT": f"restore:{step}:crash"}).returncode == 70
-    _ok(net.stn("restore", "eth0"))
+    ok(net.stn("restore", "eth0"))
     assert not net.changed(before) and _status(net) == []
     assert net.ping(net.node, REMOTE_IP)
 
@@ -194,7 +182,7 @@ def test_bad_requests_change_nothing(net):
     _one_line_error(net.stn("steal", "eth0", "--confirm-timeout", "0"), 2, "out of range")
     _one_line_error(net.stn("confirm", "eth0"), 3, "eth0 is not stolen")
     assert not net.changed(before), net.changed(before)
-    _ok(net.stn("steal", "eth0"))
+    ok(net.stn("steal", "eth0"))
     stolen = net.config()
     _one_line_error(net.stn("steal", "eth0"), 4, "eth0 is stolen already (confirmed on linux")
     assert not net.changed(stolen)
@@ -206,7 +194,7 @@ def test_bad_requests_change_nothing(net):
     ('{"version": 1, "iface": "eth0"}', "is corrupt"),
 ])
 def test_a_corrupt_or_unknown_snapshot_is_refused(net, content, text):
-    _ok(net.stn("steal", "eth0"))
+    ok(net.stn("steal", "eth0"))
     stolen = net.config()
     path = f"{net.dir}/eth0.snapshot.json"
     good = open(path).read()
@@ -218,4 +206,4 @@ def test_a_corrupt_or_unknown_snapshot_is_refused(net, content, text):
     assert res.returncode == 1 and text in res.stderr
     with open(path, "w") as f:
         f.write(good)
-    _ok(net.stn("restore", "eth0"))
+    ok(net.stn("restore", "eth0"))

@@ -22,7 +22,7 @@ import pytest
 
 from agent.vpp.process import availability
 from tests.helpers import eventually
-from tests.stnnet import CONTIVCTL, NODE_IP, REMOTE_IP, StnNet
+from tests.stnnet import CONTIVCTL, NODE_IP, REMOTE_IP, StnNet, ok
 
 HAVE_VPP, WHY = availability()
 pytestmark = [pytest.mark.root, pytest.mark.vpp,
@@ -109,45 +109,33 @@ def shared(tmp_path_factory):
         yield n
 
 
-def _ok(res):
-    assert res.returncode == 0, res.stderr
-    return res
-
-
-def _reachable(net: StnNet) -> None:
-    assert net.ping(net.node, REMOTE_IP), "the node does not reach the remote host"
-    assert net.ping(net.remote, NODE_IP), "the remote host does not reach the node"
-    assert net.tcp(net.node, net.remote, REMOTE_IP), "TCP node -> remote failed"
-    assert net.tcp(net.remote, net.node, NODE_IP), "TCP remote -> node failed"
-
-
 def test_vpp_holds_the_nic_the_node_stays_reachable_and_restore_is_identical(node):
     net = node.net
     before = net.config()
     assert not node.carries(), "VPP must leave the node's address to Linux until STN steals the NIC"
-    entry = json.loads(_ok(node.stn("steal", "eth0", "--dataplane", "vpp", "-o", "json")).stdout)
+    entry = json.loads(ok(node.stn("steal", "eth0", "--dataplane", "vpp", "-o", "json")).stdout)
     assert entry["state"]["phase"] == "confirmed" and entry["state"]["holder"] == "stn-host"
     assert node.carries()
     stolen = net.config()
     assert any(a["local"] == NODE_IP for x in stolen["addr"] if x["ifname"] == "stn-host" for a in x["addr_info"])
     assert not any(a.get("family") == "inet" for x in stolen["addr"] if x["ifname"] == "eth0"
                    for a in x["addr_info"])
-    _reachable(net)
+    net.reachable()
     # the agent reports it
     from agent.api.client import AgentClient  # noqa: PLC0415
     st = AgentClient(node.sock).status().stn
     assert [(e.state.iface, e.state.dataplane, e.state.phase) for e in st.entries] == [("eth0", "vpp", "confirmed")]
 
-    _ok(node.stn("restore", "eth0"))
+    ok(node.stn("restore", "eth0"))
     assert not net.changed(before), net.changed(before)
     assert eventually(lambda: not node.carries(), timeout=10)
-    _reachable(net)
+    net.reachable()
 
 
 def test_the_watchdog_gives_the_nic_back_when_vpp_dies_and_takes_it_again(node):
     net = node.net
     before = net.config()
-    _ok(node.stn("steal", "eth0", "--dataplane", "vpp"))
+    ok(node.stn("steal", "eth0", "--dataplane", "vpp"))
     watch = subprocess.Popen(["ip", "netns", "exec", net.node, *CONTIVCTL, "stn", "watch", "--interval", "0.2",
                               "--dir", net.dir, "--vpp-api-socket", str(node.vpp.api_socket)],
                              env={**os.environ, "CONTIV_SOCKET": node.sock},
@@ -159,19 +147,19 @@ def test_the_watchdog_gives_the_nic_back_when_vpp_dies_and_takes_it_again(node):
         assert eventually(lambda: net.ping(net.node, REMOTE_IP, wait=0.5), timeout=15)
         assert time.monotonic() - start < 10
         assert not net.changed(before), net.changed(before)
-        assert [e["state"]["phase"] for e in json.loads(_ok(net.stn("status", "-o", "json")).stdout)["entries"]] \
+        assert [e["state"]["phase"] for e in json.loads(ok(net.stn("status", "-o", "json")).stdout)["entries"]] \
             == ["suspended"]
         node.vpp.start(15)
         assert eventually(node.carries, timeout=30)
         assert eventually(lambda: net.ping(net.node, REMOTE_IP, wait=0.5), timeout=15)
-        _reachable(net)
-        assert [e["state"]["phase"] for e in json.loads(_ok(net.stn("status", "-o", "json")).stdout)["entries"]] \
+        net.reachable()
+        assert [e["state"]["phase"] for e in json.loads(ok(net.stn("status", "-o", "json")).stdout)["entries"]] \
             == ["confirmed"]
     finally:
         watch.terminate()
         _, err = watch.communicate(timeout=20)
     assert "vpp data plane died" in err and "NIC stolen again" in err, err
-    _ok(node.stn("restore", "eth0"))
+    ok(node.stn("restore", "eth0"))
     assert not net.changed(before), net.changed(before)
 
 
@@ -194,8 +182,8 @@ def test_a_fault_during_a_vpp_steal_leaves_the_node_as_it_was(shared, step):
 def test_a_fault_during_a_vpp_restore_still_restores(shared, step):
     net = shared.net
     before = net.config()
-    _ok(shared.stn("steal", "eth0", "--dataplane", "vpp"))
-    res = _ok(shared.stn("restore", "eth0", env={"CONTIV_STN_FAULT": f"restore:{step}"}))
+    ok(shared.stn("steal", "eth0", "--dataplane", "vpp"))
+    res = ok(shared.stn("restore", "eth0", env={"CONTIV_STN_FAULT": f"restore:{step}"}))
     assert "starting over" in res.stderr
     assert not net.changed(before), net.changed(before)
     assert eventually(lambda: not shared.carries(), timeout=10), "VPP kept the node's address"
@@ -210,15 +198,15 @@ def test_a_host_interconnect_that_lost_the_nodes_address_is_given_back_then_stol
     snapshot."""
     net = shared.net
     before = net.config()
-    _ok(shared.stn("steal", "eth0", "--dataplane", "vpp"))
+    ok(shared.stn("steal", "eth0", "--dataplane", "vpp"))
     subprocess.run(["ip", "-n", net.node, "addr", "flush", "dev", "stn-host", "scope", "global"], check=True)
     assert not net.ping(net.node, REMOTE_IP, wait=0.5)
-    first = _ok(shared.stn("watch", "--once"))
+    first = ok(shared.stn("watch", "--once"))
     assert "vpp data plane died, node configuration restored" in first.stderr
     assert not net.changed(before), net.changed(before)
-    second = _ok(shared.stn("watch", "--once"))
+    second = ok(shared.stn("watch", "--once"))
     assert "NIC stolen again (confirmed)" in second.stderr, second.stderr
     assert eventually(lambda: net.ping(net.node, REMOTE_IP, wait=0.5), timeout=10)
-    _reachable(net)
-    _ok(shared.stn("restore", "eth0"))
+    net.reachable()
+    ok(shared.stn("restore", "eth0"))
     assert not net.changed(before), net.changed(before)
