@@ -25,8 +25,6 @@ import os
 import queue
 import threading
 import time
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 
 from agent import dataplane
 from agent.builders.nodes import node_transport, vtep_mac, with_node_object
@@ -38,6 +36,7 @@ from agent.errors import ContivError, FatalError, Unavailable
 from agent.gcpause import gc_paused
 from agent.ipam.pods import PodIPAM
 from agent.ipam.subnets import SubnetAllocator
+from agent.looprequest import LoopRequest
 from agent.metrics import attach as attach_metrics
 from agent.model import keys
 from agent.model.records import AgentStatus, NodeInfo
@@ -50,22 +49,6 @@ from agent.store import Compacted, WatchBatch, merge_queued, open_store
 log = logging.getLogger(__name__)
 
 VERSION = "0.1.0"
-
-
-class _ResyncRequest(Future):
-    """A resync asked for through the API. It runs on the agent loop, the only
-    thread that rebuilds Services and policies (ServiceSync and PolicySync are
-    not thread-safe); the API thread waits for its result."""
-
-    def __init__(self, why: str) -> None:
-        super().__init__()
-        self.why = why
-
-
-class _NodeRequest(_ResyncRequest):
-    """The node's values rendered again (STN's record changed: the data plane
-    takes or lets go of a NIC), on the agent loop; no read-back of the data
-    plane, so it costs what the node's values changed, not a resync."""
 
 
 NODE_PARTITION = "node"
@@ -285,26 +268,19 @@ class Agent:
 
     def request_resync(self, why: str, timeout: float = 300.0):
         """Run a resync on the agent loop and return its result (API threads)."""
-        return self._on_loop(_ResyncRequest(why), timeout)
+        return self._on_loop(LoopRequest(why, lambda: self._resync_live(why)), timeout)
 
     def request_node_render(self, why: str, timeout: float = 60.0):
-        """Render the node's values again on the agent loop and return the
-        transaction (API threads)."""
-        return self._on_loop(_NodeRequest(why), timeout)
+        """Render the node's values again on the agent loop -- STN's record
+        changed: the data plane takes or lets go of a NIC -- and return the
+        transaction (API threads). No read-back of the data plane: it costs
+        what the node's values changed, not a resync."""
+        return self._on_loop(LoopRequest(why, lambda: self.desired.set_partition(
+            NODE_PARTITION, self._node_values(), description=why)), timeout)
 
-    def _on_loop(self, req: _ResyncRequest, timeout: float):
+    def _on_loop(self, req: LoopRequest, timeout: float):
         self._q.put(req)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return req.result(timeout=0.2)  # raises what the resync raised
-            except FutureTimeout:
-                pass
-            if self._stop.is_set():  # the loop is gone or going: nobody will run it
-                raise Unavailable(f"the agent is stopping; {req.why!r} did not run")
-            if time.monotonic() > deadline:
-                raise Unavailable(f"the agent loop did not run {req.why!r} within {timeout:.0f}s",
-                                  hint="see the agent's log")
+        return req.wait(self._stop.is_set, timeout)
 
     # ------------------------------------------------------------------ watch
     def _start_watch(self, from_revision: int) -> None:
@@ -362,17 +338,8 @@ class Agent:
                     self._on_batch(item)
                     if after is not None:
                         self._q.put(after)  # handled on the next turn (rare: a watch error)
-                elif isinstance(item, _NodeRequest):
-                    try:
-                        item.set_result(self.desired.set_partition(NODE_PARTITION, self._node_values(),
-                                                                   description=item.why))
-                    except Exception as e:  # noqa: BLE001 -- handed to the waiting API thread
-                        item.set_exception(e)
-                elif isinstance(item, _ResyncRequest):
-                    try:
-                        item.set_result(self._resync_live(item.why))
-                    except Exception as e:  # noqa: BLE001 -- handed to the waiting API thread
-                        item.set_exception(e)
+                elif isinstance(item, LoopRequest):
+                    item.execute()
                 elif isinstance(item, Compacted):
                     log.warning("watch revision compacted; relisting")
                     self._rewatch(relist=True)

@@ -338,9 +338,8 @@ class Lab:
     def _start_agent(self, st: LabState, n: NodeState) -> int:
         cmd = ["ip", "netns", "exec", n.netns] + python_cmd() + [
             "contivctl.main", "agent", "run", "--node", n.name, "--etcd", st.etcd_tcp,
-            "--socket", n.socket, "--underlay-if", "eth0", "--pod-cidr", st.pod_cidr,
-            "--dataplane", n.dataplane, "--metrics-address", f"{n.ip}:{METRICS_PORT}",
-            "--stn-dir", str(self.paths.stn_dir(n.name))]
+            "--socket", n.socket, "--underlay-if", "eth0", "--pod-cidr", st.pod_cidr, "--dataplane", n.dataplane,
+            "--metrics-address", f"{n.ip}:{METRICS_PORT}", "--stn-dir", str(self.paths.stn_dir(n.name))]
         if n.dataplane == "vpp":
             d = self.paths.vpp_dir(n.name)
             prefix = ipaddress.ip_network(st.underlay).prefixlen
