@@ -57,8 +57,9 @@ class AgentConfig:
     #: VPP data plane: next hop for everything beyond the uplink's subnet ("": none)
     vpp_uplink_gateway: str = ""
     #: VPP data plane: the uplink is the node's only NIC, stolen with
-    #: ``contivctl stn steal --dataplane vpp``: VPP takes it only while STN's
-    #: record says so, with the NIC's MAC and an STN rule (docs/stn.md)
+    #: ``contivctl stn steal --dataplane vpp``: VPP holds it open (with the
+    #: NIC's MAC) and answers for the node's address only while STN's record
+    #: says so, through an STN rule (docs/stn.md)
     vpp_stn: bool = False
     #: STN's directory (snapshots and state of stolen NICs)
     stn_dir: str = "/var/lib/contiv/stn"

@@ -83,9 +83,9 @@ class AgentFacade:
     def stn_sync(self) -> rec.StnSync:
         a = self._a
         a.request_node_render("STN's record changed (contivctl stn)")
-        held = a.plane.ready()
-        if held:
-            return rec.StnSync("", False, held)
+        why_not = a.plane.ready()
+        if why_not:
+            return rec.StnSync("", False, why_not)
         keys = a.plane.stn_keys()
         states = a.scheduler.states_of(keys)
         waiting = [f"{k} is {states.get(k, 'missing')}" for k in keys if states.get(k) != "configured"]

@@ -42,10 +42,24 @@ class StnDir:
         return os.path.join(self.path, f"{check_ifname(iface)}.state.json")
 
     # --------------------------------------------------------------- write
-    def _write(self, path: str, data: str) -> None:
+    def check(self) -> None:
+        """Make the directory (0700) if needed, and refuse one that others
+        could write to: what is planted there is put onto a NIC."""
         os.makedirs(self.path, mode=0o700, exist_ok=True)
+        st = os.stat(self.path)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise InvalidInput(f"STN directory {self.path} must be owned by this user and writable by it "
+                               f"alone (owner uid {st.st_uid}, mode {st.st_mode & 0o777:o})",
+                               hint=f"chown root: {self.path}; chmod 700 {self.path}")
+
+    def _write(self, path: str, data: str) -> None:
+        self.check()
         tmp = f"{path}.tmp.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.unlink(tmp)  # one this process left when it was killed: its pid came round again
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
             os.write(fd, data.encode())
             os.fsync(fd)
@@ -76,14 +90,14 @@ class StnDir:
                 raw = f.read()
         except FileNotFoundError:
             raise NotFound(f"no STN snapshot of {iface} in {self.path}: {iface} is not stolen") from None
-        return Snapshot.parse(raw, path)
+        return Snapshot.parse(raw, path, iface)
 
     def state(self, iface: str) -> StnState | None:
         """The state of ``iface``'s steal, None when none is on record."""
         path = self.state_path(iface)
         try:
             with open(path, "rb") as f:
-                return StnState.parse(f.read(), path)
+                return StnState.parse(f.read(), path, iface)
         except FileNotFoundError:
             return None
 
@@ -102,7 +116,7 @@ class StnDir:
         for iface in self.ifaces():
             try:
                 snap = self.snapshot(iface)
-                st = self.state(iface) or StnState(iface, "linux", "restoring", snap.taken_at, "",
+                st = self.state(iface) or StnState(iface, "unknown", "restoring", snap.taken_at, "",
                                                    error="no state file: a steal or restore was interrupted")
             except (InvalidInput, NotFound) as e:
                 errors.append(e.message)
@@ -118,7 +132,7 @@ class StnDir:
             st = self.state(iface)
         except InvalidInput:
             return ""
-        return st.holder if st is not None and st.stolen and st.dataplane == dataplane else ""
+        return st.holder if st is not None and st.carried and st.dataplane == dataplane else ""
 
     def nic_of(self, link: str) -> str:
         """The NIC on record whose holder is ``link``, or ``link`` itself."""

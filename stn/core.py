@@ -17,9 +17,9 @@ automatic check (the gateway answers, by default) confirmed it.
 """
 from __future__ import annotations
 
-import errno
 import fcntl
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -38,19 +38,16 @@ class StnFailed(ContivError):
     node was left with)."""
 
 
+#: a steal the watchdog makes again: unconfirmed before, it waits this long
+#: for its confirmation; failed, the next attempt waits RESTEAL_BACKOFF
+RESTEAL_CONFIRM, RESTEAL_BACKOFF = 60.0, 30.0
+#: what waits while the lock is held (only the main thread can block them)
+_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def _ipr():
     from pyroute2 import IPRoute  # noqa: PLC0415 -- netlink only when acting
     return IPRoute()
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError as e:
-        return e.errno == errno.EPERM
-    return True
 
 
 class Stn:
@@ -69,14 +66,27 @@ class Stn:
         return side_for(dataplane, self.agent, self.vpp_socket)
 
     @contextmanager
-    def _locked(self):
-        os.makedirs(self.files.path, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.files.path, ".lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    def _locked(self, wait: bool = True):
+        """The directory's lock, held while a steal, restore or confirm runs:
+        ``wait`` False yields False at once when someone holds it (a steal or
+        restore under way; a holder that died has let go of it). Ctrl-C,
+        SIGTERM and SIGHUP (a terminal whose connection the steal cut) wait
+        until the steps are done; a kill that cannot wait is the guard's and
+        the watchdog's to roll back."""
+        self.files.check()
+        fd = os.open(os.path.join(self.files.path, ".lock"), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
+        held = _SIGNALS and signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            yield True
         finally:
             os.close(fd)
+            if held is not None and held is not False:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def _one(self, iface: str | None) -> str:
         """``iface``, or the only NIC on record when none is named."""
@@ -117,11 +127,10 @@ class Stn:
                                    hint=f"remove it, or restore a steal left behind: contivctl stn restore {iface}")
                 deadline = time.time() + confirm_timeout
                 self._steal_steps(ipr, side, snap, holder, StnState(
-                    iface, side.name, "stealing", time.time(), holder, deadline, target, pid=os.getpid()))
+                    iface, side.name, "stealing", time.time(), holder, deadline, target, pid=os.getpid()),
+                    guard=guard)
         self.log(f"{iface} stolen by {side.name} ({holder} holds {', '.join(snap.ipv4())}); "
                  f"pending until {time.strftime('%H:%M:%S', time.localtime(deadline))}")
-        if guard:
-            self._spawn_guard(iface)
         if target:
             left = deadline - time.time()
             if probe.answers(target, left):
@@ -136,7 +145,7 @@ class Stn:
         return self.entry(iface)
 
     def _steal_steps(self, ipr, side, snap: Snapshot, holder: str, state: StnState,
-                     save: bool = True) -> None:
+                     save: bool = True, guard: bool = False) -> None:
         nic = netcfg.ifindex(ipr, snap.iface)
         rename = (snap.iface, holder)
 
@@ -148,6 +157,8 @@ class Stn:
             if save:
                 self.files.save_snapshot(snap)
             self.files.save_state(state)
+            if guard:  # from here on something outside this process can roll back
+                self._spawn_guard(snap.iface)
 
         def addresses():
             h = netcfg.ifindex(ipr, holder)
@@ -158,6 +169,8 @@ class Stn:
 
         def routes():
             _routes_onto(ipr, holder, snap)
+            for r in snap.routes:  # IPv4's went with the addresses; static IPv6 ones stay otherwise
+                netcfg.drop_route(ipr, nic, r)
 
         def rules():
             _move_rules(ipr, snap, put=rename, drop=None)
@@ -227,18 +240,25 @@ class Stn:
 
     # ---------------------------------------------------------------- restore
     def restore(self, iface: str | None = None, reason: str = "contivctl stn restore",
-                keep: bool = False) -> Snapshot:
+                keep: bool = False, only_if=None) -> Snapshot | None:
         """Give ``iface`` back exactly as its snapshot has it. ``keep``: the
         watchdog's restore -- the steal stays on record as ``suspended`` and
-        is redone when the data plane is back."""
+        is redone when the data plane is back. ``only_if(state)``: decided
+        again under the lock (the guard and the watchdog looked without it:
+        a confirm may have come between); None when it said no."""
         with self._locked():
             iface = self._one(iface)
             snap = self.files.snapshot(iface)  # corrupt or unknown: refused, nothing touched
-            st = self.files.state(iface)
+            try:
+                st = self.files.state(iface)
+            except InvalidInput as e:  # the snapshot is what restores: do without the state
+                self.log(f"{iface}: {e.message}; restoring from the snapshot alone")
+                st = None
+            if only_if is not None and not only_if(st):
+                return None
             with _ipr() as ipr:
                 side = self._side(st.dataplane) if st else self._guess_side(ipr, iface)
-                holder = st.holder if st and st.holder else side.holder(iface)
-                self._restore_steps(ipr, snap, side, holder, reason, keep=keep, state=st)
+                self._restore_steps(ipr, snap, side, side.holder(iface), reason, keep=keep, state=st)
         return snap
 
     def _guess_side(self, ipr, iface: str):
@@ -278,7 +298,9 @@ class Stn:
 
         def settle():
             if keep and state is not None:
-                self.files.save_state(_with(state, phase="suspended", pid=0, error=reason, moved=False))
+                # deadline, while suspended: the first time to steal again
+                self.files.save_state(_with(state, phase="suspended", pid=0, error=reason, moved=False,
+                                            deadline=time.time()))
             else:
                 self.files.forget(snap.iface)
 
@@ -319,11 +341,31 @@ class Stn:
     def expire(self, iface: str) -> str:
         """The guard's job: restore ``iface`` if its steal is still pending
         past its deadline; what was done ("" when nothing)."""
-        st = self.files.state(iface)
-        if st is None or st.phase != "pending" or time.time() < st.deadline:
+        def due(st: StnState | None) -> bool:
+            return st is not None and st.phase == "pending" and time.time() >= st.deadline
+        if not due(self.files.state(iface)):
             return ""
-        self.restore(iface, reason="not confirmed before the deadline")
+        if self.restore(iface, reason="not confirmed before the deadline", only_if=due) is None:
+            return ""  # confirmed meanwhile
         return f"{iface}: not confirmed in time, restored"
+
+    def guard_once(self, iface: str) -> bool:
+        """The guard's look at ``iface`` (:mod:`stn.guard`): rolls back a
+        pending steal past its deadline, or a steal whose process died; True
+        when nothing is left to guard (confirmed, restored, the watchdog's)."""
+        try:
+            st = self.files.state(iface)
+        except InvalidInput:
+            st = None
+        if st is None and iface not in self.files.ifaces():
+            return True
+        if st is None or st.phase in ("stealing", "restoring"):
+            self._watch(iface)  # under way (the lock is held): nothing; its owner died: rolled back
+            return False
+        if st.phase == "pending":
+            self.expire(iface)
+            return False
+        return True
 
     def watch_once(self) -> list[str]:
         """One look at every steal on record: roll back expired and
@@ -335,6 +377,8 @@ class Stn:
                 line = self._watch(iface)
             except ContivError as e:
                 line = f"{iface}: {e.message}"
+            except Exception as e:  # noqa: BLE001 -- a link gone mid-look, netlink: next look
+                line = f"{iface}: {type(e).__name__}: {e}"
             if line:
                 self.log(line)
                 done.append(line)
@@ -342,8 +386,14 @@ class Stn:
 
     def _watch(self, iface: str) -> str:
         st = self.files.state(iface)
-        if st is None or (st.phase in ("stealing", "restoring") and not _pid_alive(st.pid)):
-            self.restore(iface, reason="a steal or restore was interrupted")
+        if st is None or st.phase in ("stealing", "restoring"):
+            with self._locked(wait=False) as free:
+                if not free:
+                    return ""  # under way: the lock is held by a living process
+            same = (lambda now: now is None) if st is None else \
+                (lambda now: now is not None and (now.phase, now.since) == (st.phase, st.since))
+            if self.restore(iface, reason="a steal or restore was interrupted", only_if=same) is None:
+                return ""
             return f"{iface}: interrupted {st.phase if st else 'steal'} rolled back"
         if st.phase == "pending" and time.time() >= st.deadline:
             return self.expire(iface)
@@ -351,16 +401,19 @@ class Stn:
             return ""
         side = self._side(st.dataplane)
         if st.phase == "suspended":
-            return self._resteal(iface, side) if side.up() else ""
+            # after a failed attempt, the next one waits (deadline: not before)
+            return self._resteal(iface, side) if time.time() >= st.deadline and side.up() else ""
         with _ipr() as ipr:
             held = side.holds(ipr, st, self.files.snapshot(iface))
-        if not held:
-            # a Linux bridge that is gone does not come back: give the NIC
-            # back for good; a VPP that died is restarted by its supervisor
-            keep = isinstance(side, VppSide)
-            self.restore(iface, reason=f"{st.dataplane} data plane died", keep=keep)
-            return f"{iface}: {st.dataplane} data plane died, node configuration restored"
-        return ""
+        if held:
+            return ""
+        # a Linux bridge that is gone does not come back: give the NIC back
+        # for good; a VPP that died is restarted by its supervisor
+        keep = isinstance(side, VppSide)
+        same = lambda now: now is not None and (now.phase, now.since) == (st.phase, st.since)  # noqa: E731
+        if self.restore(iface, reason=f"{st.dataplane} data plane died", keep=keep, only_if=same) is None:
+            return ""
+        return f"{iface}: {st.dataplane} data plane died, node configuration restored"
 
     def _resteal(self, iface: str, side) -> str:
         with self._locked():
@@ -370,9 +423,14 @@ class Stn:
                 return ""
             phase = "confirmed" if st.confirmed_at else "pending"
             again = _with(st, phase="stealing", since=time.time(), pid=os.getpid(), error="", moved=False,
-                          deadline=time.time() + max(st.deadline - st.since, 1.0))
+                          deadline=time.time() + RESTEAL_CONFIRM)
             with _ipr() as ipr:
-                self._steal_steps(ipr, side, snap, st.holder, again, save=False)
+                try:
+                    self._steal_steps(ipr, side, snap, side.holder(iface), again, save=False)
+                except StnFailed as e:  # given back again (suspended): not before RESTEAL_BACKOFF
+                    self.files.save_state(_with(self.files.state(iface), deadline=time.time() + RESTEAL_BACKOFF,
+                                                error=e.message))
+                    raise
                 self.files.save_state(_with(again, phase=phase, pid=0, moved=True))
         return f"{iface}: {st.dataplane} data plane is back, NIC stolen again ({phase})"
 

@@ -1,9 +1,11 @@
 """The guard of a pending steal: ``python -m stn.guard --dir DIR IFACE``.
 
-Started detached by ``contivctl stn steal``; waits for the steal's
-confirmation and restores the NIC at the deadline if it does not come. It
-outlives the command on purpose: the terminal that ran the steal may be the
-very connection the steal cut.
+Started detached by ``contivctl stn steal`` as soon as the snapshot is
+saved; rolls the steal back if the process doing it dies midway, and
+restores the NIC at the deadline if no confirmation came; it keeps trying
+until the NIC is given back or confirmed. It outlives the command on
+purpose: the terminal that ran the steal may be the very connection the
+steal cut.
 """
 from __future__ import annotations
 
@@ -22,13 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     from stn.api import open_stn  # noqa: PLC0415
     stn = open_stn(a.dir, a.socket, a.vpp_api_socket)
     while True:
-        st = stn.files.state(a.iface)
-        if st is None or st.phase != "pending":
-            return 0
-        if time.time() >= st.deadline:
-            stn.expire(a.iface)
-            return 0
-        time.sleep(min(0.2, max(0.0, st.deadline - time.time())))
+        try:
+            if stn.guard_once(a.iface):
+                return 0
+        except Exception:  # noqa: BLE001 -- a restore that failed (it kept the snapshot): again
+            time.sleep(1.0)
+        time.sleep(0.2)
 
 
 if __name__ == "__main__":

@@ -190,7 +190,14 @@ class VppSide:
         return all(a["address"] in have for a in snap.addresses if a["family"] == 4)
 
     def up(self) -> bool:
-        """VPP answers on its API socket."""
+        """VPP answers on its API socket and the agent is ready to program
+        it (a steal that no agent completes would cut the node off for the
+        30 s :meth:`take` waits, again and again)."""
+        try:
+            if not self.agent.health().ready:
+                return False
+        except Exception:  # noqa: BLE001 -- no agent: not up
+            return False
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.settimeout(1.0)
             try:
@@ -204,7 +211,6 @@ def _tell(agent, wait: bool) -> None:
     """Have the node's agent re-read STN's record, if an agent runs here
     (a node without one is nobody's business but STN's). ``wait``: until
     what it moved is in place, for at most 10 s."""
-    from agent.errors import Unavailable  # noqa: PLC0415
     end = time.monotonic() + (10.0 if wait else 0.0)
     while agent is not None:
         try:
@@ -212,6 +218,8 @@ def _tell(agent, wait: bool) -> None:
                 return
         except Unavailable:
             return  # no agent here
+        except Exception:  # noqa: BLE001 -- an agent's failure must not keep the NIC stolen or given back
+            return
         time.sleep(0.2)
 
 

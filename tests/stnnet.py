@@ -86,11 +86,16 @@ class StnNet:
     def config(self) -> dict:
         """The node's configuration as ``ip -j`` shows it, minus what differs
         between two identical configurations (counters, ifindex-derived
-        fields, timers, neighbours the kernel learnt); routes as a set."""
+        fields, timers, neighbours the kernel learnt); routes as a set; and
+        the NIC's sysctls a steal may change."""
         out = {}
         for what in (("addr",), ("route", "show", "table", "all"), ("rule",), ("-d", "link"),
                      ("neigh", "show", "nud", "permanent")):
             out[" ".join(what)] = _strip(json.loads(ip("-n", self.node, "-j", *what) or "[]"))
+        out["sysctl"] = subprocess.run(
+            ["ip", "netns", "exec", self.node, "sysctl", "-n", "net.ipv4.conf.eth0.rp_filter",
+             "net.ipv4.conf.eth0.arp_ignore", "net.ipv6.conf.eth0.disable_ipv6"],
+            capture_output=True, text=True, check=True).stdout.split()
         # a NIC whose IPv6 was off while stolen gets its kernel routes
         # (fe80::/64, ff00::/8) back behind other links' equal ones: the same
         # table, listed in another order

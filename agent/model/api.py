@@ -48,7 +48,8 @@ class NodeStatus(_Record):
 
 @dataclass(frozen=True, slots=True)
 class StnSync(_Record):
-    """``POST /v1/stn/sync``: the agent re-read STN's record and resynced.
+    """``POST /v1/stn/sync``: the agent re-read STN's record and rendered
+    the node's values again.
     ``uplink``: the NIC the data plane now holds for STN ("" none: given
     back, or a data plane that leaves STN to ``contivctl stn``); ``ready``:
     everything STN needs of the data plane is in place; ``message``: why not."""

@@ -3,7 +3,7 @@ the steal stands.
 
 Two files per stolen NIC live under the STN directory
 (``/var/lib/contiv/stn/`` by default), both written atomically by
-:mod:`stn.files`:
+:mod:`agent.stndir`:
 
 * ``<iface>.snapshot.json`` -- :class:`Snapshot`: the NIC's whole
   configuration as the kernel held it before the steal (link, addresses,
@@ -41,9 +41,10 @@ DATAPLANES = ("linux", "vpp")
 
 @dataclass(frozen=True, slots=True)
 class Snapshot(_Record):
-    """A NIC's configuration before a steal: ``link`` (mac, mtu, up, master),
-    and lists of kernel objects that use it. Route ``table`` is the numeric
-    table; a route through several next hops is refused at capture."""
+    """A NIC's configuration before a steal: ``link`` (mac, mtu, up, and
+    ``sysctl``: the per-interface settings a steal may change), and lists of
+    kernel objects that use it. Route ``table`` is the numeric table; a
+    route through several next hops is refused at capture."""
 
     version: int
     iface: str
@@ -55,20 +56,23 @@ class Snapshot(_Record):
     neighbours: tuple[dict, ...] = ()
 
     @classmethod
-    def parse(cls, raw: bytes | str, path: str) -> "Snapshot":
-        """The snapshot in ``raw`` (read from ``path``), or InvalidInput naming
-        the file and what is wrong with it."""
+    def parse(cls, raw: bytes | str, path: str, iface: str) -> "Snapshot":
+        """The snapshot of ``iface`` in ``raw`` (read from ``path``), or
+        InvalidInput naming the file and what is wrong with it. Checked whole
+        before anything uses it: a restore that stops halfway through a
+        snapshot it cannot apply leaves the node worse than none."""
+        hint = "restore by hand: docs/stn.md, 'Recovering by hand'"
         try:
             snap = cls.from_json(raw)
         except InvalidInput as e:
-            raise InvalidInput(f"STN snapshot {path} is corrupt: {e.message}",
-                               hint="restore by hand: docs/stn.md, 'Recovering by hand'") from None
+            raise InvalidInput(f"STN snapshot {path} is corrupt: {e.message}", hint=hint) from None
         if snap.version != SNAPSHOT_VERSION:
             raise InvalidInput(f"STN snapshot {path} is of version {snap.version!r}; "
                                f"this contivctl restores version {SNAPSHOT_VERSION} only",
                                hint="restore with the contivctl that took it, or by hand (docs/stn.md)")
-        if not isinstance(snap.link, dict) or not isinstance(snap.link.get("mac"), str):
-            raise InvalidInput(f"STN snapshot {path} is corrupt: no link MAC")
+        problem = _problem(snap, iface)
+        if problem:
+            raise InvalidInput(f"STN snapshot {path} is corrupt: {problem}", hint=hint)
         return snap
 
     def ipv4(self) -> list[str]:
@@ -81,6 +85,34 @@ class Snapshot(_Record):
             if r.get("family") == 4 and r.get("dst_len") == 0 and r.get("table") == 254 and r.get("gateway"):
                 return r["gateway"]
         return ""
+
+
+#: what every saved object must hold, by list: (key, type) pairs
+_SHAPE = {
+    "addresses": (("family", int), ("address", str), ("prefixlen", int)),
+    "routes": (("family", int), ("table", int), ("dst", str), ("dst_len", int), ("proto", int),
+               ("scope", int), ("type", int), ("tos", int)),
+    "rules": (("family", int), ("action", int), ("src_len", int), ("dst_len", int), ("tos", int)),
+    "neighbours": (("family", int), ("dst", str), ("lladdr", str)),
+}
+
+
+def _problem(snap: Snapshot, iface: str) -> str:
+    """What makes ``snap`` unusable as ``iface``'s snapshot ("" nothing)."""
+    if snap.iface != iface:
+        return f"it is of interface {snap.iface!r}, not {iface!r}"
+    link = snap.link
+    if not (isinstance(link, dict) and isinstance(link.get("mac"), str) and isinstance(link.get("mtu"), int)
+            and isinstance(link.get("up"), bool) and isinstance(link.get("sysctl", {}), dict)):
+        return "the link's mac, mtu and up are missing or of the wrong type"
+    for what, shape in _SHAPE.items():
+        for item in getattr(snap, what):
+            if not isinstance(item, dict) or not all(isinstance(item.get(k), t) and not isinstance(item.get(k), bool)
+                                                     for k, t in shape):
+                return f"an entry of {what} lacks {', '.join(k for k, _ in shape)}: {item!r}"
+            if item["family"] not in (4, 6):
+                return f"an entry of {what} has family {item['family']!r}"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,19 +140,27 @@ class StnState(_Record):
     moved: bool = False
 
     @classmethod
-    def parse(cls, raw: bytes | str, path: str) -> "StnState":
+    def parse(cls, raw: bytes | str, path: str, iface: str = "") -> "StnState":
         try:
             st = cls.from_json(raw)
         except InvalidInput as e:
             raise InvalidInput(f"STN state {path} is corrupt: {e.message}") from None
-        if st.phase not in PHASES or st.dataplane not in DATAPLANES:
-            raise InvalidInput(f"STN state {path} is corrupt: phase {st.phase!r}, data plane {st.dataplane!r}")
+        if st.phase not in PHASES or st.dataplane not in DATAPLANES or (iface and st.iface != iface):
+            raise InvalidInput(f"STN state {path} is corrupt: interface {st.iface!r}, phase {st.phase!r}, "
+                               f"data plane {st.dataplane!r}")
         return st
 
     @property
     def stolen(self) -> bool:
         """The data plane holds the NIC (or is taking it)."""
         return self.phase in ("stealing", "pending", "confirmed")
+
+    @property
+    def carried(self) -> bool:
+        """The node's addresses are off the NIC, on the data plane's holder:
+        what a data plane answering for them (VPP) or leaving by it (Linux's
+        VXLAN) waits for."""
+        return self.phase in ("pending", "confirmed") or (self.phase == "stealing" and self.moved)
 
 
 @dataclass(frozen=True, slots=True)

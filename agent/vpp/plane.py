@@ -186,8 +186,10 @@ class VppDataplane(VethPods):
             log.warning("STN record of %s unreadable, leaving the NIC to Linux: %s", self.uplink.host_if, e)
             return idle
         if ipaddress.ip_interface(cidr) != ipaddress.ip_interface(self.uplink.cidr):
-            log.warning("STN snapshot of %s has %s, the agent is configured with %s: using the latter",
-                        self.uplink.host_if, cidr, self.uplink.cidr)
+            # the host holds the snapshot's address: VPP answering for another would split the node
+            log.error("STN snapshot of %s has %s, the agent is configured with %s (vpp_uplink_cidr): "
+                      "VPP does not answer for either", self.uplink.host_if, cidr, self.uplink.cidr)
+            return idle
         return render.Uplink(self.uplink.host_if, self.uplink.cidr, self.uplink.gateway or gateway,
                              mac or self._stn_mac, stn=True)
 

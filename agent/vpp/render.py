@@ -4,9 +4,9 @@ Node (:func:`render_node`):
 
 * the uplink: an af_packet interface on the node's data NIC (DPDK in
   production) holding the node's address -- the VXLAN endpoint; on a node
-  whose only NIC STN stole (:func:`render_stn`), with the NIC's MAC and a
-  host interconnect that carries the node's own traffic, and none at all
-  while the NIC is not stolen;
+  whose only NIC STN steals (``vpp_stn``), with the NIC's MAC and a host
+  interconnect (:func:`render_stn_host`), the address only while the NIC
+  is stolen (:func:`render_stn`);
 * ``loop0``: a loopback with the node's VTEP MAC and the pods' gateway
   address (the subnet's first address), BVI of bridge domain 1; proxy ARP
   answers pods asking for the gateway;
@@ -128,13 +128,19 @@ def render_stn(uplink: Uplink) -> dict[str, object]:
     does not consume itself."""
     iface = ipaddress.ip_interface(uplink.cidr)
     net = iface.network
-    low, hi = str(net[1]), str(net[-2] if net.num_addresses > 2 else net[-1])
-    return {
+    out: dict[str, object] = {
         vv.unnumbered_key(STN_HOST): vv.Unnumbered(STN_HOST, UPLINK),
-        vv.proxyarp_key(low, hi): vv.ProxyArp(low, hi),
         vv.proxyarpif_key(STN_HOST): vv.ProxyArpIf(STN_HOST),
         vv.stn_key(str(iface.ip)): vv.StnRule(str(iface.ip), STN_HOST),
     }
+    if net.num_addresses > 2:
+        low, hi = str(net[1]), str(net[-2])
+    elif uplink.gateway:  # a /32 or /31 (clouds): the host asks for its gateway alone
+        low = hi = uplink.gateway
+    else:
+        return out
+    out[vv.proxyarp_key(low, hi)] = vv.ProxyArp(low, hi)
+    return out
 
 
 def is_stn_key(key: str) -> bool:
@@ -145,28 +151,27 @@ def is_stn_key(key: str) -> bool:
         or key.startswith(("vpp/stn/", vv.address_key(UPLINK, "")))
 
 
-def render_node(t: NodeTransport, uplink: Uplink | None, service_cidr: str = "",
+def render_node(t: NodeTransport, uplink: Uplink, service_cidr: str = "",
                 pod_cidr: str = "") -> dict[str, object]:
     """``service_cidr``: a port without endpoints is rejected there (see
     :func:`agent.vpp.services.node_values`); with ``pod_cidr``, the host
-    interconnect (:func:`render_host`) is part of the node. ``uplink``
-    None: a NIC STN has not stolen (yet): VPP leaves it to Linux."""
+    interconnect (:func:`render_host`) is part of the node. ``uplink.carry``
+    False: the NIC open, the node's address left to Linux (STN)."""
     from agent.vpp import services  # noqa: PLC0415 -- builds on what this renders
-    node_ip = str(ipaddress.ip_interface(uplink.cidr).ip) if uplink else t.me.node_ip
+    node_ip = str(ipaddress.ip_interface(uplink.cidr).ip)
     out: dict[str, object] = dict(services.node_values(BVI, service_cidr))
     if pod_cidr:
         out.update(render_host(pod_cidr, service_cidr, t.mtu))
 
     def put(key: str, value: object) -> None:
         out[key] = value
-    if uplink is not None:
-        put(vv.interface_key(UPLINK), vv.Interface(UPLINK, "af_packet", uplink.mac or _mac("02:fd", node_ip),
-                                                   host_if=uplink.host_if))
-        if uplink.carry:
-            put(vv.address_key(UPLINK, uplink.cidr), vv.Address(UPLINK, uplink.cidr))
-            if uplink.gateway:
-                put(vv.route_key(0, "0.0.0.0/0"), vv.Route("0.0.0.0/0", UPLINK, uplink.gateway))
-        if uplink.stn and uplink.carry:
+    put(vv.interface_key(UPLINK), vv.Interface(UPLINK, "af_packet", uplink.mac or _mac("02:fd", node_ip),
+                                               host_if=uplink.host_if))
+    if uplink.carry:
+        put(vv.address_key(UPLINK, uplink.cidr), vv.Address(UPLINK, uplink.cidr))
+        if uplink.gateway:
+            put(vv.route_key(0, "0.0.0.0/0"), vv.Route("0.0.0.0/0", UPLINK, uplink.gateway))
+        if uplink.stn:
             out.update(render_stn(uplink))
     put(vv.interface_key(BVI), vv.Interface(BVI, "loopback", t.me.vtep_mac, instance=0))
     put(vv.bd_key(BD), vv.BridgeDomain(BD))

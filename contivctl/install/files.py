@@ -54,7 +54,7 @@ _ABOUT = {
                        "endpoint other nodes tunnel to (e.g. 192.168.56.110/24).",
     "vpp_uplink_gateway": "VPP data plane: next hop beyond the uplink's subnet. Empty: none.",
     "vpp_stn": "VPP data plane: the uplink is the node's only NIC, stolen with `contivctl stn steal\n"
-               "--dataplane vpp`; VPP holds it only while STN says so (docs/stn.md).",
+               "--dataplane vpp`; VPP answers for its address only while STN says so (docs/stn.md).",
     "stn_dir": "Where `contivctl stn` keeps its snapshots and state (the agent reports them).",
     "metrics_address": "Prometheus metrics at http://ADDRESS:PORT/metrics (e.g. 0.0.0.0:9402). Empty: off.",
 }
@@ -236,6 +236,8 @@ def stn_watch_unit(o: NodeOptions) -> str:
         "# the agent, whose deaths are what it watches for.",
         "[Unit]",
         "Description=Contiv STN watchdog (gives the node's NIC back when VPP dies)",
+        "# never given up on: a watchdog that stopped restarting is no watchdog",
+        "StartLimitIntervalSec=0",
         "",
         "[Service]",
         "Type=exec",

@@ -42,40 +42,46 @@ def test_a_stolen_nic_is_the_uplink_with_its_own_mac_an_stn_rule_and_proxy_arp()
                    vv.address_key("uplink", "192.168.56.101/24"), vv.route_key(0, "0.0.0.0/0")}
 
 
-def test_a_nic_not_stolen_is_left_to_linux():
-    v = render.render_node(transport(), None)
-    assert not any(k.startswith("vpp/interface/uplink") or k.startswith("vpp/stn/") for k in v)
+IDLE = render.Uplink("eth0", "192.168.56.101/24", "192.168.56.1", NIC_MAC, stn=True, carry=False)
+
+
+def test_a_nic_not_stolen_is_open_in_vpp_and_its_address_left_to_linux():
+    v = render.render_node(transport(), IDLE)
+    assert v[vv.interface_key("uplink")] == vv.Interface("uplink", "af_packet", NIC_MAC, host_if="eth0")
+    assert not any(k.startswith(("vpp/address/uplink", "vpp/stn/", "vpp/unnumbered/stnhost")) for k in v)
     assert vv.route_key(0, "0.0.0.0/0") not in v
     # tunnels still start at the node's address
     assert {t.src for k, t in v.items() if k.startswith("vpp/vxlan/")} == {ME.node_ip}
 
 
+def test_a_slash_32_node_address_has_proxy_arp_for_its_gateway_alone():
+    v = render.render_stn(render.Uplink("eth0", "10.0.0.5/32", "10.0.0.1", NIC_MAC, stn=True))
+    assert v[vv.proxyarp_key("10.0.0.1", "10.0.0.1")] == vv.ProxyArp("10.0.0.1", "10.0.0.1")
+    assert vv.stn_key("10.0.0.5") in v
+
+
 def test_stealing_and_giving_back_send_only_valid_messages():
     rec = Recorder()
     s = scheduler(rec)
-    res = s.apply({**render.render_node(transport(), STOLEN), **render.render_stn_host(1400)})
+    host = render.render_stn_host(1400)
+    assert s.apply({**render.render_node(transport(), IDLE), **host}).ok
+    rec.clear()
+    res = s.replace({**render.render_node(transport(), STOLEN), **host})
     assert res.ok, res.errors
     (rule,) = rec.calls_to("stn_add_del_rule")
     assert rule["is_add"] and str(rule["ip_address"]) == "192.168.56.101"
-    created = {c["host_if_name"]: c for c in rec.calls_to("af_packet_create_v3")}
-    assert set(created) == {"eth0", "stn-vpp"}
-    assert str(created["eth0"]["hw_addr"]).lower() == NIC_MAC
-    assert {str(c["proxy"]["low"]) for c in rec.calls_to("proxy_arp_add_del")} >= {"192.168.56.1"}
+    assert rec.calls_to("af_packet_create_v3") == [], "VPP had the NIC and STN's interface open already"
+    assert {str(c["proxy"]["low"]) for c in rec.calls_to("proxy_arp_add_del")} == {"192.168.56.1"}
     # VPP's stn plugin leaves IPv4 off on a new interface that reuses a freed index: turned on by hand
     assert {(c["arc_name"], c["feature_name"], c["enable"]) for c in rec.calls_to("feature_enable_disable")
             if c["feature_name"] == "ip4-not-enabled"} == \
         {("ip4-unicast", "ip4-not-enabled", False), ("ip4-multicast", "ip4-not-enabled", False)}
     rec.clear()
-    res = s.replace({**render.render_node(transport(), None), **render.render_stn_host(1400)})  # restored
+    res = s.replace({**render.render_node(transport(), IDLE), **host})  # given back
     assert res.ok, res.errors
     assert [r["is_add"] for r in rec.calls_to("stn_add_del_rule")] == [False]
-    # the NIC goes; STN's interface stays (a new one could reuse an index the stn plugin left counted)
-    assert {c["host_if_name"] for c in rec.calls_to("af_packet_delete")} == {"eth0"}
-
-
-class _Cfg:
-    vpp_uplink, vpp_uplink_cidr, vpp_uplink_gateway = "eth0", "192.168.56.101/24", ""
-    vpp_stn = True
+    assert rec.calls_to("af_packet_delete") == [], "deleting it would take the NIC's link down"
+    assert {str(c["prefix"]) for c in rec.calls_to("sw_interface_add_del_address")} == {"192.168.56.101/24"}
 
 
 @pytest.mark.parametrize("phase, dataplane, moved, carries", [
