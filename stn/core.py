@@ -75,7 +75,7 @@ class Stn:
         the watchdog's to roll back."""
         self.files.check()
         fd = os.open(os.path.join(self.files.path, ".lock"), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW, 0o600)
-        held = _SIGNALS and signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
@@ -85,8 +85,7 @@ class Stn:
             yield True
         finally:
             os.close(fd)
-            if held is not None and held is not False:
-                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
     def _one(self, iface: str | None) -> str:
         """``iface``, or the only NIC on record when none is named."""
@@ -136,7 +135,9 @@ class Stn:
             if probe.answers(target, left):
                 return self.confirm(iface, by=f"{target} answered")
             try:
-                self.restore(iface, reason=f"{target} did not answer within {confirm_timeout:g} s")
+                if self.restore(iface, reason=f"{target} did not answer within {confirm_timeout:g} s",
+                                only_if=lambda st: st is not None and st.phase == "pending") is None:
+                    return self.entry(iface)  # confirmed by hand meanwhile: it stays
             except NotFound:
                 pass  # the guard's deadline came first: restored already
             raise StnFailed(f"{target} did not answer within {confirm_timeout:g} s through {side.name}: "
