@@ -30,8 +30,9 @@ from agent.errors import InvalidInput
 from agent.procs import terminate
 from agent.vpp.errors import VppUnavailable
 
-HOW_TO_GET_VPP = ("install FD.io's 'vpp' and 'vpp-plugin-core' packages (VPP 26.10, see "
-                  "docs/vpp.md), or set VPP_PREFIX to the prefix of a VPP installed elsewhere")
+HOW_TO_GET_VPP = ("build one with scripts/vpp-build.sh SRC_DIR [PREFIX] from FD.io's VPP source, or install "
+                  "FD.io's 'vpp' and 'vpp-plugin-core' packages (VPP 26.10, see docs/vpp.md), and set "
+                  "VPP_PREFIX to its prefix unless it is /opt/vpp or on PATH")
 _SUN_PATH_MAX = 107   # sockaddr_un.sun_path minus its NUL
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")   # VPP colours its backtraces
 
