@@ -17,16 +17,9 @@ PKGS=(python3 python3-venv python3-pip iproute2 nftables conntrack iptables
       containernetworking-plugins iputils-ping ca-certificates procps ethtool
       podman runc busybox-static    # a real container runtime for the CNI tests
       systemd)                      # systemd-analyze: install node's units are verified
-missing=()
-for p in "${PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "setup: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=scripts/lib/apt.sh
+. scripts/lib/apt.sh
+apt_ensure setup "${PKGS[@]}"
 
 PY=/usr/bin/python3   # Debian's interpreter: the one the installed CNI plugin will use
 stamp=.venv/.contivctl-setup

@@ -36,16 +36,9 @@ esac
 # Build dependencies. libpcap: the BPF trace filter `contivctl trace` uses.
 PKGS=(build-essential cmake ninja-build libssl-dev python3-dev python3-ply libnl-3-dev
       libnl-route-3-dev libmnl-dev libpcap-dev libunwind-dev libiberty-dev pkg-config git)
-missing=()
-for p in "${PKGS[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    echo "vpp-build: installing ${missing[*]}" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q
-    apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+# shellcheck source=lib/apt.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/apt.sh"
+apt_ensure vpp-build "${PKGS[@]}"
 
 # VPP's cmake stops without a version: from git, VPP_VERSION, or the file.
 VERSION_FILE="$SRC/src/scripts/.version"
