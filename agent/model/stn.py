@@ -151,11 +151,6 @@ class StnState(_Record):
         return st
 
     @property
-    def stolen(self) -> bool:
-        """The data plane holds the NIC (or is taking it)."""
-        return self.phase in ("stealing", "pending", "confirmed")
-
-    @property
     def carried(self) -> bool:
         """The node's addresses are off the NIC, on the data plane's holder:
         what a data plane answering for them (VPP) or leaving by it (Linux's
