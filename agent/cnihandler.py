@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from agent.errors import ContivError, Exhausted, InvalidInput, TemporaryError, Unavailable
+from agent.podopts import PodOptionError
 from agent.ipam.pods import check_valid_attachments
 from agent.model import names
 from agent.podnet import PodNetwork, PodResult
@@ -38,6 +39,7 @@ E_NOT_AVAILABLE_LIMITED = 51
 # Plugin-specific codes (100+)
 E_POOL_EXHAUSTED = 100
 E_DATAPLANE = 101
+E_POD_OPTIONS = 102  # the pod's annotations: malformed, or not for this node (agent.podopts)
 E_INTERNAL = 999
 
 
@@ -104,6 +106,8 @@ class CNIHandler:
             return _error(v if v in SUPPORTED_VERSIONS else "1.1.0", e)
         except Exhausted as e:
             return _error(version, CNIError(E_POOL_EXHAUSTED, e.message, e.hint or ""))
+        except PodOptionError as e:
+            return _error(version, CNIError(E_POD_OPTIONS, e.message, e.hint or ""))
         except Unavailable as e:
             return _error(version, CNIError(E_TRY_AGAIN, e.message, e.hint or ""))
         except TemporaryError as e:
@@ -210,14 +214,22 @@ def shape_result(version: str, r: PodResult, dns=None) -> dict:
     the interfaces are the data plane's (:meth:`agent.dataplane.Dataplane.pod_interfaces`)."""
     legacy = _version_tuple(version) < (1, 0, 0)
     interfaces = []
+    v11 = _version_tuple(version) >= (1, 1, 0)
     for i in r.interfaces:
-        entry = {"name": i.name, "mac": i.mac}
+        entry = {"name": i.name}
+        if i.mac or not i.socket:
+            entry["mac"] = i.mac
         if i.sandbox:
             entry["sandbox"] = i.sandbox
-        if _version_tuple(version) >= (1, 1, 0):
+        if i.socket:
+            if v11:  # socketPath is CNI 1.1's
+                entry["socketPath"] = i.socket
+        elif v11:
             entry["mtu"] = r.mtu
         interfaces.append(entry)
-    pod_index = len(interfaces) - 1  # the addresses are the pod's, its interface is last
+    # the addresses are the pod's, its interface the last netdev; a memif
+    # (a socket, after it) has the memif address
+    pod_index = max(n for n, i in enumerate(r.interfaces) if not i.socket)
     ips, routes = [], []
     for cidr in r.allocation.ips:
         v6 = ":" in cidr
@@ -229,6 +241,10 @@ def shape_result(version: str, r: PodResult, dns=None) -> dict:
         if legacy:
             entry = {"version": "6" if v6 else "4", **entry}
         ips.append(entry)
+    at = next((n for n, i in enumerate(r.interfaces) if i.socket), None)
+    if r.allocation.memif and at is not None:
+        memif = {"address": r.allocation.memif, "interface": at}
+        ips.append({"version": "4", **memif} if legacy else memif)
     out = {"cniVersion": version, "interfaces": interfaces, "ips": ips, "routes": routes,
            "dns": dns if isinstance(dns, dict) else {}}
     return out

@@ -19,6 +19,7 @@ reaching into this object.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -41,6 +42,7 @@ from agent.metrics import attach as attach_metrics
 from agent.model import keys
 from agent.model.records import AgentStatus, NodeInfo
 from agent.podnet import PodNetwork
+from agent.podopts import mirrored_pod
 from agent.policies import PolicySync
 from agent.reconciler import Scheduler
 from agent.services import ServiceSync
@@ -180,7 +182,8 @@ class Agent:
         self.store.put(keys.node_key(self.cfg.node), self.node_info.to_json().encode())
         self.ipam = PodIPAM(self.store, self.cfg.node, subnet.subnet, reserved=[subnet.gateway])
         self.podnet = PodNetwork(self.ipam, self.desired, lambda: self.node_info, mtu=self.facts.mtu,
-                                 plane=self.plane)
+                                 plane=self.plane,
+                                 pod_object=functools.partial(mirrored_pod, self.snapshot, self.store))
         self.cni = CNIHandler(self.podnet, self.cni_status)
 
     def _relist(self) -> int:

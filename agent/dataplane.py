@@ -57,6 +57,8 @@ class PodInterface:
     name: str
     mac: str
     sandbox: str = ""
+    #: a socket the pod's program connects to (a memif's), "" for a netdev
+    socket: str = ""
 
 
 @dataclass(slots=True)
@@ -137,6 +139,8 @@ class Dataplane(Protocol):
 
     #: the name it is registered under ("linux", "vpp")
     name: str
+    #: whether it gives pods that ask for one a memif (agent.podopts)
+    supports_memif: bool
 
     def open(self, cfg) -> NodeFacts:
         """Connect (netlink, nftables, the VPP API...) and learn the node's

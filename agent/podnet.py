@@ -23,6 +23,7 @@ from agent.builders.pods import pod_attachment
 from agent.dataplane import Dataplane, PodInterface
 from agent.desired import DesiredState
 from agent.errors import ContivError, DataplaneError, InvalidInput
+from agent import podopts
 from agent.ipam.pods import PodIPAM
 from agent.model import names
 from agent.model.api import PodStatus
@@ -66,8 +67,12 @@ class PodNetwork:
     interfaces (:class:`agent.dataplane.Dataplane`)."""
 
     def __init__(self, ipam: PodIPAM, desired: DesiredState, node: Callable[[], NodeInfo], *,
-                 mtu: int, plane: Dataplane, timing_history: int = 512) -> None:
+                 mtu: int, plane: Dataplane, timing_history: int = 512,
+                 pod_object: Callable[[str, str], dict | None] | None = None) -> None:
         self.ipam = ipam
+        #: the mirrored pod (namespace, name) -> its object or None: what it
+        #: asks for by annotation (agent.podopts)
+        self.pod_object = pod_object
         self.desired = desired
         self.node = node
         self.mtu = mtu
@@ -98,10 +103,11 @@ class PodNetwork:
             raise InvalidInput(f"netns {netns!r} must be an absolute path")
         if not os.path.exists(netns):
             raise InvalidInput(f"network namespace {netns} does not exist")
+        memif = self._options(pod_namespace, pod_name).memif
         with self._lock(container_id, ifname):
             t0 = time.perf_counter()
             alloc = self.ipam.reserve(container_id, ifname, netns=netns, pod_namespace=pod_namespace,
-                                      pod_name=pod_name, mtu=mtu)
+                                      pod_name=pod_name, mtu=mtu, memif=memif)
             if alloc is not None:
                 # The node owns its subnet: the address is chosen here and its
                 # etcd transaction runs while the data plane is programmed;
@@ -113,12 +119,25 @@ class PodNetwork:
                     pass  # another writer had the address or this attachment: the serial path
             alloc, created = self.ipam.allocate(container_id, ifname, netns=netns,
                                                 pod_namespace=pod_namespace, pod_name=pod_name,
-                                                mtu=mtu)
+                                                mtu=mtu, memif=memif)
             if not created and alloc.netns != netns:
                 raise InvalidInput(f"container {container_id} interface {ifname} is already "
                                    f"attached in {alloc.netns}",
                                    hint="a container ID and interface name identify one attachment")
             return self._program(alloc, created, t0, None)
+
+    def _options(self, namespace: str, name: str) -> podopts.PodOptions:
+        """What the pod asks for (nothing when the runtime did not name it);
+        refused before anything is allocated when this data plane cannot."""
+        if not (name and self.pod_object):
+            return podopts.NONE
+        opts = podopts.pod_options(self.pod_object(namespace, name))
+        if opts.memif and not self.plane.supports_memif:
+            raise podopts.PodOptionError(
+                f"pod {namespace}/{name} asks for a memif ({podopts.MEMIF}), which only the VPP "
+                f"data plane gives; this node runs {self.plane.name}",
+                hint="schedule it on a VPP node, or remove the annotation")
+        return opts
 
     def _commit(self, alloc: Allocation) -> tuple[bool, float]:
         t = time.perf_counter()
@@ -203,8 +222,8 @@ class PodNetwork:
         if alloc.netns != netns:
             problems.append(f"attachment is recorded in {alloc.netns}, not {netns}")
         want = set(expect_ips)
-        if want and want != set(alloc.ips):
-            problems.append(f"addresses {sorted(alloc.ips)} differ from the previous result "
+        if want and want != set(alloc.addresses):
+            problems.append(f"addresses {sorted(alloc.addresses)} differ from the previous result "
                             f"{sorted(want)}")
         part = self.desired.partition(partition_name(container_id, ifname))
         if not part:
@@ -262,7 +281,7 @@ class PodNetwork:
                 a.netns, self.plane.pod_host_if(a.container_id, a.ifname), a.created,
                 ",".join(bad) if bad else ("ok" if keys else "missing"),
                 self.timings.get(f"{a.container_id}/{a.ifname}", {}),
-                bool(a.netns) and not os.path.exists(a.netns)))
+                bool(a.netns) and not os.path.exists(a.netns), a.memif))
         return out
 
     def close(self) -> None:

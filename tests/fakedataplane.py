@@ -236,9 +236,11 @@ class FakeDataplane:
 
     name = "fake"
 
-    def __init__(self, kernel: FakeKernel | None = None, *, mtu: int = 1450, cfg=None) -> None:
+    def __init__(self, kernel: FakeKernel | None = None, *, mtu: int = 1450, cfg=None,
+                 memif: bool = False) -> None:
         self.kernel = kernel or FakeKernel()
         self._mtu = mtu
+        self.supports_memif = memif  # a memif: a route to its address, a socket in the result
         self.not_ready = ""
 
     def open(self, cfg) -> NodeFacts:
@@ -265,15 +267,18 @@ class FakeDataplane:
         h = host_ifname(p.container_id, p.ifname)
         out: dict[str, object] = {link_key(h): PodLink(h, p.netns, p.ifname, p.ips, p.mtu,
                                                        f"{OURS}pod:{p.pod_ref}")}
-        for ip in p.ips:
+        for ip in p.ips + ((p.memif,) if p.memif else ()):
             out[f"fake/route/{ip}"] = HostRoute(ip, h)
         return out
 
     def pod_interfaces(self, p, metadata: Callable[[str], Any]) -> tuple[PodInterface, ...]:
         h = host_ifname(p.container_id, p.ifname)
         meta = metadata(link_key(h)) or {}
-        return PodInterface(h, meta.get("mac", "")), PodInterface(p.ifname, meta.get("pod_mac", ""),
-                                                                  p.netns)
+        out = PodInterface(h, meta.get("mac", "")), PodInterface(p.ifname, meta.get("pod_mac", ""),
+                                                                 p.netns)
+        if p.memif:
+            out += (PodInterface("memif-" + p.ifname, "", p.netns, "@fake/memif"),)
+        return out
 
     def pod_host_if(self, container_id: str, ifname: str) -> str:
         return host_ifname(container_id, ifname)

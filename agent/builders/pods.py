@@ -18,6 +18,7 @@ class PodAttachment:
     gateways: tuple[str, ...]
     mtu: int
     pod_ref: str  # "ns/name", or the container ID when the runtime did not say
+    memif: str = ""  # the pod's memif address ("10.1.1.6/32"; VPP only), "" if it has none
 
     @property
     def id(self) -> str:
@@ -26,4 +27,4 @@ class PodAttachment:
 
 def pod_attachment(alloc: Allocation, node: NodeInfo, mtu: int) -> PodAttachment:
     return PodAttachment(alloc.container_id, alloc.ifname, alloc.netns, tuple(alloc.ips),
-                         tuple(node.gateways), alloc.mtu or mtu, alloc.pod_ref)
+                         tuple(node.gateways), alloc.mtu or mtu, alloc.pod_ref, alloc.memif)

@@ -7,6 +7,9 @@ An allocation is one etcd transaction creating two keys, each only if absent:
 * ``/contiv/ipam/pods/<node>/<cid>/<ifname>`` -- the :class:`Allocation`,
   which makes ADD idempotent and lets the agent rebuild its pods after a restart.
 
+A pod that asks for a memif (VPP) gets a second address in the same
+transaction (:attr:`Allocation.memif`, claimed like the first).
+
 Release deletes both in one transaction. Addresses are chosen next-fit (a
 cursor that moves on), as the reference host-local plugin does, so a freed
 address is not reused at once by the next pod.
@@ -78,7 +81,7 @@ class PodIPAM:
         if self._loaded:
             return
         allocs = self.list()
-        self._used = {ipaddress.ip_interface(ip).ip for a in allocs for ip in a.ips}
+        self._used = {ipaddress.ip_interface(ip).ip for a in allocs for ip in a.addresses}
         self._attached = {(a.container_id, a.ifname) for a in allocs}
         self._loaded = True
 
@@ -92,29 +95,31 @@ class PodIPAM:
                 yield addr
 
     def allocate(self, container_id: str, ifname: str, *, netns: str = "", pod_namespace: str = "",
-                 pod_name: str = "", mtu: int = 0) -> tuple[Allocation, bool]:
+                 pod_name: str = "", mtu: int = 0, memif: bool = False) -> tuple[Allocation, bool]:
         """Return (allocation, created). An existing allocation for the same
-        container and interface is returned as is (ADD is idempotent)."""
+        container and interface is returned as is (ADD is idempotent).
+        ``memif``: a second address for the pod's memif."""
         akey = keys.allocation_key(self.node, container_id, ifname)
         with self._lock:
             self._load()
             # No read first: the transaction itself requires the allocation key
             # to be absent, and a failed one tells us to look (one round trip
             # less on every pod start).
-            for addr in self._candidates():
-                alloc = self._new(container_id, ifname, addr, netns, pod_namespace, pod_name, mtu)
+            for addrs in self._picks(2 if memif else 1):
+                alloc = self._new(container_id, ifname, addrs, netns, pod_namespace, pod_name, mtu)
                 if self._claim(alloc):
-                    self._used.add(addr)
+                    self._used.update(addrs)
                     self._attached.add((container_id, ifname))
-                    self._cursor = int(addr)
+                    self._cursor = int(addrs[-1])
                     return alloc, True
-                # Lost a race: either the address (someone else's) or this very
+                # Lost a race: either an address (someone else's) or this very
                 # allocation (a concurrent duplicate ADD) was taken.
                 existing = self.store.get(akey)
                 if existing is not None:
                     self._attached.add((container_id, ifname))
                     return Allocation.from_json(existing.value), False
-                self._used.add(addr)
+                # which of a pair was taken needs a look; a single one was
+                self._used.update(addrs if len(addrs) == 1 else [a for a in addrs if self._claimed(a)])
             existing = self.store.get(akey)  # a full pool still answers a repeated ADD
             if existing is not None:
                 self._attached.add((container_id, ifname))
@@ -122,27 +127,43 @@ class PodIPAM:
             raise Exhausted(f"no free pod address in {self.subnet} on node {self.node}",
                             hint="delete unused pods or run `contivctl ipam gc`")
 
-    def _new(self, container_id: str, ifname: str, addr, netns: str, pod_namespace: str,
+    def _picks(self, n: int):
+        """Groups of ``n`` free addresses, next-fit, each group new: after a
+        lost race the next group starts past the last one tried."""
+        it = self._candidates()
+        while True:
+            group = []
+            for addr in it:
+                group.append(addr)
+                if len(group) == n:
+                    break
+            if len(group) < n:
+                return
+            yield tuple(group)
+
+    def _claimed(self, addr) -> bool:
+        return self.store.get(keys.ip_claim_key(str(addr))) is not None
+
+    def _new(self, container_id: str, ifname: str, addrs: tuple, netns: str, pod_namespace: str,
              pod_name: str, mtu: int) -> Allocation:
         return Allocation(node=self.node, container_id=container_id, ifname=ifname,
-                          ips=(f"{addr}/{self.host_prefix}",), netns=netns,
+                          ips=(f"{addrs[0]}/{self.host_prefix}",), netns=netns,
                           pod_namespace=pod_namespace, pod_name=pod_name, created=time.time(),
-                          mtu=mtu)
+                          mtu=mtu, memif=f"{addrs[1]}/{self.host_prefix}" if len(addrs) > 1 else "")
 
     def _claim(self, alloc: Allocation) -> bool:
-        """The allocating transaction: the address claim and the allocation,
+        """The allocating transaction: the address claims and the allocation,
         each only if absent."""
-        claim = keys.ip_claim_key(str(ipaddress.ip_interface(alloc.ips[0]).ip))
+        claims = [keys.ip_claim_key(str(ipaddress.ip_interface(ip).ip)) for ip in alloc.addresses]
         akey = keys.allocation_key(self.node, alloc.container_id, alloc.ifname)
-        ok, _ = self.store.txn(
-            [Absent(claim), Absent(akey)],
-            [Put(claim, json.dumps({"node": self.node, "container_id": alloc.container_id,
-                                    "ifname": alloc.ifname}).encode()),
-             Put(akey, alloc.to_json().encode())])
+        owner = json.dumps({"node": self.node, "container_id": alloc.container_id,
+                            "ifname": alloc.ifname}).encode()
+        ok, _ = self.store.txn([Absent(c) for c in claims] + [Absent(akey)],
+                               [Put(c, owner) for c in claims] + [Put(akey, alloc.to_json().encode())])
         return ok
 
     def reserve(self, container_id: str, ifname: str, *, netns: str = "", pod_namespace: str = "",
-                pod_name: str = "", mtu: int = 0) -> Allocation | None:
+                pod_name: str = "", mtu: int = 0, memif: bool = False) -> Allocation | None:
         """A new allocation chosen locally, its address held, nothing written
         yet (:meth:`commit` writes it); None when this IPAM knows the
         attachment already or has no free address -- :meth:`allocate` then
@@ -151,12 +172,12 @@ class PodIPAM:
             self._load()
             if (container_id, ifname) in self._attached:
                 return None
-            addr = next(self._candidates(), None)
-            if addr is None:
+            addrs = next(self._picks(2 if memif else 1), None)
+            if addrs is None:
                 return None
-            self._used.add(addr)
-            self._cursor = int(addr)
-            return self._new(container_id, ifname, addr, netns, pod_namespace, pod_name, mtu)
+            self._used.update(addrs)
+            self._cursor = int(addrs[-1])
+            return self._new(container_id, ifname, addrs, netns, pod_namespace, pod_name, mtu)
 
     def commit(self, alloc: Allocation) -> bool:
         """Write a reserved allocation (one etcd transaction, safe to run on
@@ -167,7 +188,7 @@ class PodIPAM:
             if ok:
                 self._attached.add((alloc.container_id, alloc.ifname))
             else:
-                for ip in alloc.ips:
+                for ip in alloc.addresses:
                     self._used.discard(ipaddress.ip_interface(ip).ip)
         return ok
 
@@ -180,11 +201,11 @@ class PodIPAM:
                 return None
             alloc = Allocation.from_json(kv.value)
             ops = [Delete(akey)] + [Delete(keys.ip_claim_key(str(ipaddress.ip_interface(ip).ip)))
-                                    for ip in alloc.ips]
+                                    for ip in alloc.addresses]
             ok, _ = self.store.txn([ModRevisionIs(akey, kv.mod_revision)], ops)
             if not ok:  # released concurrently
                 return None
-            for ip in alloc.ips:
+            for ip in alloc.addresses:
                 self._used.discard(ipaddress.ip_interface(ip).ip)
             self._attached.discard((container_id, ifname))
             return alloc

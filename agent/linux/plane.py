@@ -35,6 +35,8 @@ class VethPods:
     node end as af_packet): what the CNI result and the API say about a pod's
     interfaces, from the veth descriptor's metadata."""
 
+    supports_memif = False  # VPP's overrides it
+
     def pod_interfaces(self, p, metadata: Callable[[str], Any]) -> tuple[PodInterface, ...]:
         from agent.linux import values  # noqa: PLC0415
         host_if = values.host_ifname(p.container_id, p.ifname)

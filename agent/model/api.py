@@ -92,6 +92,8 @@ class GcResult(_Record):
 class PodStatus(_Record):
     """One local pod attachment: addresses, interface, data-plane state, timings."""
 
+    _omit_empty = ("memif",)
+
     pod: str
     namespace: str
     name: str
@@ -104,6 +106,7 @@ class PodStatus(_Record):
     dataplane: str
     timings: dict = field(default_factory=dict)
     netns_gone: bool = False  # its network namespace no longer exists: a leak `ipam gc` releases
+    memif: str = ""  # the address of its memif (VPP; asked for by annotation), "" if none
 
 
 @dataclass(frozen=True, slots=True)

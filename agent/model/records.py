@@ -152,6 +152,8 @@ class Allocation(_Record):
     and the pod identity from CNI_ARGS.
     """
 
+    _omit_empty = ("memif",)
+
     node: str
     container_id: str
     ifname: str
@@ -161,6 +163,14 @@ class Allocation(_Record):
     pod_name: str = ""
     created: float = 0.0
     mtu: int = 0  # from the network configuration; 0: the node's pod MTU
+    #: the address of the pod's memif (VPP only, asked for by annotation:
+    #: agent.podopts), e.g. "10.1.1.6/32"; "" when the pod has none
+    memif: str = ""
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        """Every address this allocation holds (claimed and released together)."""
+        return self.ips + ((self.memif,) if self.memif else ())
 
     @property
     def pod_ref(self) -> str:

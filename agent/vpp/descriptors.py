@@ -12,7 +12,7 @@ def core(api, ifs: Interfaces, owned: tuple[str, ...]) -> list:
     ranges are ours (pod CIDR, Service CIDR)."""
     bds = l2desc.BridgeDomainDescriptor(api, ifs)
     return [ifdesc.InterfaceDescriptor(api, ifs), ifdesc.VxlanDescriptor(api, ifs),
-            ifdesc.AddressDescriptor(api, ifs), ifdesc.UnnumberedDescriptor(api, ifs),
+            ifdesc.MemifSocketDescriptor(api, ifs), ifdesc.AddressDescriptor(api, ifs), ifdesc.UnnumberedDescriptor(api, ifs),
             bds, l2desc.BridgePortDescriptor(api, ifs, bds), l2desc.L2FibDescriptor(api, ifs, bds),
             l3desc.NeighborDescriptor(api, ifs), l3desc.ProxyArpDescriptor(api, ifs, owned),
             l3desc.ProxyArpIfDescriptor(api, ifs), l3desc.RouteDescriptor(api, ifs, owned),

@@ -1,5 +1,6 @@
-"""VPP interfaces and what lives on them: interfaces (loopback, af_packet),
-VXLAN tunnels, addresses, unnumbered. See :mod:`agent.vpp.values`."""
+"""VPP interfaces and what lives on them: interfaces (loopback, af_packet,
+memif), memif sockets, VXLAN tunnels, addresses, unnumbered. See
+:mod:`agent.vpp.values`."""
 from __future__ import annotations
 
 from agent.errors import InvalidInput
@@ -7,8 +8,9 @@ from agent.model.names import check_ifname
 from agent.reconciler import Dependency, Retrieved
 from agent.vpp.base import VppDescriptor
 from agent.vpp.errors import VppApiError
-from agent.vpp.values import (NONE, Address, Interface, Unnumbered, Vxlan, address_key,
-                              interface_key, tag, unnumbered_key, untag, vxlan_key, if_key_of)
+from agent.vpp.values import (MEMIF_SOCKET_PREFIX, NONE, Address, Interface, MemifSocket, Unnumbered,
+                              Vxlan, address_key, if_key_of, interface_key, memifsock_key, tag,
+                              unnumbered_key, untag, vxlan_key)
 
 ADMIN_UP = 1
 #: af_packet: QDISC_BYPASS. Not CKSUM_GSO: with it, large GSO frames from
@@ -19,6 +21,15 @@ AF_PACKET_MODE_ETHERNET = 1  # 0 is refused (-7)
 #: a 2 KiB frame: the default (~10 KiB) made each pod interface cost +76 MiB of
 #: VPP memory and ~400 ms to set up, against +11 MiB and ~45 ms
 TX_FRAME_SIZE = 2048
+MEMIF_ROLE_MASTER, MEMIF_MODE_ETHERNET = 0, 0
+RX_MODE_INTERRUPT = 2
+RX_MODES = (1, 2, 3)  # polling, interrupt, adaptive: what VPP's default can be
+#: VPP's answer when a memif socket is not there (INVALID_ARGUMENT); one
+#: that still has an interface (-74) is an error: the delete is retried
+SOCKET_GONE = -73
+#: the longest memif socket filename VPP's dump gives back whole (108 with its NUL)
+MEMIF_FILENAME_MAX = 107
+KINDS = ("loopback", "af_packet", "memif")
 
 
 def _str(x) -> str:
@@ -26,9 +37,10 @@ def _str(x) -> str:
 
 
 class InterfaceDescriptor(VppDescriptor):
-    """Loopbacks and af_packet interfaces, tagged ``contiv:<name>``; metadata
-    ``{"sw_if_index": n}``. An af_packet interface needs its Linux interface
-    (``linux/veth/<host_if>`` for a pod's)."""
+    """Loopbacks, af_packet interfaces and memif masters, tagged
+    ``contiv:<name>``; metadata ``{"sw_if_index": n}``. An af_packet
+    interface needs its Linux interface (``linux/veth/<host_if>`` for a
+    pod's), a memif its socket (``vpp/memifsock/<id>``)."""
 
     name = "vpp-interface"
     key_prefix = "vpp/interface/"
@@ -36,20 +48,26 @@ class InterfaceDescriptor(VppDescriptor):
     def validate(self, key, v: Interface) -> None:
         if key != interface_key(v.name):
             raise InvalidInput(f"key {key} does not match interface {v.name}")
-        if v.kind not in ("loopback", "af_packet"):
-            raise InvalidInput(f"VPP interface kind {v.kind!r} is not loopback or af_packet")
+        if v.kind not in KINDS:
+            raise InvalidInput(f"VPP interface kind {v.kind!r} is not one of {', '.join(KINDS)}")
         if v.kind == "af_packet":
             check_ifname(v.host_if, "af_packet host interface")
+        if v.kind == "memif" and v.needs != memifsock_key(v.instance):
+            raise InvalidInput(f"memif {v.name} must need its socket {memifsock_key(v.instance)}")
         if len(tag(v.name)) > 63:
             raise InvalidInput(f"VPP interface name {v.name!r} is too long for a tag")
 
     def dependencies(self, key, v: Interface):
-        return (Dependency("host-link-exists", v.needs),) if v.needs else ()
+        if not v.needs:
+            return ()
+        return (Dependency("socket-exists" if v.kind == "memif" else "host-link-exists", v.needs),)
 
     def create(self, key, v: Interface, ctx):
         if v.kind == "loopback":
             sw = self.call("create_loopback_instance", mac_address=v.mac, is_specified=True,
                            user_instance=v.instance).sw_if_index
+        elif v.kind == "memif":
+            sw = self._create_memif(v)
         else:
             try:
                 sw = self.call("af_packet_create_v3", mode=AF_PACKET_MODE_ETHERNET, hw_addr=v.mac,
@@ -70,20 +88,47 @@ class InterfaceDescriptor(VppDescriptor):
             raise
         return {"sw_if_index": sw}
 
+    def _create_memif(self, v: Interface) -> int:
+        """A memif's queues take their interface's default rx mode at every
+        (re)connection of the pod, and the interface takes VPP's global
+        default when it is made -- polling, unless the startup.conf says
+        otherwise: one memif would keep VPP's main thread at 100% of a core.
+        So the global default is interrupt while the memif is made (and put
+        back: a DPDK NIC made later keeps what the operator chose)."""
+        old = self.call("sw_interface_get_default_rx_mode").mode
+        switch = old in RX_MODES and old != RX_MODE_INTERRUPT
+        if switch:
+            self.call("sw_interface_set_default_rx_mode", mode=RX_MODE_INTERRUPT)
+        try:
+            return self.call("memif_create_v2", role=MEMIF_ROLE_MASTER, mode=MEMIF_MODE_ETHERNET,
+                             rx_queues=1, tx_queues=1, id=0, socket_id=v.instance,
+                             hw_addr=v.mac).sw_if_index
+        except VppApiError as e:
+            return self._adopt(v, e)
+        finally:
+            if switch:
+                self.call("sw_interface_set_default_rx_mode", mode=old)
+
     def _adopt(self, v: Interface, error: VppApiError) -> int:
-        ours = {d.host_if_name: d.sw_if_index for d in self.api.dump("af_packet_dump")}
-        sw = ours.get(v.host_if)
+        if v.kind == "memif":
+            where = f"memif socket {v.instance}"
+            sw = {d.socket_id: d.sw_if_index for d in self.api.dump("memif_dump") if d.id == 0}.get(v.instance)
+        else:
+            where = v.host_if
+            sw = {d.host_if_name: d.sw_if_index for d in self.api.dump("af_packet_dump")}.get(v.host_if)
         if sw is None:
             raise error
         details = self.api.dump("sw_interface_dump", sw_if_index=sw)
         if details and details[0].tag:
-            raise InvalidInput(f"VPP already has an interface on {v.host_if} that is not ours "
+            raise InvalidInput(f"VPP already has an interface on {where} that is not ours "
                                f"(tag {details[0].tag!r})")
         return sw
 
     def _remove(self, v: Interface, sw: int) -> None:
         if v.kind == "loopback":
             self.call("delete_loopback", sw_if_index=sw)
+        elif v.kind == "memif":
+            self.call("memif_delete", sw_if_index=sw)
         else:
             self.call("af_packet_delete", host_if_name=v.host_if)
         self.ifs.drop(v.name)
@@ -100,6 +145,7 @@ class InterfaceDescriptor(VppDescriptor):
 
     def retrieve(self, correlate, ctx):
         hosts = {d.sw_if_index: d.host_if_name for d in self.api.dump("af_packet_dump")}
+        memifs = {d.sw_if_index: d.socket_id for d in self.api.dump("memif_dump")}
         out, found = [], {}
         for d in self.api.dump("sw_interface_dump", sw_if_index=NONE):
             name = untag(d.tag or "")
@@ -109,6 +155,10 @@ class InterfaceDescriptor(VppDescriptor):
             if d.sw_if_index in hosts:
                 v = Interface(name, "af_packet", _str(d.l2_address), hosts[d.sw_if_index],
                               mtu=want.mtu if want else 0, needs=want.needs if want else "")
+            elif d.sw_if_index in memifs:
+                sock = memifs[d.sw_if_index]
+                v = Interface(name, "memif", _str(d.l2_address), instance=sock,
+                              mtu=want.mtu if want else 0, needs=memifsock_key(sock))
             else:
                 inst = d.interface_name[4:] if d.interface_name.startswith("loop") else ""
                 v = Interface(name, "loopback", _str(d.l2_address),
@@ -118,6 +168,43 @@ class InterfaceDescriptor(VppDescriptor):
             out.append(Retrieved(interface_key(name), v, {"sw_if_index": d.sw_if_index}))
         self.ifs.replace(found, keep={n for n in self.ifs.names() if n.startswith("vx-")})
         return out
+
+
+class MemifSocketDescriptor(VppDescriptor):
+    """VPP's memif socket filenames of ours (:class:`MemifSocket`): those
+    whose filename starts with :data:`MEMIF_SOCKET_PREFIX` -- an operator's
+    sockets (and VPP's default, id 0) are left alone. VPP opens the socket
+    (in the pod's network namespace) when its first memif is made."""
+
+    name = "vpp-memif-socket"
+    key_prefix = "vpp/memifsock/"
+
+    def validate(self, key, v: MemifSocket) -> None:
+        if key != memifsock_key(v.id) or not 0 < v.id < NONE:
+            raise InvalidInput(f"key {key} does not name memif socket {v.id} (1..2^32-2)")
+        if not v.filename.startswith(MEMIF_SOCKET_PREFIX):
+            raise InvalidInput(f"memif socket {v.filename!r} is not one of ours ({MEMIF_SOCKET_PREFIX}...)")
+        if len(v.filename.encode()) > MEMIF_FILENAME_MAX:
+            raise InvalidInput(f"memif socket filename {v.filename!r} is longer than "
+                               f"{MEMIF_FILENAME_MAX} bytes")
+
+    def create(self, key, v: MemifSocket, ctx):
+        # an identical add is accepted by VPP: a retried create is harmless
+        self.call("memif_socket_filename_add_del_v2", is_add=True, socket_id=v.id,
+                  socket_filename=v.filename)
+
+    def delete(self, key, v: MemifSocket, metadata, ctx):
+        try:
+            self.call("memif_socket_filename_add_del_v2", is_add=False, socket_id=v.id,
+                      socket_filename=v.filename)
+        except VppApiError as e:
+            if e.retval != SOCKET_GONE:
+                raise
+
+    def retrieve(self, correlate, ctx):
+        return [Retrieved(memifsock_key(d.socket_id), MemifSocket(d.socket_id, d.socket_filename))
+                for d in self.api.dump("memif_socket_filename_dump")
+                if d.socket_id and d.socket_filename.startswith(MEMIF_SOCKET_PREFIX)]
 
 
 class VxlanDescriptor(VppDescriptor):

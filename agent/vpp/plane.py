@@ -39,6 +39,7 @@ class VppDataplane(VethPods):
     """See the module docstring; opened once per agent."""
 
     name = "vpp"
+    supports_memif = True
 
     def __init__(self, cfg=None, *, api_factory: Callable[[str], Any] | None = None) -> None:
         self._factory = api_factory
@@ -53,6 +54,9 @@ class VppDataplane(VethPods):
         self._stn_mtu, self._stn_mac = 1500, ""  # the NIC's, read when opened
         self.stats_socket = ""
         self._descriptors: list = []
+        #: pod (eth0) address -> attachment id of the local pods with a memif,
+        #: as rendered: the policy renderer puts their lists on the memif too
+        self._memifs: dict[str, str] = {}
         self._why = "not opened"
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
@@ -207,7 +211,26 @@ class VppDataplane(VethPods):
 
     def render_pod(self, p) -> dict[str, object]:
         from agent.vpp import render  # noqa: PLC0415
+        ip = str(ipaddress.ip_interface(p.ips[0]).ip)
+        if p.memif:
+            self._memifs[ip] = p.id
+        elif self._memifs.get(ip) is not None:
+            del self._memifs[ip]  # the address went to a pod without one
         return render.render_pod(p)
+
+    def pod_interfaces(self, p, metadata):
+        """The veth's two ends, and the pod's memif when it has one: its
+        socket as the pod sees it (``@`` for an abstract socket)."""
+        from agent.dataplane import PodInterface  # noqa: PLC0415
+        from agent.vpp.render import memif_socket_path  # noqa: PLC0415
+        out = super().pod_interfaces(p, metadata)
+        if p.memif:
+            out += (PodInterface(f"memif-{p.ifname}", "", p.netns, memif_socket_path(p.ifname)),)
+        return out
+
+    def has_memif(self, pod_ip: str) -> bool:
+        """Whether the local pod of ``pod_ip`` has a memif (as last rendered)."""
+        return pod_ip in self._memifs
 
     def _node_ips(self) -> tuple[str, ...]:
         """The node's addresses at the time of asking (the renderers are made
@@ -222,7 +245,7 @@ class VppDataplane(VethPods):
         from agent.vpp.policies import AclPolicyRenderer  # noqa: PLC0415
         from agent.vpp.render import HOST_LINUX_IP  # noqa: PLC0415
         # the node reaches its pods from the host interconnect's address
-        return AclPolicyRenderer(lambda: self._node_ips() + (HOST_LINUX_IP,))
+        return AclPolicyRenderer(lambda: self._node_ips() + (HOST_LINUX_IP,), self.has_memif)
 
     # ------------------------------------------------------------ resync
     def prefetch(self) -> None:

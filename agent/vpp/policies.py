@@ -6,8 +6,9 @@ Exports :data:`MESSAGES` (what the agent needs of VPP's ACL plugin),
 :class:`agent.dataplane.PolicyRenderer`). Why the ACL plugin and not npol,
 and what it costs: docs/vpp-policies.md.
 
-What a pod gets (VPP *output* on its interface is its ingress, *input* its
-egress; VPP checks a direction only when it has a list there, takes the
+What a pod gets -- on its interface and, when it has one, on its memif
+(the same lists: the memif is no way around its policies) -- (VPP *output* on
+an interface is the pod's ingress, *input* its egress; VPP checks a direction only when it has a list there, takes the
 first matching rule across the list and denies when none matches):
 
 * isolated for ingress: ``pol-node`` (the node's own addresses, so kubelet
@@ -49,7 +50,7 @@ from agent.builders.policies import CompiledPolicy, Peer, PodInfo, Port
 from agent.dataplane import Patches, Partitions, PolicyDelta
 from agent.vpp.poldesc import (ALL_PORTS, ANY4, MAX_LIST, Acl, AclBatch, AclDescriptor, AclList,
                                AclListDescriptor, AclRule, acl_key, acllist_key)
-from agent.vpp.values import pod_ifname
+from agent.vpp.values import memif_ifname, pod_ifname
 
 MESSAGES = ("acl_add_replace", "acl_del", "acl_dump", "acl_interface_set_acl_list",
             "acl_interface_list_dump")
@@ -148,8 +149,12 @@ class AclPolicyRenderer:
     uses which shared ACL -- is rebuilt from scratch after :meth:`reset`.
     """
 
-    def __init__(self, node_ips: Callable[[], Iterable[str]] | None = None) -> None:
+    def __init__(self, node_ips: Callable[[], Iterable[str]] | None = None,
+                 memif: Callable[[str], bool] | None = None) -> None:
         self._node_ips = node_ips or (lambda: ())
+        # whether the local pod of this address has a memif: its lists go on
+        # both interfaces, so the memif is no way around the pod's policies
+        self._memif = memif or (lambda ip: False)
         self.reset()
 
     def reset(self) -> None:
@@ -162,7 +167,8 @@ class AclPolicyRenderer:
         self._users: Counter = Counter()  # shared ACL name -> local pod sides using it
         self._by_ident: dict[str, set[str]] = {}  # peer ident -> shared ACLs of it
         self._content: dict[str, tuple[AclRule, ...]] = {}
-        self._pods: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
+        # local pod -> (its interfaces, ingress list, egress list)
+        self._pods: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {}
         self._unions: set[str] = set()  # local pods past MAX_LIST
 
     # ------------------------------------------------------------ render
@@ -266,7 +272,8 @@ class AclPolicyRenderer:
         if pod is not None and (ingress or egress):
             ing = ((NODE,) + self._side(pod, ingress, "ingress", specs)) if ingress else (ANY,)
             eg = self._side(pod, egress, "egress", specs) if egress else (ANY,)
-            self._pods[ref] = (pod_ifname(pod.ip), ing, eg)
+            ifnames = (pod_ifname(pod.ip),) + ((memif_ifname(pod.ip),) if self._memif(pod.ip) else ())
+            self._pods[ref] = (ifnames, ing, eg)
             if len(ing) + len(eg) > MAX_LIST:
                 self._unions.add(ref)
         # count the new uses before dropping the old: a shared ACL both use stays
@@ -311,19 +318,21 @@ class AclPolicyRenderer:
         entry = self._pods.get(ref)
         if entry is None:
             return {}
-        ifname, ing, eg = entry
+        ifnames, ing, eg = entry
         if ref not in self._unions:
-            return {acllist_key(ifname): AclList(ifname, ing, eg)}
+            return {acllist_key(ifname): AclList(ifname, ing, eg) for ifname in ifnames}
         # more ACLs than VPP takes on one interface: their rules, in order, as
         # one ACL per direction (first match stays first match)
         out: dict = {}
-        names = []
-        for direction, side in (("ingress", ing), ("egress", eg)):
-            name = union_name(direction, ifname)
-            rules = tuple(dict.fromkeys(r for n in side for r in self._rules_of(n)))
-            out[acl_key(name)] = Acl(name, rules)
-            names.append((name,))
-        out[acllist_key(ifname)] = AclList(ifname, names[0], names[1])
+        sides = [(direction, tuple(dict.fromkeys(r for n in side for r in self._rules_of(n))))
+                 for direction, side in (("ingress", ing), ("egress", eg))]
+        for ifname in ifnames:
+            names = []
+            for direction, rules in sides:
+                name = union_name(direction, ifname)
+                out[acl_key(name)] = Acl(name, rules)
+                names.append((name,))
+            out[acllist_key(ifname)] = AclList(ifname, names[0], names[1])
         return out
 
     def _rules_of(self, name: str) -> tuple[AclRule, ...]:

@@ -291,7 +291,7 @@ class Recorder:
             # an add_del tunnel deleted with the arguments that created it
             key = (name, {k: v for k, v in kw.items() if k != "is_add"})
             self._drop([i for i, o in self._origin.items() if o == key])
-        elif name.startswith("delete_") and idx in self.interfaces and idx != 0:
+        elif (name.startswith("delete_") or name == "memif_delete") and idx in self.interfaces and idx != 0:
             self._drop([idx])
         elif name == "sw_interface_tag_add_del" and idx in self.interfaces:
             self.interfaces[idx]["tag"] = kw.get("tag", "") if adding else ""

@@ -20,7 +20,8 @@ Pod (:func:`render_pod`): a veth pair (the Linux data plane's, with the pod's
 address, default route via the gateway, TX checksum offload off in the pod)
 whose node end VPP takes as an af_packet interface, unnumbered to ``loop0``,
 with proxy ARP for the gateway, a static neighbour (the pod's MAC) and a /32
-route to the pod.
+route to the pod; a pod that asked for a memif also gets one
+(:func:`render_memif`).
 
 Both also carry what Services need of every node and every pod interface
 (:func:`agent.vpp.services.node_values`, :func:`agent.vpp.services.pod_values`).
@@ -31,6 +32,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from agent.builders.nodes import NodeTransport
+from agent.errors import InvalidInput
 from agent.builders.pods import PodAttachment
 from agent.linux import values as lv
 from agent.linux.links import pod_mac
@@ -210,5 +212,55 @@ def render_pod(p: PodAttachment) -> dict[str, object]:
     out[vv.proxyarpif_key(name)] = vv.ProxyArpIf(name)
     out[vv.neighbor_key(name, ip)] = vv.Neighbor(name, ip, pod_mac(p.ips))
     out[vv.route_key(0, f"{ip}/32")] = vv.Route(f"{ip}/32", name, ip)
+    out.update(services.pod_values(name))
+    if p.memif:
+        out.update(render_memif(p))
+    return out
+
+
+def memif_socket_path(ifname: str) -> str:
+    """The pod's memif socket as its program names it: the abstract socket
+    ``@contiv/memif-<ifname>`` of its own network namespace."""
+    return "@" + vv.MEMIF_SOCKET_PREFIX.partition(":")[2] + ifname
+
+
+def memif_socket(netns: str, ifname: str) -> str:
+    """The pod's memif socket in VPP's syntax: an abstract socket named
+    after the pod's interface, inside the pod's network namespace (a path
+    under /var/run/netns is given by its name, which VPP looks up there:
+    a shorter filename)."""
+    for d in ("/var/run/netns/", "/run/netns/"):
+        if netns.startswith(d) and "/" not in netns[len(d):]:
+            netns = netns[len(d):]
+            break
+    if "," in netns:  # VPP would read what follows as another option
+        raise InvalidInput(f"network namespace {netns!r}: a memif needs a path without ','")
+    return f"{vv.MEMIF_SOCKET_PREFIX}{ifname},netns_name={netns}"
+
+
+def render_memif(p: PodAttachment) -> dict[str, object]:
+    """A pod's memif (docs/vpp.md, "memif"): a master in VPP on an abstract
+    socket in the pod's namespace (``@contiv/memif-<ifname>``: the pod's
+    program connects as the slave), with the pod's second address
+    (``p.memif``) routed to it exactly as a pod's eth0 is -- unnumbered to
+    ``loop0``, proxy ARP for the gateway, a /32 route -- but no static
+    neighbour (the slave's MAC is the slave's: VPP asks by ARP), and what
+    Services need of a pod interface. Its name comes from the pod's eth0
+    address (:func:`agent.vpp.values.memif_ifname`), so the pod's policies
+    find it (:mod:`agent.vpp.policies`). The socket id is the memif address
+    as a number: unique on the node, the same after a restart."""
+    from agent.vpp import services  # noqa: PLC0415
+    ip = str(ipaddress.ip_interface(p.memif).ip)
+    socket_id = int(ipaddress.ip_address(ip))
+    name = vv.memif_ifname(str(ipaddress.ip_interface(p.ips[0]).ip))
+    sock = vv.memifsock_key(socket_id)
+    out: dict[str, object] = {
+        sock: vv.MemifSocket(socket_id, memif_socket(p.netns, p.ifname)),
+        vv.interface_key(name): vv.Interface(name, "memif", _mac("02:fc", ip), instance=socket_id,
+                                             needs=sock),
+        vv.unnumbered_key(name): vv.Unnumbered(name, BVI),
+        vv.proxyarpif_key(name): vv.ProxyArpIf(name),
+        vv.route_key(0, f"{ip}/32"): vv.Route(f"{ip}/32", name, ip),
+    }
     out.update(services.pod_values(name))
     return out

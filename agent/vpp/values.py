@@ -8,7 +8,8 @@ it to a ``sw_if_index`` through the interface's metadata.
 
 Keys (``vpp/<type>/...``):
 
-* ``vpp/interface/<name>``       -- :class:`Interface` (loopback, af_packet)
+* ``vpp/interface/<name>``       -- :class:`Interface` (loopback, af_packet, memif)
+* ``vpp/memifsock/<id>``         -- :class:`MemifSocket` (where a pod's memif listens)
 * ``vpp/address/<if>/<cidr>``    -- :class:`Address`
 * ``vpp/unnumbered/<if>``        -- :class:`Unnumbered` (borrows another's address)
 * ``vpp/proxyarp/<low>-<hi>``    -- :class:`ProxyArp` (answer ARP for a range)
@@ -29,6 +30,9 @@ from dataclasses import dataclass
 #: source of external traffic to remote endpoints and of hairpin connections
 BVI = "loop0"
 TAG_PREFIX = "contiv:"
+#: the start of every memif socket filename of ours: an abstract socket
+#: ``contiv/memif-<ifname>`` (agent.vpp.render.render_memif)
+MEMIF_SOCKET_PREFIX = "abstract:contiv/memif-"
 #: VPP's FIB source of routes added through the API (vnet/fib/fib_source.h:
 #: a compile-time enum, FIB_SOURCE_API)
 FIB_SOURCE_API = 8
@@ -44,6 +48,12 @@ def pod_ifname(ip: str) -> str:
     return "p" + ipaddress.ip_address(ip).packed.hex()
 
 
+def memif_ifname(pod_ip: str) -> str:
+    """The name of a pod's memif: from the pod's (eth0's) address, like
+    :func:`pod_ifname`, so that policies find it from the pod alone."""
+    return "m" + pod_ifname(pod_ip)[1:]
+
+
 def tag(name: str) -> str:
     return TAG_PREFIX + name
 
@@ -54,9 +64,10 @@ def untag(t: str) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Interface:
-    """``kind``: ``loopback`` (``instance`` is its number) or ``af_packet``
-    (``host_if``: the Linux interface it attaches to). ``mac``: fixed, so
-    that neighbours keep it across a VPP restart."""
+    """``kind``: ``loopback`` (``instance`` is its number), ``af_packet``
+    (``host_if``: the Linux interface it attaches to) or ``memif`` (a master,
+    id 0, on the socket ``instance``: a :class:`MemifSocket`'s id). ``mac``:
+    fixed, so that neighbours keep it across a VPP restart."""
 
     name: str
     kind: str
@@ -64,7 +75,20 @@ class Interface:
     host_if: str = ""
     instance: int = 0
     mtu: int = 0  # 0: VPP's default
-    needs: str = ""  # the key of the Linux link an af_packet interface reads, when it is ours
+    #: the key of what the interface needs first: an af_packet interface the
+    #: Linux link it reads (when it is ours), a memif its socket
+    needs: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class MemifSocket:
+    """A memif socket of VPP's (``id``: VPP's socket id, ours to choose):
+    ``filename`` in VPP's syntax -- a pod's is an abstract socket in the
+    pod's network namespace (``abstract:NAME,netns_name=NETNS``), so the pod
+    reaches it without a mount and nobody outside the pod does."""
+
+    id: int
+    filename: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +179,10 @@ class StnRule:
 
 def interface_key(name: str) -> str:
     return f"vpp/interface/{name}"
+
+
+def memifsock_key(socket_id: int) -> str:
+    return f"vpp/memifsock/{socket_id}"
 
 
 def address_key(ifname: str, cidr: str) -> str:

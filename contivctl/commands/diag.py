@@ -20,11 +20,11 @@ def pods(lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:
     for p in data["pods"]:
         add = p.get("timings", {}).get("add", {})
         rows.append({**p, "add_ms": add.get("total_ms"), "ipam_ms": add.get("ipam_ms"),
-                     "dp_ms": add.get("dataplane_ms")})
+                     "dp_ms": add.get("dataplane_ms"), "memif": p.get("memif", "")})
     render(data, fmt, rows=rows,
            columns=[("POD", "pod"), ("IP", "ips"), ("HOST-IF", "host_if"), ("DATAPLANE", "dataplane")],
            wide=[("CONTAINER", "container_id"), ("IFNAME", "ifname"), ("NETNS", "netns"),
-                 ("ADD-MS", "add_ms"), ("IPAM-MS", "ipam_ms"), ("DP-MS", "dp_ms")])
+                 ("MEMIF", "memif"), ("ADD-MS", "add_ms"), ("IPAM-MS", "ipam_ms"), ("DP-MS", "dp_ms")])
 
 
 def nodes(lab: str = LAB, node: str = NODE, output: str = OUTPUT) -> None:

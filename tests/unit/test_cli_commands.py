@@ -130,7 +130,7 @@ def test_pods_table_and_wide(cli):
                    "shop/web-1  10.1.1.2/32  cv7a55dd20214  ok\n")
     _, out, _ = cli("pods", "-o", "wide")
     assert out.splitlines()[0].split() == ["POD", "IP", "HOST-IF", "DATAPLANE", "CONTAINER", "IFNAME", "NETNS",
-                                           "ADD-MS", "IPAM-MS", "DP-MS"]
+                                           "MEMIF", "ADD-MS", "IPAM-MS", "DP-MS"]
     assert out.splitlines()[1].split()[-3:] == ["7.5", "1.25", "3"]
 
 
