@@ -28,7 +28,7 @@ import threading
 import time
 
 from agent import dataplane
-from agent.builders.nodes import node_transport, vtep_mac, with_node_object
+from agent.builders.nodes import host_address, node_transport, vtep_mac, with_node_object
 from agent.cluster import ClusterSnapshot
 from agent.cnihandler import E_NOT_AVAILABLE, E_NOT_AVAILABLE_LIMITED, CNIHandler
 from agent.config import AgentConfig
@@ -180,7 +180,8 @@ class Agent:
             vtep_mac=vtep_mac(subnet.index), dataplane=self.cfg.dataplane,
             node_ips=self.facts.node_ips)
         self.store.put(keys.node_key(self.cfg.node), self.node_info.to_json().encode())
-        self.ipam = PodIPAM(self.store, self.cfg.node, subnet.subnet, reserved=[subnet.gateway])
+        reserved = [subnet.gateway] + ([host_address(str(subnet.subnet))] if self.plane.host_in_subnet else [])
+        self.ipam = PodIPAM(self.store, self.cfg.node, subnet.subnet, reserved=reserved)
         self.podnet = PodNetwork(self.ipam, self.desired, lambda: self.node_info, mtu=self.facts.mtu,
                                  plane=self.plane,
                                  pod_object=functools.partial(mirrored_pod, self.snapshot, self.store))

@@ -141,6 +141,9 @@ class Dataplane(Protocol):
     name: str
     #: whether it gives pods that ask for one a memif (agent.podopts)
     supports_memif: bool
+    #: whether the node's host sends to pods from an address of the node's
+    #: pod subnet (agent.builders.nodes.host_address), which IPAM then keeps
+    host_in_subnet: bool
 
     def open(self, cfg) -> NodeFacts:
         """Connect (netlink, nftables, the VPP API...) and learn the node's

@@ -39,6 +39,15 @@ def node_transport(me: NodeInfo, registry: Iterable[NodeInfo], *, vni: int, port
     return NodeTransport(me, peers, vni, port, mtu, underlay_dev)
 
 
+def host_address(subnet: str) -> str:
+    """The node's own address in its pod subnet: the last usable one. A data
+    plane whose host reaches the pods through a link of its own (VPP's host
+    interconnect) sends from it, so that pods on other nodes answer through
+    the overlay; IPAM never hands it out there."""
+    import ipaddress  # noqa: PLC0415
+    return str(ipaddress.ip_network(subnet)[-2])
+
+
 def vtep_mac(index: int) -> str:
     """The VXLAN device MAC of the node with subnet ``index`` (locally administered)."""
     return "02:c0:%02x:%02x:%02x:%02x" % ((index >> 24) & 0xff, (index >> 16) & 0xff,

@@ -36,6 +36,7 @@ class VethPods:
     interfaces, from the veth descriptor's metadata."""
 
     supports_memif = False  # VPP's overrides it
+    host_in_subnet = False  # the node's host routes through its own links (VPP: True)
 
     def pod_interfaces(self, p, metadata: Callable[[str], Any]) -> tuple[PodInterface, ...]:
         from agent.linux import values  # noqa: PLC0415

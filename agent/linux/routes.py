@@ -17,8 +17,9 @@ RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 MAIN_TABLE = 254
 
 
-def _route_args(dst: str, via: str, onlink: bool, oif: int) -> dict:
-    """The keywords of :meth:`agent.linux.rtnl.Rtnl.route` (``oif`` 0: none)."""
+def _route_args(dst: str, via: str, onlink: bool, oif: int, src: str = "") -> dict:
+    """The keywords of :meth:`agent.linux.rtnl.Rtnl.route` (``oif`` 0: none;
+    ``src`` "": the kernel picks the source address)."""
     net = ipaddress.ip_network(dst)
     args = {"dst": str(net.network_address), "dst_len": net.prefixlen, "oif": oif,
             "proto": RTPROT_CONTIV, "table": MAIN_TABLE, "family": 10 if net.version == 6 else 2}
@@ -28,6 +29,8 @@ def _route_args(dst: str, via: str, onlink: bool, oif: int) -> dict:
             args["rtm_flags"] = RTNH_F_ONLINK
     else:
         args["scope"] = RT_SCOPE_LINK
+    if src:
+        args["prefsrc"] = src
     return args
 
 
@@ -54,7 +57,7 @@ def _del_route(rt, args: dict, what: dict) -> None:
 
 
 def _dump(ipr, oif: int | None = None):
-    """Our routes: (dst CIDR, gateway, onlink, oif)."""
+    """Our routes: (dst CIDR, gateway, onlink, oif, preferred source)."""
     kwargs = {"table": MAIN_TABLE}
     for r in ipr.get_routes(**kwargs):
         if r["proto"] != RTPROT_CONTIV:
@@ -64,7 +67,7 @@ def _dump(ipr, oif: int | None = None):
             continue
         dst = r.get_attr("RTA_DST") or ("::" if r["family"] == 10 else "0.0.0.0")
         yield (f"{dst}/{r['dst_len']}", r.get_attr("RTA_GATEWAY") or "",
-               bool(r["flags"] & RTNH_F_ONLINK), o)
+               bool(r["flags"] & RTNH_F_ONLINK), o, r.get_attr("RTA_PREFSRC") or "")
 
 
 def _check(dst: str, via: str, onlink: bool) -> None:
@@ -111,7 +114,7 @@ class RouteDescriptor(Descriptor):
     def retrieve(self, correlate, ctx):
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self.nl.node.get_links()}
         out = []
-        for dst, via, onlink, oif in _dump(self.nl.node):
+        for dst, via, onlink, oif, _ in _dump(self.nl.node):
             key = route_key(dst)
             want = correlate.get(key)
             dev = names.get(oif, "")
@@ -131,13 +134,19 @@ class PodRouteDescriptor(Descriptor):
 
     def validate(self, key, v: PodRoute) -> None:
         _check(v.dst, v.via, v.onlink)
+        if v.src:
+            try:
+                ipaddress.ip_address(v.src)
+            except ValueError as e:
+                raise InvalidInput(f"route {v.dst}: source {v.src!r}: {e}") from None
 
     def dependencies(self, key, v: PodRoute):
         return (Dependency("pod-interface-exists", veth_key(v.host_if)),)
 
     def create(self, key, v: PodRoute, ctx):
         meta = ctx.metadata(veth_key(v.host_if))
-        _add_route(self.nl.pod_fast(v.netns), _route_args(v.dst, v.via, v.onlink, meta["pod_index"]),
+        _add_route(self.nl.pod_fast(v.netns),
+                   _route_args(v.dst, v.via, v.onlink, meta["pod_index"], v.src),
                    {"dst": v.dst, "via": v.via, "netns": v.netns})
 
     def delete(self, key, v: PodRoute, metadata, ctx) -> None:
@@ -163,7 +172,8 @@ class PodRouteDescriptor(Descriptor):
                 routes = list(_dump(self.nl.pod(netns), meta["pod_index"]))
             except NotFound:
                 continue
-            for dst, via, onlink, _ in routes:
+            for dst, via, onlink, _, src in routes:
                 out.append(Retrieved(podroute_key(host_if, dst),
-                                     PodRoute(host_if, netns, pod_if, dst, via, onlink if via else False)))
+                                     PodRoute(host_if, netns, pod_if, dst, via, onlink if via else False,
+                                              src)))
         return out

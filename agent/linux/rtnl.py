@@ -62,7 +62,7 @@ IFLA_LINKINFO, IFLA_IFALIAS, IFLA_NET_NS_FD = 18, 20, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
 IFA_ADDRESS, IFA_LOCAL = 1, 2
-RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_TABLE = 1, 4, 5, 15
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 7, 15
 RTN_UNSPEC, RTN_UNICAST = 0, 1
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
 
@@ -164,11 +164,11 @@ def addr_new(seq: int, index: int, address: str, prefixlen: int) -> bytes:
 
 def route_msg(seq: int, kind: int, flags: int, *, family: int, dst: str, dst_len: int,
               gateway: str = "", oif: int = 0, rtm_flags: int = 0, scope: int = 0,
-              proto: int = 0, table: int = 254) -> bytes:
+              proto: int = 0, table: int = 254, prefsrc: str = "") -> bytes:
     """``RTM_NEWROUTE``/``RTM_DELROUTE`` in the layout pyroute2's ``route()``
     gives the same arguments: RTA_DST (left out for a default route), RTA_OIF
-    (if given), RTA_TABLE, RTA_GATEWAY (if given); type unicast on add,
-    unspecified on delete."""
+    (if given), RTA_TABLE, RTA_GATEWAY and RTA_PREFSRC (if given); type
+    unicast on add, unspecified on delete."""
     rtype = RTN_UNICAST if kind == RTM_NEWROUTE else RTN_UNSPEC
     body = _RTM.pack(family, dst_len, 0, 0, table if table < 256 else 252, proto, scope, rtype,
                      rtm_flags)
@@ -179,6 +179,8 @@ def route_msg(seq: int, kind: int, flags: int, *, family: int, dst: str, dst_len
     body += _u32(RTA_TABLE, table)
     if gateway:
         body += _nla(RTA_GATEWAY, _packed(family, gateway))
+    if prefsrc:
+        body += _nla(RTA_PREFSRC, _packed(family, prefsrc))
     return _msg(kind, flags, seq, body)
 
 

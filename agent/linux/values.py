@@ -62,6 +62,7 @@ class PodRoute:
     dst: str
     via: str = ""
     onlink: bool = False
+    src: str = ""  # the preferred source address ("": the kernel's choice)
 
 
 @dataclass(frozen=True, slots=True)

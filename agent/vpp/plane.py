@@ -40,6 +40,7 @@ class VppDataplane(VethPods):
 
     name = "vpp"
     supports_memif = True
+    host_in_subnet = True  # the host interconnect sends from it (render.render_host)
 
     def __init__(self, cfg=None, *, api_factory: Callable[[str], Any] | None = None) -> None:
         self._factory = api_factory
@@ -57,6 +58,7 @@ class VppDataplane(VethPods):
         #: pod (eth0) address -> attachment id of the local pods with a memif,
         #: as rendered: the policy renderer puts their lists on the memif too
         self._memifs: dict[str, str] = {}
+        self._host_ips: tuple[str, ...] = ()  # the host's in the pod subnet (render.host_ips)
         self._why = "not opened"
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
@@ -158,6 +160,7 @@ class VppDataplane(VethPods):
         from agent.vpp import render  # noqa: PLC0415
         uplink = self._stn_uplink() if self._stn_dir else self.uplink
         out = render.render_node(t, uplink, self._service_cidr, self._pod_cidr)
+        self._host_ips = tuple(ip for ip in render.host_ips(t.me) if ip)
         if self._stn_dir:
             out.update(render.render_stn_host(self._stn_mtu))
         self._stn_keys = tuple(k for k in out if render.is_stn_key(k)) if uplink.carry and uplink.stn else ()
@@ -244,8 +247,9 @@ class VppDataplane(VethPods):
     def policy_renderer(self):
         from agent.vpp.policies import AclPolicyRenderer  # noqa: PLC0415
         from agent.vpp.render import HOST_LINUX_IP  # noqa: PLC0415
-        # the node reaches its pods from the host interconnect's address
-        return AclPolicyRenderer(lambda: self._node_ips() + (HOST_LINUX_IP,), self.has_memif)
+        # the node reaches its pods from the host interconnect's addresses
+        return AclPolicyRenderer(lambda: self._node_ips() + (HOST_LINUX_IP,) + self._host_ips,
+                                 self.has_memif)
 
     # ------------------------------------------------------------ resync
     def prefetch(self) -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from agent.builders.nodes import NodeTransport
+from agent.builders.nodes import NodeTransport, host_address
 from agent.errors import InvalidInput
 from agent.builders.pods import PodAttachment
 from agent.linux import values as lv
@@ -78,25 +78,32 @@ def vtep_index(mac: str) -> int:
     return int(mac.replace(":", "")[-8:], 16)
 
 
-def render_host(pod_cidr: str, service_cidr: str, mtu: int) -> dict[str, object]:
+def render_host(pod_cidr: str, service_cidr: str, mtu: int, host_ip: str = "") -> dict[str, object]:
     """The host interconnect: the node's own network stack reaches pods and
     Services through a veth pair whose VPP end VPP takes as ``host``
     (af_packet; 169.254.99.2/30) and whose Linux end ``contiv-host`` holds
     169.254.99.1/30, with routes for the pod and Service CIDRs via VPP.
+    ``host_ip`` (the node's own address in its pod subnet,
+    :func:`agent.builders.nodes.host_address`) is on ``contiv-host`` too and
+    those routes' source, VPP routes it to the host: pods on other nodes
+    answer the node through the overlay (169.254.99.1 is every node's).
     Services' cnat runs on ``host`` as on a pod's interface, so the node
-    reaches Services too; policies admit the node's address (kubelet probes)."""
+    reaches Services too; policies admit the node's addresses (kubelet probes)."""
     from agent.vpp import services  # noqa: PLC0415
+    ips = (f"{HOST_LINUX_IP}/30",) + ((f"{host_ip}/32",) if host_ip else ())
     out: dict[str, object] = {
-        lv.veth_key(HOST_VETH): lv.Veth(HOST_VETH, NODE_NETNS, HOST_LINUX_IF, (f"{HOST_LINUX_IP}/30",),
+        lv.veth_key(HOST_VETH): lv.Veth(HOST_VETH, NODE_NETNS, HOST_LINUX_IF, ips,
                                         mtu, f"{lv.TAG_PREFIX}pod:~node", tx_checksum=False),
         vv.interface_key(HOST): vv.Interface(HOST, "af_packet", "02:fd:a9:fe:63:02", host_if=HOST_VETH,
                                              needs=lv.veth_key(HOST_VETH)),
         vv.address_key(HOST, f"{HOST_VPP_IP}/30"): vv.Address(HOST, f"{HOST_VPP_IP}/30"),
     }
+    if host_ip:
+        out[vv.route_key(0, f"{host_ip}/32")] = vv.Route(f"{host_ip}/32", HOST, HOST_LINUX_IP)
     for dst in (pod_cidr, service_cidr):
         if dst:
             out[lv.podroute_key(HOST_VETH, dst)] = lv.PodRoute(HOST_VETH, NODE_NETNS, HOST_LINUX_IF,
-                                                              dst, HOST_VPP_IP)
+                                                              dst, HOST_VPP_IP, src=host_ip)
     out.update(services.pod_values(HOST))
     return out
 
@@ -163,7 +170,7 @@ def render_node(t: NodeTransport, uplink: Uplink, service_cidr: str = "",
     node_ip = str(ipaddress.ip_interface(uplink.cidr).ip)
     out: dict[str, object] = dict(services.node_values(BVI, service_cidr))
     if pod_cidr:
-        out.update(render_host(pod_cidr, service_cidr, t.mtu))
+        out.update(render_host(pod_cidr, service_cidr, t.mtu, host_ips(t.me)[0]))
 
     def put(key: str, value: object) -> None:
         out[key] = value
@@ -192,6 +199,11 @@ def render_node(t: NodeTransport, uplink: Uplink, service_cidr: str = "",
             put(vv.neighbor_key(BVI, gw), vv.Neighbor(BVI, gw, peer.vtep_mac))
             put(vv.route_key(0, subnet), vv.Route(subnet, BVI, gw))
     return out
+
+
+def host_ips(me) -> tuple[str, ...]:
+    """The node's own addresses in its pod subnets (:func:`render_host`)."""
+    return tuple(host_address(s) for s in me.pod_subnets if ":" not in s) or ("",)
 
 
 def render_pod(p: PodAttachment) -> dict[str, object]:

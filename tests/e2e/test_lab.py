@@ -158,6 +158,19 @@ def test_probe_connects_and_destination_answers(env, applied, src, dst, protocol
     assert f"connected, answered by {NS}/{dst}" in text.stdout
 
 
+@pytest.mark.parametrize("node", ["node1", "node2"])
+def test_each_node_reaches_every_pod_on_both_nodes(env, applied, node):
+    """The node's own stack (kubelet, host-network programs) reaches its pods
+    and the other node's -- on VPP through the host interconnect, from the
+    node's own address in its pod subnet, which the other node answers."""
+    from lab.probe import probe  # noqa: PLC0415
+    from lab.sysnet import netns_path  # noqa: PLC0415
+    assert applied.returncode == 0, applied.stderr
+    for pod in PODS:
+        r = probe(netns_path(f"{env.name}-{node}"), pod_ip(env, pod), TCP_PORT, "TCP", 2.0)
+        assert r.connected and r.answered_by == f"{NS}/{pod}", (node, pod, r)
+
+
 @pytest.mark.parametrize("port,protocol,expect", [
     (TCP_PORT, "TCP", True), (UDP_PORT, "UDP", True), (FREE_PORT, "TCP", False)])
 def test_matrix_without_policies(env, applied, port, protocol, expect):

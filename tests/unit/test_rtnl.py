@@ -155,6 +155,18 @@ def test_routes_are_what_pyroute2_encodes(cmd, dst, via, onlink, oif):
     assert rtnl.route_msg(0, kind, flags, **args) == _pyroute2("route", cmd, **py)
 
 
+@pytest.mark.parametrize("cmd", ["add", "replace"])
+def test_a_route_with_a_preferred_source_is_what_pyroute2_encodes(cmd):
+    """The VPP host interconnect's routes: the node sends from its own address
+    in its pod subnet."""
+    args = _route_args("10.1.0.0/16", "169.254.99.2", False, 5, "10.1.1.254")
+    assert args["prefsrc"] == "10.1.1.254"
+    py = {("flags" if k == "rtm_flags" else k): v for k, v in args.items()}
+    kind, flags = {"add": (rtnl.RTM_NEWROUTE, rtnl.F_CREATE),
+                   "replace": (rtnl.RTM_NEWROUTE, rtnl.F_REPLACE)}[cmd]
+    assert rtnl.route_msg(0, kind, flags, **args) == _pyroute2("route", cmd, **py)
+
+
 def test_link_get_by_name_or_index():
     by_name = rtnl.link_get(5, name="cvx")
     assert _unheader(by_name) == _pyroute2("link", "get", ifname="cvx")

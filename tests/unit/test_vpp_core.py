@@ -115,6 +115,11 @@ def test_the_host_interconnect_is_a_veth_into_the_node_with_routes_via_vpp():
     routes = {k: r for k, r in v.items() if k.startswith("linux/podroute/")}
     assert {r.dst for r in routes.values()} == {"10.1.0.0/16", "10.96.0.0/12"}
     assert {r.via for r in routes.values()} == {render.HOST_VPP_IP}
+    # the node's own address in its pod subnet: on the host's end, the routes'
+    # source, routed to the host by VPP -- pods on other nodes answer it
+    assert v[veth_key].ips == (f"{render.HOST_LINUX_IP}/30", "10.1.1.254/32")
+    assert {r.src for r in routes.values()} == {"10.1.1.254"}
+    assert v[vv.route_key(0, "10.1.1.254/32")] == vv.Route("10.1.1.254/32", render.HOST, render.HOST_LINUX_IP)
     assert vv.interface_key(render.HOST) not in render.render_node(transport(), UPLINK), "no pod CIDR: none"
     rec = Recorder()
     res = scheduler(rec).apply(v)

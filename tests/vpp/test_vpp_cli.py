@@ -113,6 +113,12 @@ def test_the_node_reaches_its_pods_and_services_through_the_host_interconnect(la
     netns = f"/run/netns/{node1.netns}"
     to_pod = probe(netns, b, 8080, "TCP", 2.0)
     assert to_pod.connected and to_pod.answered_by == f"{NS}/b", to_pod
-    assert to_pod.client_seen == "169.254.99.1"
+    # from the node's own address in its pod subnet (the routes' source)
+    from agent.builders.nodes import host_address  # noqa: PLC0415
+    ipam = lab.client("node1").ipam()
+    assert to_pod.client_seen == host_address(ipam.subnet)
+    import ipaddress  # noqa: PLC0415
+    # IPAM keeps it: never a pod's (network, broadcast, gateway and it)
+    assert ipam.total == ipaddress.ip_network(ipam.subnet).num_addresses - 4
     to_svc = probe(netns, vip, 80, "TCP", 2.0)
     assert to_svc.connected and to_svc.answered_by == f"{NS}/b", to_svc
