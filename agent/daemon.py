@@ -180,8 +180,13 @@ class Agent:
             vtep_mac=vtep_mac(subnet.index), dataplane=self.cfg.dataplane,
             node_ips=self.facts.node_ips)
         self.store.put(keys.node_key(self.cfg.node), self.node_info.to_json().encode())
-        reserved = [subnet.gateway] + ([host_address(str(subnet.subnet))] if self.plane.host_in_subnet else [])
-        self.ipam = PodIPAM(self.store, self.cfg.node, subnet.subnet, reserved=reserved)
+        self.ipam = PodIPAM(self.store, self.cfg.node, subnet.subnet, reserved=[subnet.gateway])
+        if self.plane.host_in_subnet:  # the node's own address in its pod subnet, kept from pods
+            self.plane.host_address = self.ipam.set_aside(host_address(str(subnet.subnet)))
+            if not self.plane.host_address:
+                log.warning("a pod holds the node's own address in %s (an earlier version's): the "
+                            "node reaches only its own pods until it is gone and the agent restarted",
+                            subnet.subnet)
         self.podnet = PodNetwork(self.ipam, self.desired, lambda: self.node_info, mtu=self.facts.mtu,
                                  plane=self.plane,
                                  pod_object=functools.partial(mirrored_pod, self.snapshot, self.store))

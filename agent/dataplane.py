@@ -144,6 +144,9 @@ class Dataplane(Protocol):
     #: whether the node's host sends to pods from an address of the node's
     #: pod subnet (agent.builders.nodes.host_address), which IPAM then keeps
     host_in_subnet: bool
+    #: that address, set by the agent before the first render ("" none: it
+    #: is not, or a pod of an earlier version holds it)
+    host_address: str
 
     def open(self, cfg) -> NodeFacts:
         """Connect (netlink, nftables, the VPP API...) and learn the node's

@@ -63,7 +63,11 @@ def mirrored_pod(snapshot, store, namespace: str, name: str) -> dict | None:
         obj = snapshot.objects["pod"].get((namespace, name))
     if obj is not None:
         return obj
-    kv = store.get(keys.k8s_key("pod", namespace, name))
+    try:
+        key = keys.k8s_key("pod", namespace, name)
+    except InvalidInput:
+        return None  # not a name Kubernetes gives: no pod of its (and nothing asked)
+    kv = store.get(key)
     try:
         obj = orjson.loads(kv.value) if kv else None
     except orjson.JSONDecodeError:

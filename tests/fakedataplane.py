@@ -241,7 +241,7 @@ class FakeDataplane:
         self.kernel = kernel or FakeKernel()
         self._mtu = mtu
         self.supports_memif = memif  # a memif: a route to its address, a socket in the result
-        self.host_in_subnet = False
+        self.host_in_subnet, self.host_address = False, ""
         self.not_ready = ""
 
     def open(self, cfg) -> NodeFacts:

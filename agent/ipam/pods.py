@@ -76,6 +76,18 @@ class PodIPAM:
             return {"subnet": str(self.subnet), "total": total, "used": len(self._used),
                     "free": total - len(self._used)}
 
+    def set_aside(self, ip: str) -> str:
+        """Never hand ``ip`` out (the node's own address, as the gateway) --
+        unless an allocation holds it already (an earlier version's): then
+        nothing changes and the answer is "", else ``ip``."""
+        addr = ipaddress.ip_address(ip)
+        with self._lock:
+            self._load()
+            if addr in self._used:
+                return ""
+            self._reserved.add(addr)
+            return ip
+
     # --- allocation ---
     def _load(self) -> None:
         if self._loaded:

@@ -37,6 +37,7 @@ class VethPods:
 
     supports_memif = False  # VPP's overrides it
     host_in_subnet = False  # the node's host routes through its own links (VPP: True)
+    host_address = ""
 
     def pod_interfaces(self, p, metadata: Callable[[str], Any]) -> tuple[PodInterface, ...]:
         from agent.linux import values  # noqa: PLC0415

@@ -58,7 +58,8 @@ class VppDataplane(VethPods):
         #: pod (eth0) address -> attachment id of the local pods with a memif,
         #: as rendered: the policy renderer puts their lists on the memif too
         self._memifs: dict[str, str] = {}
-        self._host_ips: tuple[str, ...] = ()  # the host's in the pod subnet (render.host_ips)
+        #: the node's own address in its pod subnet: the agent sets it (Dataplane.host_address)
+        self.host_address = ""
         self._why = "not opened"
         self._stop = threading.Event()
         self._monitor: threading.Thread | None = None
@@ -159,8 +160,7 @@ class VppDataplane(VethPods):
     def render_node(self, t) -> dict[str, object]:
         from agent.vpp import render  # noqa: PLC0415
         uplink = self._stn_uplink() if self._stn_dir else self.uplink
-        out = render.render_node(t, uplink, self._service_cidr, self._pod_cidr)
-        self._host_ips = tuple(ip for ip in render.host_ips(t.me) if ip)
+        out = render.render_node(t, uplink, self._service_cidr, self._pod_cidr, self.host_address)
         if self._stn_dir:
             out.update(render.render_stn_host(self._stn_mtu))
         self._stn_keys = tuple(k for k in out if render.is_stn_key(k)) if uplink.carry and uplink.stn else ()
@@ -248,8 +248,9 @@ class VppDataplane(VethPods):
         from agent.vpp.policies import AclPolicyRenderer  # noqa: PLC0415
         from agent.vpp.render import HOST_LINUX_IP  # noqa: PLC0415
         # the node reaches its pods from the host interconnect's addresses
-        return AclPolicyRenderer(lambda: self._node_ips() + (HOST_LINUX_IP,) + self._host_ips,
-                                 self.has_memif)
+        return AclPolicyRenderer(
+            lambda: self._node_ips() + (HOST_LINUX_IP,) + ((self.host_address,) if self.host_address else ()),
+            self.has_memif)
 
     # ------------------------------------------------------------ resync
     def prefetch(self) -> None:

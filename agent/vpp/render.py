@@ -31,7 +31,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from agent.builders.nodes import NodeTransport, host_address
+from agent.builders.nodes import NodeTransport
 from agent.errors import InvalidInput
 from agent.builders.pods import PodAttachment
 from agent.linux import values as lv
@@ -161,16 +161,17 @@ def is_stn_key(key: str) -> bool:
 
 
 def render_node(t: NodeTransport, uplink: Uplink, service_cidr: str = "",
-                pod_cidr: str = "") -> dict[str, object]:
+                pod_cidr: str = "", host_ip: str = "") -> dict[str, object]:
     """``service_cidr``: a port without endpoints is rejected there (see
     :func:`agent.vpp.services.node_values`); with ``pod_cidr``, the host
-    interconnect (:func:`render_host`) is part of the node. ``uplink.carry``
+    interconnect (:func:`render_host`, ``host_ip`` the node's own address
+    in its pod subnet, "" none) is part of the node. ``uplink.carry``
     False: the NIC open, the node's address left to Linux (STN)."""
     from agent.vpp import services  # noqa: PLC0415 -- builds on what this renders
     node_ip = str(ipaddress.ip_interface(uplink.cidr).ip)
     out: dict[str, object] = dict(services.node_values(BVI, service_cidr))
     if pod_cidr:
-        out.update(render_host(pod_cidr, service_cidr, t.mtu, host_ips(t.me)[0]))
+        out.update(render_host(pod_cidr, service_cidr, t.mtu, host_ip))
 
     def put(key: str, value: object) -> None:
         out[key] = value
@@ -199,11 +200,6 @@ def render_node(t: NodeTransport, uplink: Uplink, service_cidr: str = "",
             put(vv.neighbor_key(BVI, gw), vv.Neighbor(BVI, gw, peer.vtep_mac))
             put(vv.route_key(0, subnet), vv.Route(subnet, BVI, gw))
     return out
-
-
-def host_ips(me) -> tuple[str, ...]:
-    """The node's own addresses in its pod subnets (:func:`render_host`)."""
-    return tuple(host_address(s) for s in me.pod_subnets if ":" not in s) or ("",)
 
 
 def render_pod(p: PodAttachment) -> dict[str, object]:

@@ -71,6 +71,7 @@ def test_the_pod_comes_from_the_snapshot_else_from_etcd():
     assert podopts.mirrored_pod(empty, store, "default", "bad") is None
     assert podopts.mirrored_pod(empty, store, "default", "nobody") is None
     assert podopts.mirrored_pod(empty, NoReads(), "", "podman-name") is None, "no namespace: no pod"
+    assert podopts.mirrored_pod(empty, NoReads(), "default", "Not_A_Name") is None, "no such pod"
 
 
 # ------------------------------------------------------------------ IPAM

@@ -106,7 +106,7 @@ def test_programming_a_node_and_a_pod_sends_only_valid_messages():
 def test_the_host_interconnect_is_a_veth_into_the_node_with_routes_via_vpp():
     """With the pod CIDR, the node gets a veth whose VPP end is ``host`` and whose
     Linux end routes the pod and Service CIDRs via VPP; its messages are valid."""
-    v = render.render_node(transport(), UPLINK, "10.96.0.0/12", "10.1.0.0/16")
+    v = render.render_node(transport(), UPLINK, "10.96.0.0/12", "10.1.0.0/16", "10.1.1.254")
     host = v[vv.interface_key(render.HOST)]
     veth_key = "linux/veth/" + render.HOST_VETH
     assert host.kind == "af_packet" and host.host_if == render.HOST_VETH and host.needs == veth_key
