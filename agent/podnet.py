@@ -19,11 +19,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
+from agent import podopts
 from agent.builders.pods import pod_attachment
 from agent.dataplane import Dataplane, PodInterface
 from agent.desired import DesiredState
 from agent.errors import ContivError, DataplaneError, InvalidInput
-from agent import podopts
 from agent.ipam.pods import PodIPAM
 from agent.model import names
 from agent.model.api import PodStatus
