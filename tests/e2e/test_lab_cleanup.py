@@ -19,11 +19,18 @@ from tests.e2e.labtools import (CLI, Neighbour, REPO, cli, host_links, lab_pids,
 pytestmark = [pytest.mark.root, pytest.mark.e2e]
 
 
+def _interactive_signals() -> None:
+    """Ctrl-C as a terminal's job gets it: a suite started in the background
+    by a non-interactive shell inherits SIGINT ignored (POSIX), and a Python
+    started so never turns it into KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_up(name: str) -> subprocess.Popen:
     # its own process group, as a shell job would be: Ctrl-C goes to the group
     return subprocess.Popen(CLI + ["lab", "up", "--name", name, "--nodes", "2"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_interactive_signals)
 
 
 def _reached(name: str, stage: str) -> bool:
