@@ -14,8 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable
 
-from agent.errors import ContivError, Exhausted, InvalidInput, TemporaryError, Unavailable
-from agent.podopts import PodOptionError
+from agent.errors import ContivError, Exhausted, InvalidInput, PodOptionError, TemporaryError, Unavailable
 from agent.ipam.pods import check_valid_attachments
 from agent.model import names
 from agent.podnet import PodNetwork, PodResult
@@ -205,7 +204,8 @@ class CNIHandler:
                 raise CNIError(E_INTERNAL, f"CHECK {cid}/{ifname}: " + "; ".join(problems))
             return CNIResponse(0, b"")
         result = self.podnet.add(cid, ifname, netns, pod_namespace=args.get("K8S_POD_NAMESPACE", ""),
-                                 pod_name=args.get("K8S_POD_NAME", ""), mtu=conf.get("mtu") or 0)
+                                 pod_name=args.get("K8S_POD_NAME", ""), mtu=conf.get("mtu") or 0,
+                                 pod_uid=args.get("K8S_POD_UID", ""))
         return CNIResponse(0, json.dumps(shape_result(version, result, conf.get("dns"))).encode())
 
 

@@ -49,6 +49,11 @@ class InvalidInput(ContivError):
     exit_status = 2
 
 
+class PodOptionError(InvalidInput):
+    """A pod's annotation asks for something malformed, or for what this
+    node cannot give (agent.podopts; CNI error code 102)."""
+
+
 class NotFound(ContivError):
     """The named object does not exist."""
 

@@ -95,15 +95,16 @@ class PodNetwork:
 
     # ------------------------------------------------------------------ ADD
     def add(self, container_id: str, ifname: str, netns: str, *, pod_namespace: str = "",
-            pod_name: str = "", mtu: int = 0) -> PodResult:
-        """``mtu``: the network configuration's, if it sets one (else the node's)."""
+            pod_name: str = "", mtu: int = 0, pod_uid: str = "") -> PodResult:
+        """``mtu``: the network configuration's, if it sets one (else the node's);
+        ``pod_uid``: the runtime's K8S_POD_UID, if it gave one."""
         names.check_container_id(container_id)
         names.check_ifname(ifname)
         if not netns.startswith("/"):
             raise InvalidInput(f"netns {netns!r} must be an absolute path")
         if not os.path.exists(netns):
             raise InvalidInput(f"network namespace {netns} does not exist")
-        memif = self._options(pod_namespace, pod_name).memif
+        memif = self._options(pod_namespace, pod_name, pod_uid).memif
         with self._lock(container_id, ifname):
             t0 = time.perf_counter()
             alloc = self.ipam.reserve(container_id, ifname, netns=netns, pod_namespace=pod_namespace,
@@ -126,16 +127,23 @@ class PodNetwork:
                                    hint="a container ID and interface name identify one attachment")
             return self._program(alloc, created, t0, None)
 
-    def _options(self, namespace: str, name: str) -> podopts.PodOptions:
+    def _options(self, namespace: str, name: str, uid: str) -> podopts.PodOptions:
         """What the pod asks for (nothing when the runtime did not name it);
-        refused before anything is allocated when this data plane cannot."""
+        refused before anything is allocated when this data plane cannot.
+        A pod not mirrored yet (or only an older pod of that name, by UID)
+        asks for nothing -- said in the log, not silently."""
         if not (name and self.pod_object):
             return podopts.NONE
-        opts = podopts.pod_options(self.pod_object(namespace, name))
+        obj = self.pod_object(namespace, name)
+        if namespace and (obj is None or (uid and (obj.get("metadata") or {}).get("uid", uid) != uid)):
+            log.warning("pod %s/%s is not in the cluster state this agent mirrors (yet): what it "
+                        "asks by annotation (%s) is not read", namespace, name, podopts.MEMIF)
+            return podopts.NONE
+        opts = podopts.pod_options(obj)
         if opts.memif and not self.plane.supports_memif:
             raise podopts.PodOptionError(
-                f"pod {namespace}/{name} asks for a memif ({podopts.MEMIF}), which only the VPP "
-                f"data plane gives; this node runs {self.plane.name}",
+                f"pod {namespace}/{name} asks for a memif ({podopts.MEMIF}), which this node's data "
+                f"plane ({self.plane.name}) does not give: a memif needs VPP with its memif plugin",
                 hint="schedule it on a VPP node, or remove the annotation")
         return opts
 

@@ -16,15 +16,12 @@ from dataclasses import dataclass
 
 import orjson
 
-from agent.errors import InvalidInput
+from agent.errors import InvalidInput, PodOptionError
 from agent.model import keys
 
 MEMIF = "contiv.io/memif"
 
 
-class PodOptionError(InvalidInput):
-    """A pod's annotation asks for something malformed, or for what this
-    node's data plane does not give (CNI error code 102)."""
 
 _BOOL = {"true": True, "false": False}
 

@@ -8,9 +8,9 @@ from agent.model.names import check_ifname
 from agent.reconciler import Dependency, Retrieved
 from agent.vpp.base import VppDescriptor
 from agent.vpp.errors import VppApiError
-from agent.vpp.values import (MEMIF_SOCKET_PREFIX, NONE, Address, Interface, MemifSocket, Unnumbered,
-                              Vxlan, address_key, if_key_of, interface_key, memifsock_key, tag,
-                              unnumbered_key, untag, vxlan_key)
+from agent.vpp.values import (MEMIF_FILENAME_MAX, MEMIF_SOCKET_PREFIX, NONE, Address, Interface,
+                              MemifSocket, Unnumbered, Vxlan, address_key, if_key_of, interface_key,
+                              memifsock_key, tag, unnumbered_key, untag, vxlan_key)
 
 ADMIN_UP = 1
 #: af_packet: QDISC_BYPASS. Not CKSUM_GSO: with it, large GSO frames from
@@ -27,8 +27,6 @@ RX_MODES = (1, 2, 3)  # polling, interrupt, adaptive: what VPP's default can be
 #: VPP's answer when a memif socket is not there (INVALID_ARGUMENT); one
 #: that still has an interface (-74) is an error: the delete is retried
 SOCKET_GONE = -73
-#: the longest memif socket filename VPP's dump gives back whole (108 with its NUL)
-MEMIF_FILENAME_MAX = 107
 KINDS = ("loopback", "af_packet", "memif")
 
 
@@ -44,6 +42,10 @@ class InterfaceDescriptor(VppDescriptor):
 
     name = "vpp-interface"
     key_prefix = "vpp/interface/"
+
+    def __init__(self, api, ifs, memif=lambda: True) -> None:
+        super().__init__(api, ifs)
+        self.memif = memif  # whether VPP has the memif plugin (its dump is read only then)
 
     def validate(self, key, v: Interface) -> None:
         if key != interface_key(v.name):
@@ -145,7 +147,7 @@ class InterfaceDescriptor(VppDescriptor):
 
     def retrieve(self, correlate, ctx):
         hosts = {d.sw_if_index: d.host_if_name for d in self.api.dump("af_packet_dump")}
-        memifs = {d.sw_if_index: d.socket_id for d in self.api.dump("memif_dump")}
+        memifs = {d.sw_if_index: d.socket_id for d in self.api.dump("memif_dump")} if self.memif() else {}
         out, found = [], {}
         for d in self.api.dump("sw_interface_dump", sw_if_index=NONE):
             name = untag(d.tag or "")
@@ -179,6 +181,10 @@ class MemifSocketDescriptor(VppDescriptor):
     name = "vpp-memif-socket"
     key_prefix = "vpp/memifsock/"
 
+    def __init__(self, api, ifs, memif=lambda: True) -> None:
+        super().__init__(api, ifs)
+        self.memif = memif  # whether VPP has the memif plugin: without it there is nothing of ours
+
     def validate(self, key, v: MemifSocket) -> None:
         if key != memifsock_key(v.id) or not 0 < v.id < NONE:
             raise InvalidInput(f"key {key} does not name memif socket {v.id} (1..2^32-2)")
@@ -202,6 +208,8 @@ class MemifSocketDescriptor(VppDescriptor):
                 raise
 
     def retrieve(self, correlate, ctx):
+        if not self.memif():
+            return []
         return [Retrieved(memifsock_key(d.socket_id), MemifSocket(d.socket_id, d.socket_filename))
                 for d in self.api.dump("memif_socket_filename_dump")
                 if d.socket_id and d.socket_filename.startswith(MEMIF_SOCKET_PREFIX)]

@@ -13,10 +13,14 @@ CORE = (
     "proxy_arp_intfc_enable_disable", "proxy_arp_intfc_dump", "bridge_domain_add_del_v2",
     "bridge_domain_dump", "sw_interface_set_l2_bridge", "l2fib_add_del", "l2_fib_table_dump",
     "vxlan_add_del_tunnel_v3", "vxlan_tunnel_v2_dump", "stn_add_del_rule", "stn_rules_dump",
-    "feature_enable_disable", "memif_socket_filename_add_del_v2", "memif_socket_filename_dump",
-    "memif_create_v2", "memif_delete", "memif_dump", "sw_interface_get_default_rx_mode",
-    "sw_interface_set_default_rx_mode",
+    "feature_enable_disable",
 )
+#: what pods' memifs need: the memif plugin, and VPP's default rx mode
+#: (26.06 on) -- optional: a VPP without them serves every other pod, and a
+#: pod asking for a memif there gets CNI error 102
+MEMIF = ("memif_socket_filename_add_del_v2", "memif_socket_filename_dump", "memif_create_v2",
+         "memif_delete", "memif_dump", "sw_interface_get_default_rx_mode",
+         "sw_interface_set_default_rx_mode")
 
 
 def required() -> tuple[str, ...]:

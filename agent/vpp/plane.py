@@ -39,7 +39,6 @@ class VppDataplane(VethPods):
     """See the module docstring; opened once per agent."""
 
     name = "vpp"
-    supports_memif = True
     host_in_subnet = True  # the host interconnect sends from it (render.render_host)
 
     def __init__(self, cfg=None, *, api_factory: Callable[[str], Any] | None = None) -> None:
@@ -55,6 +54,9 @@ class VppDataplane(VethPods):
         self._stn_mtu, self._stn_mac = 1500, ""  # the NIC's, read when opened
         self.stats_socket = ""
         self._descriptors: list = []
+        #: whether this VPP has what memifs need (messages.MEMIF), learnt at
+        #: every connection; until the first, a memif pod's values wait for VPP
+        self.supports_memif = True
         #: pod (eth0) address -> attachment id of the local pods with a memif,
         #: as rendered: the policy renderer puts their lists on the memif too
         self._memifs: dict[str, str] = {}
@@ -88,7 +90,7 @@ class VppDataplane(VethPods):
         owned = (cfg.pod_cidr, cfg.service_cidr) + \
             ((str(ipaddress.ip_interface(cfg.vpp_uplink_cidr).network),) if stn else ())
         self._descriptors = [VethDescriptor(self.netlink), PodRouteDescriptor(self.netlink)] + \
-            descriptors(self.api, owned)
+            descriptors(self.api, owned, lambda: self.supports_memif)
         self._why = f"VPP at {cfg.vpp_api_socket} is not reachable yet"
         self._try_connect()
         self._monitor = threading.Thread(target=self._watch, name="vpp-monitor", daemon=True)
@@ -106,12 +108,19 @@ class VppDataplane(VethPods):
         return VppApi(socket_path, timeout=READ_TIMEOUT, client_name="contiv-agent")
 
     def _try_connect(self) -> None:
-        from agent.vpp.errors import VppUnavailable  # noqa: PLC0415
-        from agent.vpp.messages import required  # noqa: PLC0415
+        from agent.vpp.errors import VppUnavailable, VppVersionMismatch  # noqa: PLC0415
+        from agent.vpp.messages import MEMIF, required  # noqa: PLC0415
         with self._lock:
             try:
                 self.api.reconnect()
                 self.api.require(required())  # VppVersionMismatch (fatal) names what differs
+                try:
+                    self.api.require(MEMIF)
+                    self.supports_memif = True
+                except VppVersionMismatch as e:
+                    self.supports_memif = False
+                    log.warning("VPP without what pods' memifs need (%s): pods asking for one are "
+                                "refused", e.message)
             except VppUnavailable as e:
                 self._why = e.message
                 return

@@ -32,7 +32,9 @@ import ipaddress
 from dataclasses import dataclass
 
 from agent.builders.nodes import NodeTransport
-from agent.errors import InvalidInput
+import re
+
+from agent.errors import PodOptionError
 from agent.builders.pods import PodAttachment
 from agent.linux import values as lv
 from agent.linux.links import pod_mac
@@ -52,6 +54,8 @@ NODE_NETNS = "/proc/self/ns/net"
 #: two ends, and the MAC of the host's end
 STN_HOST, STN_VETH, STN_HOST_IF = "stnhost", "stn-vpp", "stn-host"
 STN_HOST_MAC = "00:00:00:00:00:02"
+#: what VPP reads of a socket filename's name and netns (vppinfra/socket.c)
+_VPP_SOCKET_WORD = re.compile(r"[A-Za-z0-9/_.-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,9 +245,15 @@ def memif_socket(netns: str, ifname: str) -> str:
         if netns.startswith(d) and "/" not in netns[len(d):]:
             netns = netns[len(d):]
             break
-    if "," in netns:  # VPP would read what follows as another option
-        raise InvalidInput(f"network namespace {netns!r}: a memif needs a path without ','")
-    return f"{vv.MEMIF_SOCKET_PREFIX}{ifname},netns_name={netns}"
+    for what, text in (("network namespace", netns), ("interface name", ifname)):
+        if not _VPP_SOCKET_WORD.fullmatch(text):  # VPP stops reading there: "unknown input"
+            raise PodOptionError(f"a memif needs a {what} of letters, digits and /_.- only "
+                                 f"(VPP's socket syntax), not {text!r}")
+    name = f"{vv.MEMIF_SOCKET_PREFIX}{ifname},netns_name={netns}"
+    if len(name) > vv.MEMIF_FILENAME_MAX:
+        raise PodOptionError(f"a memif socket in network namespace {netns!r} would be longer than "
+                             f"VPP's {vv.MEMIF_FILENAME_MAX} bytes")
+    return name
 
 
 def render_memif(p: PodAttachment) -> dict[str, object]:
@@ -265,7 +275,7 @@ def render_memif(p: PodAttachment) -> dict[str, object]:
     out: dict[str, object] = {
         sock: vv.MemifSocket(socket_id, memif_socket(p.netns, p.ifname)),
         vv.interface_key(name): vv.Interface(name, "memif", _mac("02:fc", ip), instance=socket_id,
-                                             needs=sock),
+                                             mtu=p.mtu, needs=sock),
         vv.unnumbered_key(name): vv.Unnumbered(name, BVI),
         vv.proxyarpif_key(name): vv.ProxyArpIf(name),
         vv.route_key(0, f"{ip}/32"): vv.Route(f"{ip}/32", name, ip),

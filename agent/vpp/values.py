@@ -33,6 +33,8 @@ TAG_PREFIX = "contiv:"
 #: the start of every memif socket filename of ours: an abstract socket
 #: ``contiv/memif-<ifname>`` (agent.vpp.render.render_memif)
 MEMIF_SOCKET_PREFIX = "abstract:contiv/memif-"
+#: the longest memif socket filename VPP's dump gives back whole (108 with its NUL)
+MEMIF_FILENAME_MAX = 107
 #: VPP's FIB source of routes added through the API (vnet/fib/fib_source.h:
 #: a compile-time enum, FIB_SOURCE_API)
 FIB_SOURCE_API = 8

@@ -148,7 +148,7 @@ def test_the_cni_result_names_the_memif_and_its_address(tmp_path, version):
 
 def test_a_memif_on_a_plane_without_them_is_code_102_and_allocates_nothing(tmp_path):
     env = Env(tmp_path, memif=False)
-    cnit.assert_error(env.add(), 102, "memif.*only the VPP data plane gives; this node runs fake")
+    cnit.assert_error(env.add(), 102, r"memif.*this node's data plane \(fake\) does not give: a memif needs VPP")
     assert env.claims() == [] and env.kernel.links == {}
 
 
@@ -156,6 +156,54 @@ def test_a_malformed_annotation_is_code_102_and_allocates_nothing(tmp_path):
     env = Env(tmp_path, memif=True, annotation="maybe")
     cnit.assert_error(env.add(), 102, "contiv.io/memif: 'maybe'")
     assert env.claims() == []
+
+
+@pytest.mark.parametrize("found", ["nothing", "an older pod"])
+def test_a_pod_not_mirrored_yet_gets_no_memif_and_the_log_says_so(tmp_path, caplog, found):
+    env = Env(tmp_path, memif=True)
+    old = pod_obj({podopts.MEMIF: "true"})
+    old["metadata"]["uid"] = "old-uid"
+    env.podnet.pod_object = lambda ns, name: None if found == "nothing" else old
+    code, body = env.call("ADD", CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_UID=new")
+    assert code == 0 and len(body["ips"]) == 1, body
+    assert "pod default/web-0 is not in the cluster state this agent mirrors" in caplog.text
+
+
+def test_the_pod_of_the_right_uid_gets_its_memif(tmp_path):
+    env = Env(tmp_path, memif=True)
+    obj = pod_obj({podopts.MEMIF: "true"})
+    obj["metadata"]["uid"] = "u1"
+    env.podnet.pod_object = lambda ns, name: obj
+    code, body = env.call("ADD", CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_UID=u1")
+    assert code == 0 and len(body["ips"]) == 2, body
+
+
+@needs_defs
+def test_a_vpp_without_the_memif_messages_serves_pods_but_refuses_memifs():
+    from agent.vpp import messages  # noqa: PLC0415
+    from agent.vpp.plane import VppDataplane  # noqa: PLC0415
+
+    class Connected(Recorder):
+        def reconnect(self):
+            pass
+
+        def version(self):
+            return "26.10"
+    Recorder().require(messages.MEMIF)  # VPP 26.10 has them all
+    plane = VppDataplane()
+    plane.api = Connected()
+    plane._try_connect()
+    assert plane.supports_memif and plane.ready() == ""
+    plane.api.hide("memif_create_v2")
+    plane._try_connect()
+    assert not plane.supports_memif and plane.ready() == "", "every other pod is served"
+    # and a resync asks such a VPP nothing of memifs
+    from agent.vpp.base import Interfaces  # noqa: PLC0415
+    from agent.vpp.descriptors import core  # noqa: PLC0415
+    rec = Recorder()
+    for d in core(rec, Interfaces(), ("10.1.0.0/16",), lambda: plane.supports_memif)[:3]:
+        d.retrieve({}, None)
+    assert not [n for n in rec.names() if n.startswith("memif")]
 
 
 def test_a_pod_without_the_annotation_gets_one_address(tmp_path):
@@ -173,6 +221,7 @@ def test_the_memif_is_a_socket_in_the_pods_namespace_and_a_routed_interface():
     assert v[vv.memifsock_key(sid)] == vv.MemifSocket(sid, "abstract:contiv/memif-eth0,netns_name=p1")
     iface = v[vv.interface_key(name)]
     assert (iface.kind, iface.instance, iface.needs) == ("memif", sid, vv.memifsock_key(sid))
+    assert iface.mtu == POD.mtu, "the overlay's MTU, as the pod's eth0"
     assert v[vv.unnumbered_key(name)] == vv.Unnumbered(name, "loop0")
     assert v[vv.route_key(0, "10.1.1.3/32")] == vv.Route("10.1.1.3/32", name, "10.1.1.3")
     assert vv.proxyarpif_key(name) in v
@@ -187,15 +236,37 @@ def test_the_socket_names_the_namespace_as_briefly_as_vpp_reads_it(netns, want):
     assert render.memif_socket(netns, "eth0") == f"abstract:contiv/memif-eth0,netns_name={want}"
 
 
-def test_a_namespace_path_vpp_would_misread_or_cut_is_refused():
-    from agent.errors import InvalidInput  # noqa: PLC0415
-    with pytest.raises(InvalidInput, match="','"):
-        render.memif_socket("/proc/1/ns/net,x", "eth0")
+@pytest.mark.parametrize("netns,ifname,match", [
+    ("/proc/1/ns/net,x", "eth0", "network namespace of letters"),   # VPP: another option
+    ("/var/run/netns/pod a", "eth0", "network namespace of letters"),
+    ("/var/run/netns/p1", "eth@0", "interface name of letters"),
+    ("/x" * 60, "eth0", "longer than VPP's 107 bytes"),
+])
+def test_a_socket_vpp_would_misread_or_cut_is_refused_as_the_pods_error(netns, ifname, match):
+    from agent.errors import InvalidInput, PodOptionError  # noqa: PLC0415
+    with pytest.raises(PodOptionError, match=match):
+        render.memif_socket(netns, ifname)
     desc = MemifSocketDescriptor(None, None)
     with pytest.raises(InvalidInput, match="longer than 107"):
-        desc.validate(vv.memifsock_key(5), vv.MemifSocket(5, render.memif_socket("/x" * 60, "eth0")))
+        desc.validate(vv.memifsock_key(5), vv.MemifSocket(5, vv.MEMIF_SOCKET_PREFIX + "x" * 90))
     with pytest.raises(InvalidInput, match="not one of ours"):
         desc.validate(vv.memifsock_key(5), vv.MemifSocket(5, "/run/vpp/memif.sock"))
+
+
+def test_a_socket_vpp_cannot_open_fails_the_add_with_code_102_and_leaks_nothing(tmp_path):
+    class Vppish(FakeDataplane):  # renders as VPP's does: the socket checked first
+        def render_pod(self, p):
+            if p.memif:
+                render.memif_socket(p.netns, p.ifname)
+            return super().render_pod(p)
+    env = Env(tmp_path, memif=True)
+    env.plane = Vppish(env.kernel, memif=True)
+    env.podnet.plane = env.plane
+    bad = tmp_path / "ns,x"
+    bad.touch()
+    cnit.assert_error(env.call("ADD", CNI_ARGS="K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0",
+                               CNI_NETNS=str(bad)), 102, "network namespace of letters")
+    assert env.claims() == [] and env.kernel.links == {}
 
 
 @needs_defs

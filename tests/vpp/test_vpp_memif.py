@@ -67,6 +67,7 @@ class PodVpp:
         self.proc.start()
         for c in ("create memif socket id 1 filename abstract:contiv/memif-eth0",
                   "create interface memif socket-id 1 id 0 slave",
+                  "set interface mtu 1450 memif1/0",
                   f"set interface ip address memif1/0 {address}/32",
                   "set interface state memif1/0 up",
                   f"ip route add {gateway}/32 via memif1/0",
