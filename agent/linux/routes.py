@@ -70,15 +70,16 @@ def _dump(ipr, oif: int | None = None):
                bool(r["flags"] & RTNH_F_ONLINK), o, r.get_attr("RTA_PREFSRC") or "")
 
 
-def _check(dst: str, via: str, onlink: bool) -> None:
+def _check(dst: str, via: str, onlink: bool, src: str = "") -> None:
     if onlink and not via:
         raise InvalidInput(f"route {dst}: onlink needs a gateway")
     try:
         ipaddress.ip_network(dst)
-        if via:
-            ipaddress.ip_address(via)
+        for addr in (via, src):
+            if addr:
+                ipaddress.ip_address(addr)
     except ValueError as e:
-        raise InvalidInput(f"route {dst} via {via or '-'}: {e}") from None
+        raise InvalidInput(f"route {dst} via {via or '-'}{f' src {src}' if src else ''}: {e}") from None
 
 
 class RouteDescriptor(Descriptor):
@@ -133,12 +134,7 @@ class PodRouteDescriptor(Descriptor):
         self.nl = nl
 
     def validate(self, key, v: PodRoute) -> None:
-        _check(v.dst, v.via, v.onlink)
-        if v.src:
-            try:
-                ipaddress.ip_address(v.src)
-            except ValueError as e:
-                raise InvalidInput(f"route {v.dst}: source {v.src!r}: {e}") from None
+        _check(v.dst, v.via, v.onlink, v.src)
 
     def dependencies(self, key, v: PodRoute):
         return (Dependency("pod-interface-exists", veth_key(v.host_if)),)
