@@ -20,9 +20,6 @@ from agent.errors import InvalidInput, PodOptionError
 from agent.model import keys
 
 MEMIF = "contiv.io/memif"
-
-
-
 _BOOL = {"true": True, "false": False}
 
 

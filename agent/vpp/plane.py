@@ -57,9 +57,9 @@ class VppDataplane(VethPods):
         #: whether this VPP has what memifs need (messages.MEMIF), learnt at
         #: every connection; until the first, a memif pod's values wait for VPP
         self.supports_memif = True
-        #: pod (eth0) address -> attachment id of the local pods with a memif,
-        #: as rendered: the policy renderer puts their lists on the memif too
-        self._memifs: dict[str, str] = {}
+        #: the (eth0) addresses of the local pods with a memif, as rendered:
+        #: the policy renderer puts their lists on the memif too
+        self._memifs: set[str] = set()
         #: the node's own address in its pod subnet: the agent sets it (Dataplane.host_address)
         self.host_address = ""
         self._why = "not opened"
@@ -225,9 +225,9 @@ class VppDataplane(VethPods):
         from agent.vpp import render  # noqa: PLC0415
         ip = str(ipaddress.ip_interface(p.ips[0]).ip)
         if p.memif:
-            self._memifs[ip] = p.id
-        elif self._memifs.get(ip) is not None:
-            del self._memifs[ip]  # the address went to a pod without one
+            self._memifs.add(ip)
+        else:
+            self._memifs.discard(ip)  # (the address may have gone to a pod without one)
         return render.render_pod(p)
 
     def pod_interfaces(self, p, metadata):

@@ -207,7 +207,6 @@ def render_node(t: NodeTransport, uplink: Uplink, service_cidr: str = "",
 
 
 def render_pod(p: PodAttachment) -> dict[str, object]:
-    from agent.vpp import services  # noqa: PLC0415
     host_if = lv.host_ifname(p.container_id, p.ifname)
     out: dict[str, object] = {
         lv.veth_key(host_if): lv.Veth(host_if, p.netns, p.ifname, tuple(p.ips), p.mtu,
@@ -220,14 +219,22 @@ def render_pod(p: PodAttachment) -> dict[str, object]:
     name = vv.pod_ifname(ip)
     out[vv.interface_key(name)] = vv.Interface(name, "af_packet", _mac("02:fe", ip), host_if=host_if,
                                                needs=lv.veth_key(host_if))
-    out[vv.unnumbered_key(name)] = vv.Unnumbered(name, BVI)
-    out[vv.proxyarpif_key(name)] = vv.ProxyArpIf(name)
     out[vv.neighbor_key(name, ip)] = vv.Neighbor(name, ip, pod_mac(p.ips))
-    out[vv.route_key(0, f"{ip}/32")] = vv.Route(f"{ip}/32", name, ip)
-    out.update(services.pod_values(name))
+    out.update(_routed(name, ip))
     if p.memif:
         out.update(render_memif(p))
     return out
+
+
+def _routed(name: str, ip: str) -> dict[str, object]:
+    """What makes VPP interface ``name`` a pod's way in for address ``ip``
+    (a pod's eth0, a pod's memif): unnumbered to ``loop0``, proxy ARP for
+    the gateway, a /32 route, and what Services need of a pod interface."""
+    from agent.vpp import services  # noqa: PLC0415
+    return {vv.unnumbered_key(name): vv.Unnumbered(name, BVI),
+            vv.proxyarpif_key(name): vv.ProxyArpIf(name),
+            vv.route_key(0, f"{ip}/32"): vv.Route(f"{ip}/32", name, ip),
+            **services.pod_values(name)}
 
 
 def memif_socket_path(ifname: str) -> str:
@@ -267,18 +274,13 @@ def render_memif(p: PodAttachment) -> dict[str, object]:
     address (:func:`agent.vpp.values.memif_ifname`), so the pod's policies
     find it (:mod:`agent.vpp.policies`). The socket id is the memif address
     as a number: unique on the node, the same after a restart."""
-    from agent.vpp import services  # noqa: PLC0415
     ip = str(ipaddress.ip_interface(p.memif).ip)
     socket_id = int(ipaddress.ip_address(ip))
     name = vv.memif_ifname(str(ipaddress.ip_interface(p.ips[0]).ip))
     sock = vv.memifsock_key(socket_id)
-    out: dict[str, object] = {
+    return {
         sock: vv.MemifSocket(socket_id, memif_socket(p.netns, p.ifname)),
         vv.interface_key(name): vv.Interface(name, "memif", _mac("02:fc", ip), instance=socket_id,
                                              mtu=p.mtu, needs=sock),
-        vv.unnumbered_key(name): vv.Unnumbered(name, BVI),
-        vv.proxyarpif_key(name): vv.ProxyArpIf(name),
-        vv.route_key(0, f"{ip}/32"): vv.Route(f"{ip}/32", name, ip),
+        **_routed(name, ip),
     }
-    out.update(services.pod_values(name))
-    return out
